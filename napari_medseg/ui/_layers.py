@@ -1,0 +1,282 @@
+"""Conversion between napari layers and :class:`~napari_medseg.io.volume.Volume` objects.
+
+Every layer this plugin creates keeps the volume geometry (spacing, affine, modality, source)
+in ``layer.metadata["medseg"]`` (from :meth:`Volume.geometry_metadata`) and shows it with a
+physical ``scale``/``translate`` (from :meth:`Volume.napari_geometry`). A Labels layer made for
+an image copies the image's geometry, so it saves with the image's affine.
+
+Labels layers also carry a class table in ``layer.metadata["medseg"]["classes"]``::
+
+    {1: {"name": "Anterior", "color": "#e6194b"}, 2: {"name": "Posterior", "color": "#3cb44b"}}
+
+(label value -> name and ``#rrggbb`` colour). The napari colormap is built from it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from napari_medseg.io.volume import Volume
+
+#: Distinct colours (Sasha Trubetskoy's palette) for label classes without an explicit colour.
+DEFAULT_CLASS_COLORS = (
+    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
+    "#f032e6", "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8",
+    "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075", "#a9a9a9",
+)
+
+
+def default_class_color(value: int) -> str:
+    """A ``#rrggbb`` colour for label ``value`` (>= 1) from :data:`DEFAULT_CLASS_COLORS`."""
+    return DEFAULT_CLASS_COLORS[(int(value) - 1) % len(DEFAULT_CLASS_COLORS)]
+
+
+def default_classes(n: int = 1) -> dict[int, dict[str, str]]:
+    """Class table with ``n`` classes named "label 1" ... "label n"."""
+    return {v: {"name": f"label {v}", "color": default_class_color(v)} for v in range(1, n + 1)}
+
+
+def normalise_classes(classes: Mapping[Any, Any] | None) -> dict[int, dict[str, str]]:
+    """Class table with ``int`` keys and ``name``/``color`` entries.
+
+    Accepts JSON-loaded tables (string keys), bare names (``{1: "liver"}``) and entries
+    without colour. Value 0 (background) is dropped.
+
+    Raises
+    ------
+    ValueError
+        If a key is not a whole number in 1..65535.
+    """
+    out: dict[int, dict[str, str]] = {}
+    for key, entry in dict(classes or {}).items():
+        try:
+            value = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"class value {key!r} is not a whole number") from None
+        if value == 0:
+            continue
+        if not 0 < value < 65536:
+            raise ValueError(f"class value {value} must be between 1 and 65535")
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        entry = dict(entry or {})
+        out[value] = {
+            "name": str(entry.get("name") or f"label {value}"),
+            "color": str(entry.get("color") or default_class_color(value)),
+        }
+    return dict(sorted(out.items()))
+
+
+def classes_colormap(classes: Mapping[int, Mapping[str, str]]) -> Any:
+    """napari ``DirectLabelColormap`` with the class colours (other values: default colours)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    table = normalise_classes(classes)
+    color_dict: dict[int | None, Any] = {0: "transparent", None: "#ff00ff"}
+    for value, entry in table.items():
+        color_dict[value] = entry["color"]
+    # values outside the table still show, in a distinct colour per value
+    for value in range(1, 21):
+        color_dict.setdefault(value, default_class_color(value))
+    return DirectLabelColormap(color_dict=color_dict)
+
+
+def _medseg_meta(layer: Any) -> dict[str, Any]:
+    meta = getattr(layer, "metadata", None) or {}
+    medseg = meta.get("medseg")
+    return medseg if isinstance(medseg, dict) else {}
+
+
+def layer_classes(layer: Any) -> dict[int, dict[str, str]]:
+    """The class table of a Labels layer (empty dict when it has none)."""
+    return normalise_classes(_medseg_meta(layer).get("classes"))
+
+
+def set_layer_classes(layer: Any, classes: Mapping[Any, Any]) -> None:
+    """Store a class table in ``layer.metadata["medseg"]["classes"]`` and recolour the layer."""
+    table = normalise_classes(classes)
+    meta = dict(layer.metadata)
+    medseg = dict(meta.get("medseg") or {})
+    medseg["classes"] = table
+    meta["medseg"] = medseg
+    layer.metadata = meta
+    layer.colormap = classes_colormap(table)
+
+
+def volume_from_layer(layer: Any) -> Volume:
+    """The layer's data as a :class:`Volume` with the geometry it was opened with.
+
+    Uses ``layer.metadata["medseg"]`` when present and matching the data shape; otherwise
+    builds an axis-aligned affine from the layer's ``scale`` and ``translate`` (mm).
+
+    Parameters
+    ----------
+    layer : napari.layers.Image or napari.layers.Labels
+        A 2D ``(Y, X)`` or 3D ``(Z, Y, X)`` layer.
+
+    Raises
+    ------
+    ValueError
+        If the layer is not 2D/3D (e.g. RGB or time series).
+    """
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]
+    array = np.asarray(data)
+    if getattr(layer, "rgb", False):
+        raise ValueError(f"layer '{layer.name}' is an RGB picture, not a medical volume")
+    meta = _medseg_meta(layer)
+    if {"spacing", "affine"} <= meta.keys() and list(meta.get("shape", array.shape)) == list(
+        array.shape
+    ):
+        volume = Volume.from_geometry_metadata(array, meta)
+        volume.name = layer.name
+        return volume
+    if array.ndim not in (2, 3):
+        raise ValueError(
+            f"layer '{layer.name}' has {array.ndim} dimensions; only 2D and 3D volumes are supported"
+        )
+    scale = tuple(float(s) for s in layer.scale[-array.ndim:])
+    translate = tuple(float(t) for t in layer.translate[-array.ndim:])
+    affine = np.eye(4)
+    offset = 3 - array.ndim
+    for i in range(array.ndim):
+        affine[offset + i, offset + i] = scale[i]
+        affine[offset + i, 3] = translate[i]
+    modality = meta.get("modality", "unknown")
+    return Volume(array, scale, affine, modality=modality, name=layer.name)
+
+
+def layer_kwargs_for_volume(volume: Volume, **extra: Any) -> dict[str, Any]:
+    """napari layer keyword arguments (name, scale, translate, metadata) for ``volume``.
+
+    ``extra`` entries override or extend them; an ``extra["metadata"]["medseg"]`` dict is merged
+    into the geometry metadata (e.g. ``classes``).
+    """
+    geometry = volume.napari_geometry()
+    medseg = volume.geometry_metadata()
+    extra = dict(extra)
+    extra_meta = dict(extra.pop("metadata", None) or {})
+    medseg.update(extra_meta.pop("medseg", None) or {})
+    kwargs: dict[str, Any] = {
+        "name": volume.name,
+        "scale": geometry["scale"],
+        "translate": geometry["translate"],
+        "metadata": {**extra_meta, "medseg": medseg},
+    }
+    kwargs.update(extra)
+    return kwargs
+
+
+def image_layer_kwargs(volume: Volume, **extra: Any) -> dict[str, Any]:
+    """Layer kwargs for showing ``volume`` as an Image (grey colormap, modality contrast)."""
+    from napari_medseg.io.windowing import default_contrast_limits
+
+    kwargs = layer_kwargs_for_volume(volume)
+    kwargs["colormap"] = "gray"
+    limits = default_contrast_limits(volume)
+    if limits is not None and float(limits[1]) > float(limits[0]):
+        kwargs["contrast_limits"] = [float(limits[0]), float(limits[1])]
+    kwargs.update(extra)
+    return kwargs
+
+
+def labels_layer_kwargs(
+    volume: Volume, classes: Mapping[Any, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Layer kwargs for showing ``volume`` (integer label map) as a Labels layer with classes."""
+    if classes is None:
+        classes = volume.metadata.get("classes")
+    if classes is None:
+        values = np.unique(np.asarray(volume.array))
+        n = int(values.max()) if values.size and values.max() < 256 else 1
+        classes = default_classes(max(n, 1))
+    table = normalise_classes(classes)
+    kwargs = layer_kwargs_for_volume(volume, metadata={"medseg": {"classes": table}})
+    kwargs["colormap"] = classes_colormap(table)
+    kwargs.update(extra)
+    return kwargs
+
+
+def add_volume_as_image(viewer: Any, volume: Volume, **extra: Any) -> Any:
+    """Add ``volume`` to ``viewer`` as an Image layer with geometry and default contrast.
+
+    Returns
+    -------
+    napari.layers.Image
+    """
+    return viewer.add_image(volume.array, **image_layer_kwargs(volume, **extra))
+
+
+def labels_dtype(n_max: int = 255) -> np.dtype:
+    """Smallest unsigned dtype for label values up to ``n_max``."""
+    return np.dtype(np.uint8) if n_max < 256 else np.dtype(np.uint16)
+
+
+def add_labels_for_image(
+    viewer: Any,
+    image_layer: Any,
+    data: np.ndarray | None = None,
+    name: str | None = None,
+    classes: Mapping[Any, Any] | None = None,
+) -> Any:
+    """Add a Labels layer with the geometry of ``image_layer``.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    image_layer : napari.layers.Image (or Labels)
+        The layer whose grid (shape, spacing, affine) the labels use.
+    data : np.ndarray, optional
+        Label voxels, same shape as the image; zeros (``uint8``) when omitted.
+    name : str, optional
+        Layer name; default ``"<image> labels"``.
+    classes : mapping, optional
+        Class table ``{value: {"name", "color"}}``; default one class "label 1".
+
+    Raises
+    ------
+    ValueError
+        If ``data`` does not have the image's shape.
+    """
+    volume = volume_from_layer(image_layer)
+    if data is None:
+        data = np.zeros(volume.shape, dtype=np.uint8)
+    data = np.asarray(data)
+    if data.shape != volume.shape:
+        raise ValueError(
+            f"labels of shape {data.shape} do not match image '{image_layer.name}' {volume.shape}"
+        )
+    if not np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.uint16 if data.max(initial=0) > 255 else np.uint8)
+    table = normalise_classes(classes if classes is not None else default_classes(1))
+    labels_volume = volume.with_array(data, name=name or f"{image_layer.name} labels")
+    kwargs = layer_kwargs_for_volume(labels_volume, metadata={"medseg": {"classes": table}})
+    meta_source = kwargs["metadata"]["medseg"].setdefault("source", {})
+    meta_source["image_layer"] = image_layer.name
+    layer = viewer.add_labels(data, colormap=classes_colormap(table), **kwargs)
+    layer.selected_label = next(iter(table), 1)
+    return layer
+
+
+def image_layers(viewer: Any) -> list[Any]:
+    """Image layers of ``viewer`` (not RGB), in layer-list order."""
+    from napari.layers import Image
+
+    return [ly for ly in viewer.layers if isinstance(ly, Image) and not ly.rgb]
+
+
+def labels_layers(viewer: Any) -> list[Any]:
+    """Labels layers of ``viewer``, in layer-list order."""
+    from napari.layers import Labels
+
+    return [ly for ly in viewer.layers if isinstance(ly, Labels)]
+
+
+def copy_medseg_metadata(layer: Any) -> dict[str, Any]:
+    """Deep copy of ``layer.metadata["medseg"]`` (empty dict when absent)."""
+    return copy.deepcopy(_medseg_meta(layer))

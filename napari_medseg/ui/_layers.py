@@ -15,7 +15,9 @@ Labels layers also carry a class table in ``layer.metadata["medseg"]["classes"]`
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,6 +109,56 @@ def set_layer_classes(layer: Any, classes: Mapping[Any, Any]) -> None:
     layer.colormap = classes_colormap(table)
 
 
+def volume_from_parts(
+    array: np.ndarray,
+    medseg: Mapping[str, Any] | None,
+    scale: Any = None,
+    translate: Any = None,
+    name: str = "volume",
+) -> Volume:
+    """Build a :class:`Volume` from layer pieces (used by layers and by the npe2 writer).
+
+    Parameters
+    ----------
+    array : np.ndarray
+        ``(Z, Y, X)`` or ``(Y, X)`` voxels.
+    medseg : mapping or None
+        ``layer.metadata["medseg"]``; its geometry is used when its shape matches ``array``.
+    scale, translate : sequence of float, optional
+        napari layer scale (mm per voxel) and translate (mm), the fallback geometry.
+    name : str
+        Volume name.
+
+    Raises
+    ------
+    ValueError
+        If ``array`` is not 2D or 3D.
+    """
+    array = np.asarray(array)
+    meta = dict(medseg or {})
+    if {"spacing", "affine"} <= meta.keys() and list(meta.get("shape", array.shape)) == list(
+        array.shape
+    ):
+        volume = Volume.from_geometry_metadata(array, meta)
+        volume.name = name
+        return volume
+    if array.ndim not in (2, 3):
+        raise ValueError(
+            f"'{name}' has {array.ndim} dimensions; only 2D and 3D volumes are supported"
+        )
+    scale = (1.0,) * array.ndim if scale is None else scale
+    translate = (0.0,) * array.ndim if translate is None else translate
+    scale = tuple(float(s) for s in list(scale)[-array.ndim:])
+    translate = tuple(float(t) for t in list(translate)[-array.ndim:])
+    affine = np.eye(4)
+    offset = 3 - array.ndim
+    for i in range(array.ndim):
+        affine[offset + i, offset + i] = scale[i]
+        affine[offset + i, 3] = translate[i]
+    return Volume(array, tuple(abs(s) for s in scale), affine,
+                  modality=meta.get("modality", "unknown"), name=name)
+
+
 def volume_from_layer(layer: Any) -> Volume:
     """The layer's data as a :class:`Volume` with the geometry it was opened with.
 
@@ -123,32 +175,65 @@ def volume_from_layer(layer: Any) -> Volume:
     ValueError
         If the layer is not 2D/3D (e.g. RGB or time series).
     """
-    data = layer.data
-    if getattr(layer, "multiscale", False):
-        data = data[0]
-    array = np.asarray(data)
     if getattr(layer, "rgb", False):
         raise ValueError(f"layer '{layer.name}' is an RGB picture, not a medical volume")
-    meta = _medseg_meta(layer)
-    if {"spacing", "affine"} <= meta.keys() and list(meta.get("shape", array.shape)) == list(
-        array.shape
-    ):
-        volume = Volume.from_geometry_metadata(array, meta)
-        volume.name = layer.name
-        return volume
-    if array.ndim not in (2, 3):
-        raise ValueError(
-            f"layer '{layer.name}' has {array.ndim} dimensions; only 2D and 3D volumes are supported"
-        )
-    scale = tuple(float(s) for s in layer.scale[-array.ndim:])
-    translate = tuple(float(t) for t in layer.translate[-array.ndim:])
-    affine = np.eye(4)
-    offset = 3 - array.ndim
-    for i in range(array.ndim):
-        affine[offset + i, offset + i] = scale[i]
-        affine[offset + i, 3] = translate[i]
-    modality = meta.get("modality", "unknown")
-    return Volume(array, scale, affine, modality=modality, name=layer.name)
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return volume_from_parts(
+        np.asarray(data), _medseg_meta(layer), layer.scale, layer.translate, layer.name
+    )
+
+
+def classes_sidecar_path(labels_path: str | Path) -> Path:
+    """``x.nii.gz`` -> ``x.classes.json`` (class table saved next to a labels file)."""
+    p = Path(labels_path)
+    name = p.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return p.with_name(f"{name}.classes.json")
+
+
+def write_classes_sidecar(labels_path: str | Path, classes: Mapping[Any, Any]) -> Path:
+    """Write the class table as JSON next to ``labels_path``; returns the JSON path."""
+    table = normalise_classes(classes)
+    out = classes_sidecar_path(labels_path)
+    payload = {"labels": {str(k): v for k, v in table.items()}}
+    out.write_text(json.dumps(payload, indent=2))
+    return out
+
+
+def read_classes_sidecar(labels_path: str | Path) -> dict[int, dict[str, str]] | None:
+    """Class table from the JSON sidecar of ``labels_path`` (``None`` if absent or unreadable)."""
+    p = classes_sidecar_path(labels_path)
+    if not p.is_file():
+        return None
+    try:
+        payload = json.loads(p.read_text())
+        return normalise_classes(payload.get("labels", payload))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def labels_for_saving(labels: np.ndarray, medseg: Mapping[str, Any] | None) -> np.ndarray:
+    """Label voxels as they go to disk: unannotated slices become ``IGNORE_LABEL``.
+
+    When ``medseg["annotated_slices"]`` lists slice indices along axis 0 (sparse annotation),
+    every other slice is filled with :data:`~napari_medseg.events.IGNORE_LABEL` (255) so
+    training ignores it; without marks the labels are returned unchanged.
+    """
+    from napari_medseg.events import IGNORE_LABEL
+
+    labels = np.asarray(labels)
+    marks = (medseg or {}).get("annotated_slices")
+    if not marks or labels.ndim != 3:
+        return labels
+    out = labels.astype(np.uint8 if labels.max(initial=0) < IGNORE_LABEL else labels.dtype,
+                        copy=True)
+    keep = np.zeros(labels.shape[0], dtype=bool)
+    keep[[int(i) for i in marks if 0 <= int(i) < labels.shape[0]]] = True
+    out[~keep] = IGNORE_LABEL
+    return out
 
 
 def layer_kwargs_for_volume(volume: Volume, **extra: Any) -> dict[str, Any]:

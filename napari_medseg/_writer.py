@@ -1,0 +1,66 @@
+"""npe2 writers: a Labels (or Image) layer -> NIfTI with the geometry it was opened with.
+
+The geometry comes from ``layer.metadata["medseg"]`` (written when the image was opened), so
+a Labels layer painted on an image saves with that image's affine: reading it back gives the
+same voxels and affine. Sparse-annotation marks turn unannotated slices into
+``IGNORE_LABEL`` (255), and the class table goes to a ``.classes.json`` sidecar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _medseg(meta: dict[str, Any]) -> dict[str, Any]:
+    medseg = (meta.get("metadata") or {}).get("medseg")
+    return medseg if isinstance(medseg, dict) else {}
+
+
+def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Save a Labels layer as ``.nii.gz`` / ``.nii``.
+
+    Parameters
+    ----------
+    path : str
+        Destination file.
+    data : array-like
+        Label voxels ``(Z, Y, X)`` or ``(Y, X)``.
+    meta : dict
+        napari layer attributes (``metadata``, ``scale``, ``translate``, ``name``).
+
+    Returns
+    -------
+    list of str
+        The files written (NIfTI, plus the class-table sidecar when the layer has classes).
+    """
+    from napari_medseg.io import save_labels
+    from napari_medseg.ui._layers import (
+        labels_for_saving,
+        volume_from_parts,
+        write_classes_sidecar,
+    )
+
+    medseg = _medseg(meta)
+    array = np.asarray(data)
+    reference = volume_from_parts(
+        array, medseg, meta.get("scale"), meta.get("translate"), meta.get("name", "labels")
+    )
+    written = save_labels(labels_for_saving(array, medseg), reference, path)
+    out = [str(written)]
+    if medseg.get("classes"):
+        out.append(str(write_classes_sidecar(written, medseg["classes"])))
+    return out
+
+
+def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Save an Image layer as ``.nii.gz`` / ``.nii`` with its geometry (see :func:`write_labels`)."""
+    from napari_medseg.io import write_nifti
+    from napari_medseg.ui._layers import volume_from_parts
+
+    medseg = _medseg(meta)
+    volume = volume_from_parts(
+        np.asarray(data), medseg, meta.get("scale"), meta.get("translate"), meta.get("name", "image")
+    )
+    return [str(write_nifti(volume, path, labels=False))]

@@ -1,0 +1,104 @@
+"""Editing and annotation tools on label maps (pure numpy/scipy; no napari, no Qt).
+
+All label functions take an integer label map (``(Z, Y, X)`` or ``(Y, X)``), spacing in mm in
+array axis order, and return a NEW array; other labels are left untouched unless
+``overwrite=True``. Keyword-only ``axis``/``slice_index`` restrict an edit to one slice (any
+orientation) or to every slice in 2D; ``label=None`` (or 0) means all labels where sensible.
+Wrong inputs raise :class:`EditingError` (a ``ValueError``) with a readable message.
+
+Modules
+-------
+morphology     grow/shrink/open/close/smooth/hollow a label, radius in mm (exact ellipsoid)
+_structuring   the fast binary morphology behind it (run decomposition or distance transform)
+components     fill holes, remove islands, keep largest / clicked piece, component table
+logic          union / intersect / subtract of two labels
+interpolation  shape-based interpolation between annotated slices
+contours       per-slice outlines as polygons (mm, or voxel indices for napari Shapes)
+presegment     Otsu/window threshold, region growing, k-means, Gaussian mixture, watershed
+patches        EditPatch / make_patch / apply_operation / UndoStack for undo and redo
+"""
+
+from napari_medseg.editing._structuring import (
+    BALL_TOLERANCE,
+    close_mask,
+    dilate_mask,
+    ellipsoid_footprint,
+    erode_mask,
+    open_mask,
+)
+from napari_medseg.editing._validation import EditingError
+from napari_medseg.editing.components import (
+    component_table,
+    count_holes,
+    fill_holes,
+    keep_component,
+    keep_largest,
+    remove_islands,
+)
+from napari_medseg.editing.contours import label_contours, label_contours_for_shapes
+from napari_medseg.editing.interpolation import interpolate_slices, signed_distance
+from napari_medseg.editing.logic import COMBINE_OPS, combine_labels
+from napari_medseg.editing.morphology import (
+    close_label,
+    grow_label,
+    hollow_label,
+    open_label,
+    shrink_label,
+    smooth_label,
+)
+from napari_medseg.editing.patches import (
+    OPERATIONS,
+    EditPatch,
+    UndoStack,
+    apply_operation,
+    make_patch,
+)
+from napari_medseg.editing.presegment import (
+    constrain_paint,
+    gmm_segment,
+    intensity_mask,
+    kmeans_segment,
+    region_grow,
+    threshold_segment,
+    watershed_segment,
+)
+
+__all__ = [
+    "BALL_TOLERANCE",
+    "COMBINE_OPS",
+    "OPERATIONS",
+    "EditPatch",
+    "EditingError",
+    "UndoStack",
+    "apply_operation",
+    "close_label",
+    "close_mask",
+    "combine_labels",
+    "component_table",
+    "constrain_paint",
+    "count_holes",
+    "dilate_mask",
+    "ellipsoid_footprint",
+    "erode_mask",
+    "fill_holes",
+    "gmm_segment",
+    "grow_label",
+    "hollow_label",
+    "intensity_mask",
+    "interpolate_slices",
+    "keep_component",
+    "keep_largest",
+    "kmeans_segment",
+    "label_contours",
+    "label_contours_for_shapes",
+    "make_patch",
+    "open_label",
+    "open_mask",
+    "region_grow",
+    "remove_islands",
+    "shrink_label",
+    "signed_distance",
+    "smooth_label",
+    "threshold_segment",
+    "watershed_segment",
+]

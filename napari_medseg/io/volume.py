@@ -143,7 +143,7 @@ class Volume:
         }
 
     @classmethod
-    def from_geometry_metadata(cls, array: np.ndarray, meta: dict[str, Any]) -> "Volume":
+    def from_geometry_metadata(cls, array: np.ndarray, meta: dict[str, Any]) -> Volume:
         """Rebuild a Volume from an array plus :meth:`geometry_metadata` output."""
         return cls(
             array=array,
@@ -154,7 +154,7 @@ class Volume:
             name=meta.get("name", "volume"),
         )
 
-    def with_array(self, array: np.ndarray, name: str | None = None) -> "Volume":
+    def with_array(self, array: np.ndarray, name: str | None = None) -> Volume:
         """Same geometry, other voxels (e.g. labels derived from this image)."""
         array = np.asarray(array)
         if array.shape != self.array.shape:

@@ -1,0 +1,74 @@
+"""Medical image input/output: NIfTI and DICOM into :class:`Volume`, labels back to NIfTI.
+
+Pure core: numpy, nibabel, pydicom (and scipy for tilted CT); never napari or Qt.
+Every problem with an input raises :class:`MedsegIOError` (a ``ValueError``) with a message for
+the user; notable-but-readable oddities become :class:`MedsegIOWarning` and are also kept in
+``volume.metadata["warnings"]``.
+"""
+
+from napari_medseg.io.dicom import (
+    DicomSeriesInfo,
+    folder_has_dicom,
+    has_dicom_preamble,
+    is_dicom_path,
+    list_dicom_series,
+    read_dicom,
+    read_dicom_series,
+)
+from napari_medseg.io.errors import (
+    DICOM_CODECS_EXTRA,
+    MedsegIOError,
+    MedsegIOWarning,
+    MissingDecoderError,
+    MultipleSeriesError,
+)
+from napari_medseg.io.info import describe_path, read_volume, read_volumes, sample_data_dir
+from napari_medseg.io.nifti import (
+    is_nifti_path,
+    label_dtype,
+    looks_like_label_map,
+    read_nifti,
+    save_labels,
+    write_nifti,
+)
+from napari_medseg.io.volume import Volume, affine_from_nifti, affine_to_nifti
+from napari_medseg.io.windowing import (
+    CT_WINDOW_PRESETS,
+    auto_contrast_limits,
+    default_contrast_limits,
+    preset_contrast_limits,
+    window_to_contrast_limits,
+)
+
+__all__ = [
+    "CT_WINDOW_PRESETS",
+    "DICOM_CODECS_EXTRA",
+    "DicomSeriesInfo",
+    "MedsegIOError",
+    "MedsegIOWarning",
+    "MissingDecoderError",
+    "MultipleSeriesError",
+    "Volume",
+    "affine_from_nifti",
+    "affine_to_nifti",
+    "auto_contrast_limits",
+    "default_contrast_limits",
+    "describe_path",
+    "folder_has_dicom",
+    "has_dicom_preamble",
+    "is_dicom_path",
+    "is_nifti_path",
+    "label_dtype",
+    "looks_like_label_map",
+    "list_dicom_series",
+    "preset_contrast_limits",
+    "read_dicom",
+    "read_dicom_series",
+    "read_nifti",
+    "read_volume",
+    "read_volumes",
+    "sample_data_dir",
+    "save_labels",
+    "window_to_contrast_limits",
+    "write_nifti",
+]

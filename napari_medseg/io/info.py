@@ -1,0 +1,244 @@
+"""Path-level entry points: open whatever the user pointed at, describe it, find sample data.
+
+:func:`read_volume` dispatches on what ``path`` is: ``.nii``/``.nii.gz`` -> NIfTI; a folder, a
+``.dcm`` file or a file with the DICOM preamble (``DICM`` at byte 128) -> DICOM.
+:func:`describe_path` gives the JSON summary printed by ``napari-medseg info PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_medseg.io.dicom import (
+    _discover,
+    has_dicom_preamble,
+    read_dicom,
+    read_dicom_series,
+)
+from napari_medseg.io.errors import MedsegIOError, check_readable
+from napari_medseg.io.nifti import is_nifti_path, nifti_header_summary, read_nifti
+from napari_medseg.io.volume import Volume
+
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def _kind(p: Path) -> str:
+    """``"nifti"``, ``"dicom"`` or raise a clear error."""
+    if p.is_dir():
+        return "dicom"
+    if is_nifti_path(p):
+        return "nifti"
+    if p.suffix.lower() in _DICOM_SUFFIXES or has_dicom_preamble(p):
+        return "dicom"
+    raise MedsegIOError(
+        f"Unsupported file type: {p.name}. napari-medseg opens NIfTI (.nii, .nii.gz) files, "
+        "DICOM files and folders of DICOM files."
+    )
+
+
+def _no_dicom_hint(p: Path, exc: MedsegIOError) -> MedsegIOError:
+    if p.is_dir() and str(exc).startswith("No DICOM images found"):
+        niftis = sorted(f.name for f in p.iterdir() if is_nifti_path(f))
+        if niftis:
+            return MedsegIOError(
+                f"No DICOM images found in {p}; it holds NIfTI files "
+                f"({', '.join(niftis[:3])}{' ...' if len(niftis) > 3 else ''}): open one of them."
+            )
+        if not any(p.iterdir()):
+            return MedsegIOError(f"The folder {p} is empty.")
+    return exc
+
+
+def read_volume(
+    path: str | os.PathLike[str], series_uid: str | None = None, channel: int | None = None
+) -> Volume:
+    """Read one image volume from a NIfTI file, a DICOM file or a DICOM folder.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.nii``/``.nii.gz`` file, DICOM file, or folder (tree) of DICOM files.
+    series_uid : str, optional
+        DICOM only: key or SeriesInstanceUID of the series to read
+        (see :func:`~napari_medseg.io.dicom.list_dicom_series`).
+    channel : int, optional
+        NIfTI only: channel / time point of a 4D file.
+
+    Raises
+    ------
+    MultipleSeriesError
+        The folder holds several image series and ``series_uid`` is ``None``;
+        ``exc.series`` lists them (:class:`DicomSeriesInfo`).
+    MedsegIOError
+        Any other reason the path cannot be read (message for the user).
+    """
+    p = check_readable(path)
+    kind = _kind(p)
+    if kind == "nifti":
+        return read_nifti(p, channel=channel)
+    try:
+        return read_dicom_series(p, series_uid)
+    except MedsegIOError as exc:
+        better = _no_dicom_hint(p, exc)
+        if better is exc:
+            raise
+        raise better from exc
+
+
+def read_volumes(path: str | os.PathLike[str]) -> list[Volume]:
+    """Read every image in ``path``: one volume for NIfTI, one per image series for DICOM."""
+    p = check_readable(path)
+    if _kind(p) == "nifti":
+        return [read_nifti(p)]
+    try:
+        return read_dicom(p)
+    except MedsegIOError as exc:
+        better = _no_dicom_hint(p, exc)
+        if better is exc:
+            raise
+        raise better from exc
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def describe_path(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """JSON-serialisable summary of a NIfTI file or DICOM file/folder, from headers only.
+
+    Returns
+    -------
+    dict
+        ``path``, ``format`` (``"nifti"``/``"dicom"``), ``shape`` (array order ``(Z, Y, X)``),
+        ``spacing`` (mm, array order), ``affine`` (4x4 nested list, array index -> RAS mm),
+        ``modality``, ``dtype``, ``series`` and ``warnings`` (list of str). For NIfTI ``series``
+        is ``[]``, ``modality`` is ``"unknown"`` (NIfTI has no modality tag), ``dtype`` the stored
+        dtype and ``n_channels`` is added. For DICOM ``series`` has one dict per series (image or
+        not) with ``uid``, ``key``, ``description``, ``modality``, ``slices``, ``shape``,
+        ``spacing``, ``affine``, ``is_image``, ``kind``, ``transfer_syntax``, ``warnings`` ...;
+        the top-level ``shape``/``spacing``/``affine``/``modality``/``dtype`` are those of the
+        image series when there is exactly one, else ``None`` (see ``series``), and
+        ``n_image_series`` is added.
+
+    Raises
+    ------
+    MedsegIOError
+        Missing or unreadable path, unsupported file, damaged file.
+    """
+    p = check_readable(path)
+    kind = _kind(p)
+    if kind == "nifti":
+        summary = nifti_header_summary(p)
+        result: dict[str, Any] = {
+            "path": str(p),
+            "format": "nifti",
+            "shape": summary["shape"],
+            "spacing": summary["spacing"],
+            "affine": summary["affine"],
+            "modality": "unknown",
+            "dtype": summary["dtype"],
+            "n_channels": summary["n_channels"],
+            "series": [],
+            "warnings": [],
+        }
+        if summary["n_channels"] > 1:
+            result["warnings"].append(
+                f"{summary['n_channels']} channels or time points: choose one when opening."
+            )
+        return _jsonable(result)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found, problems, notes, root = _discover(p)
+    infos = [info for info, _, _ in found]
+    images = [t for t in found if t[0].is_image]
+    if not infos:
+        raise _no_dicom_hint(p, MedsegIOError(f"No DICOM images found in {p}."))
+    result = {
+        "path": str(root),
+        "format": "dicom",
+        "shape": None,
+        "spacing": None,
+        "affine": None,
+        "modality": None,
+        "dtype": None,
+        "n_image_series": len(images),
+        "series": [],
+        "warnings": list(problems) + list(notes),
+    }
+    for info, series, _ in found:
+        entry = info.to_dict()
+        entry["dtype"] = _predicted_dtype(series.headers[0].path) if info.is_image else None
+        result["series"].append(entry)
+    if len(images) == 1:
+        only = next(e for e in result["series"] if e["is_image"])
+        for key in ("shape", "spacing", "affine", "modality", "dtype"):
+            result[key] = only[key]
+        result["warnings"].extend(only["warnings"])
+    return _jsonable(result)
+
+
+def _predicted_dtype(first_file: str) -> str | None:
+    """dtype the series will have once read, from the first file's header."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(first_file, stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001
+        return None
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    stored = f"{'int' if signed else 'uint'}{bits if bits in (8, 16, 32) else 16}"
+    try:
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        return stored
+    if slope == 1 and intercept == 0:
+        return stored
+    if slope == 1 and intercept == round(intercept):
+        return "int16"
+    return "float32"
+
+
+def sample_data_dir() -> Path:
+    """Folder of the sample data shipped with the plugin (``hippocampus/``, ``ATTRIBUTION.md``).
+
+    Looks in the source checkout (``<repo>/sample_data``) first, then in the installed data
+    folder ``<prefix>/share/napari-medseg/sample_data`` (``data_files`` of the wheel).
+
+    Raises
+    ------
+    MedsegIOError
+        When no copy of the sample data can be found.
+    """
+    candidates = [Path(__file__).resolve().parents[2] / "sample_data"]
+    for base in {sys.prefix, sysconfig.get_path("data"), getattr(site, "USER_BASE", None)}:
+        if base:
+            candidates.append(Path(base) / "share" / "napari-medseg" / "sample_data")
+    for c in candidates:
+        if (c / "hippocampus" / "dataset.json").is_file():
+            return c
+    raise MedsegIOError(
+        "The napari-medseg sample data is not installed (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + ")."
+    )

@@ -121,7 +121,10 @@ def volume_to_layer_data(volume: Any, path: str | os.PathLike[str] | None = None
                 annotated = [int(i) for i in np.flatnonzero(~ignored)]
                 array = array.copy()
                 array[ignored] = 0
-        volume = volume.with_array(array)
+        name = volume.name
+        if not any(tag in name.lower() for tag in ("label", "seg", "mask")):
+            name = f"{name} labels"
+        volume = volume.with_array(array, name=name)
         kwargs = labels_layer_kwargs(volume, classes=classes)
         if annotated is not None:
             kwargs["metadata"]["medseg"]["annotated_slices"] = annotated

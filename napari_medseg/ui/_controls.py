@@ -1,0 +1,195 @@
+"""Small Qt building blocks shared by the MedSeg dock widgets.
+
+* :class:`LayerCombo` - a combo box of the viewer's Image or Labels layers that follows the
+  layer list (added, removed, renamed layers).
+* :func:`run_in_worker` - run a blocking core call in napari's ``thread_worker`` so the viewer
+  stays responsive; the result arrives on the main thread, errors become notifications.
+* :func:`button`, :func:`spin`, :func:`double_spin`, :func:`hint` - labelled controls with
+  tooltips, so every control explains itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSpinBox, QWidget
+
+from napari_medseg.ui._notify import show_error_message
+
+
+class LayerCombo(QComboBox):
+    """Combo box listing layers chosen by ``layers_of(viewer)``; keeps itself up to date.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    layers_of : callable
+        ``layers_of(viewer) -> list[Layer]``, e.g. :func:`~napari_medseg.ui._layers.image_layers`.
+    placeholder : str
+        Text shown when no layer qualifies.
+    """
+
+    def __init__(
+        self,
+        viewer: Any,
+        layers_of: Callable[[Any], list[Any]],
+        placeholder: str = "(no layer)",
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._viewer = viewer
+        self._layers_of = layers_of
+        self._placeholder = placeholder
+        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        events = viewer.layers.events
+        for name in ("inserted", "removed", "moved", "reordered"):
+            emitter = getattr(events, name, None)
+            if emitter is not None:
+                emitter.connect(self._on_layers_changed)
+        self.refresh()
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        try:
+            layer = getattr(event, "value", None)
+            if layer is not None and hasattr(layer, "events"):
+                layer.events.name.connect(self._on_layers_changed)
+            self.refresh()
+        except RuntimeError:  # the widget was deleted while napari still holds the callback
+            pass
+
+    def layers(self) -> list[Any]:
+        """The layers currently offered."""
+        return list(self._layers_of(self._viewer))
+
+    def refresh(self) -> None:
+        """Rebuild the list, keeping the current choice when it still exists."""
+        current = self.layer()
+        layers = self.layers()
+        self.blockSignals(True)
+        self.clear()
+        for layer in layers:
+            self.addItem(layer.name, layer)
+        if not layers:
+            self.addItem(self._placeholder, None)
+        self.setEnabled(bool(layers))
+        if current is not None and current in layers:
+            self.setCurrentIndex(layers.index(current))
+        elif layers:
+            self.setCurrentIndex(len(layers) - 1)  # newest layer
+        self.blockSignals(False)
+        self.currentIndexChanged.emit(self.currentIndex())
+
+    def layer(self) -> Any | None:
+        """The chosen layer, or ``None``."""
+        data = self.currentData()
+        return data if data is not None else None
+
+    def set_layer(self, layer: Any) -> None:
+        """Select ``layer`` (refreshing first if it is new)."""
+        if layer not in self.layers():
+            return
+        if self.findData(layer) < 0:
+            self.refresh()
+        self.setCurrentIndex(self.findData(layer))
+
+    def require(self, what: str = "layer") -> Any:
+        """The chosen layer; raises ``ValueError`` with a clear message when there is none."""
+        layer = self.layer()
+        if layer is None:
+            raise ValueError(f"no {what} chosen: open or create one first")
+        return layer
+
+
+def run_in_worker(
+    func: Callable[..., Any],
+    *args: Any,
+    on_returned: Callable[[Any], None] | None = None,
+    action: str | None = None,
+    on_errored: Callable[[BaseException], bool | None] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run ``func(*args, **kwargs)`` in a napari ``thread_worker`` and start it.
+
+    Parameters
+    ----------
+    on_returned : callable, optional
+        Called on the main thread with the result.
+    action : str, optional
+        Prefix of the error notification (e.g. ``"Open image"``).
+    on_errored : callable, optional
+        Called first with the exception; return ``True`` when it was handled (no notification).
+
+    Returns
+    -------
+    napari.qt.threading.FunctionWorker
+        Already started; tests can wait for ``worker.finished``.
+    """
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(func, *args, _start_thread=False, **kwargs)
+
+    def _errored(exc: BaseException) -> None:
+        if on_errored is not None and on_errored(exc):
+            return
+        show_error_message(exc, action)
+
+    def _returned(value: Any) -> None:
+        if on_returned is None:
+            return
+        try:
+            on_returned(value)
+        except Exception as exc:  # noqa: BLE001 - surface as a notification, not a traceback
+            show_error_message(exc, action)
+
+    worker.returned.connect(_returned)
+    worker.errored.connect(_errored)
+    worker.start()
+    return worker
+
+
+def button(text: str, tooltip: str, slot: Callable[..., Any] | None = None) -> QPushButton:
+    """A push button with a tooltip, optionally connected to ``slot``."""
+    b = QPushButton(text)
+    b.setToolTip(tooltip)
+    if slot is not None:
+        b.clicked.connect(slot)
+    return b
+
+
+def spin(value: int, lo: int, hi: int, tooltip: str, suffix: str = "") -> QSpinBox:
+    """An integer spin box with range, tooltip and unit suffix."""
+    s = QSpinBox()
+    s.setRange(lo, hi)
+    s.setValue(value)
+    s.setToolTip(tooltip)
+    if suffix:
+        s.setSuffix(suffix)
+    return s
+
+
+def double_spin(
+    value: float, lo: float, hi: float, tooltip: str, suffix: str = "", decimals: int = 1,
+    step: float = 0.5,
+) -> QDoubleSpinBox:
+    """A float spin box with range, tooltip, unit suffix and step."""
+    s = QDoubleSpinBox()
+    s.setDecimals(decimals)
+    s.setRange(lo, hi)
+    s.setSingleStep(step)
+    s.setValue(value)
+    s.setToolTip(tooltip)
+    if suffix:
+        s.setSuffix(suffix)
+    return s
+
+
+def hint(text: str) -> QLabel:
+    """A small grey, word-wrapped explanation label."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    label.setStyleSheet("color: gray; font-size: small;")
+    return label

@@ -1,0 +1,357 @@
+"""Edit dock: label morphology in mm, holes/islands/components, interpolation, label logic,
+undo/redo shared with napari's brush (Ctrl+Z / Ctrl+Shift+Z), contours, component table."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QRadioButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_medseg.ui._controls import LayerCombo, button, double_spin, hint
+from napari_medseg.ui._layers import (
+    apply_labels_edit,
+    labels_layers,
+    layer_classes,
+    volume_from_layer,
+)
+from napari_medseg.ui._notify import catch_errors
+from napari_medseg.ui.annotate_widget import current_slice_axis, current_slice_index
+
+COMPONENT_COLUMNS = ("Label", "Piece", "Volume (mL)", "Centroid (mm)")
+
+#: Button text, tooltip and core function name of each one-click operation.
+OPERATION_BUTTONS: tuple[tuple[str, str, str], ...] = (
+    ("Grow", "Dilate the label by the radius (mm)", "grow_label"),
+    ("Shrink", "Erode the label by the radius (mm)", "shrink_label"),
+    ("Open", "Remove thin bridges and specks smaller than the radius", "open_label"),
+    ("Close", "Fill gaps and dents smaller than the radius", "close_label"),
+    ("Smooth", "Majority smoothing within the radius", "smooth_label"),
+    ("Hollow", "Keep a shell of the label, radius = thickness", "hollow_label"),
+    ("Fill holes", "Fill cavities enclosed by the label", "fill_holes"),
+    ("Remove islands", "Delete pieces smaller than the minimum volume", "remove_islands"),
+    ("Keep largest", "Keep only the largest connected piece", "keep_largest"),
+    ("Keep piece at cursor", "Keep only the piece under the mouse cursor", "keep_component"),
+    ("Interpolate slices", "Fill slices between painted slices (current slicing axis)",
+     "interpolate_slices"),
+)
+
+
+def _call_with_supported(func: Callable[..., Any], *args: Any, **params: Any) -> Any:
+    """Call ``func`` with the keyword parameters its signature accepts."""
+    accepted = inspect.signature(func).parameters
+    return func(*args, **{k: v for k, v in params.items() if k in accepted})
+
+
+class EditWidget(QWidget):
+    """Correct labels with the editing core; every operation is one undo step.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.components: list[dict[str, Any]] = []
+        layout = QVBoxLayout(self)
+
+        # --- target ------------------------------------------------------------------
+        box = QGroupBox("Target")
+        form = QFormLayout(box)
+        self.labels_combo = LayerCombo(self.viewer, labels_layers, "(no labels layer)")
+        self.labels_combo.setToolTip("Labels layer to edit")
+        self.labels_combo.currentIndexChanged.connect(self._fill_label_choices)
+        form.addRow("Labels", self.labels_combo)
+        self.label_combo = QComboBox()
+        self.label_combo.setToolTip("Which label value the operations change")
+        form.addRow("Label", self.label_combo)
+        scope = QWidget()
+        row = QHBoxLayout(scope)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.slice_radio = QRadioButton("Current slice (2D)")
+        self.slice_radio.setToolTip("Edit only the slice you are looking at")
+        self.volume_radio = QRadioButton("Whole volume (3D)")
+        self.volume_radio.setToolTip("Edit the label in 3D")
+        self.volume_radio.setChecked(True)
+        self._scope_group = QButtonGroup(self)
+        self._scope_group.addButton(self.slice_radio)
+        self._scope_group.addButton(self.volume_radio)
+        row.addWidget(self.slice_radio)
+        row.addWidget(self.volume_radio)
+        form.addRow("Scope", scope)
+        self.radius_spin = double_spin(2.0, 0.1, 100.0, "Radius (or shell thickness) in mm; "
+                                       "anisotropic voxels give an ellipsoid in voxels", " mm")
+        form.addRow("Radius", self.radius_spin)
+        self.min_volume_spin = double_spin(50.0, 0.0, 1e7, "Islands smaller than this are "
+                                           "removed (mm³; mm² on a single slice)", " mm³",
+                                           decimals=0, step=10)
+        form.addRow("Min. island", self.min_volume_spin)
+        self.overwrite_check = QCheckBox("Overwrite other labels")
+        self.overwrite_check.setToolTip("Let the edited label take voxels of other labels "
+                                        "(off: only background voxels change)")
+        form.addRow(self.overwrite_check)
+        layout.addWidget(box)
+
+        # --- operations -----------------------------------------------------------------
+        box = QGroupBox("Operations")
+        grid = QGridLayout(box)
+        self.op_buttons: dict[str, Any] = {}
+        for i, (text, tip, name) in enumerate(OPERATION_BUTTONS):
+            b = button(text, tip)
+            b.clicked.connect(lambda *_, n=name: self.run_operation(n))
+            self.op_buttons[name] = b
+            grid.addWidget(b, i // 3, i % 3)
+        layout.addWidget(box)
+
+        box = QGroupBox("Combine two labels")
+        row = QHBoxLayout(box)
+        self.combine_op = QComboBox()
+        for op, text in (("union", "add"), ("subtract", "subtract"), ("intersect", "intersect")):
+            self.combine_op.addItem(text, op)
+        self.combine_op.setToolTip("add: the other label joins this label; subtract / "
+                                   "intersect: with the other label of another layer")
+        self.other_label_combo = QComboBox()
+        self.other_label_combo.setToolTip("The second label")
+        self.combine_button = button("Apply", "Combine the label above with this one; the "
+                                     "result is stored in the label above", self._on_combine)
+        row.addWidget(QLabel("Label"))
+        row.addWidget(self.combine_op)
+        row.addWidget(self.other_label_combo, 1)
+        row.addWidget(self.combine_button)
+        layout.addWidget(box)
+
+        # --- history ------------------------------------------------------------------
+        row = QHBoxLayout()
+        self.undo_button = button("Undo", "Undo the last brush stroke or operation (Ctrl+Z)",
+                                  self._on_undo)
+        self.redo_button = button("Redo", "Redo (Ctrl+Shift+Z)", self._on_redo)
+        row.addWidget(self.undo_button)
+        row.addWidget(self.redo_button)
+        layout.addLayout(row)
+        self.status = hint("Operations and brush strokes share one undo history.")
+        layout.addWidget(self.status)
+
+        # --- analysis ------------------------------------------------------------------
+        box = QGroupBox("Outlines and components")
+        col = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.contours_button = button("Contours to Shapes", "Outline the label on every slice "
+                                      "as polygons in a Shapes layer", self._on_contours)
+        self.components_button = button("Component table", "List the connected pieces of the "
+                                        "label; click a row to jump to it",
+                                        self._on_components)
+        row.addWidget(self.contours_button)
+        row.addWidget(self.components_button)
+        col.addLayout(row)
+        self.component_table = QTableWidget(0, len(COMPONENT_COLUMNS))
+        self.component_table.setHorizontalHeaderLabels(COMPONENT_COLUMNS)
+        self.component_table.verticalHeader().setVisible(False)
+        self.component_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.component_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.component_table.setToolTip("Click a row to move the view to that piece")
+        header = self.component_table.horizontalHeader()
+        for c in range(len(COMPONENT_COLUMNS)):
+            header.setSectionResizeMode(c, QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.component_table.cellClicked.connect(lambda r, _c: self.jump_to_component(r))
+        col.addWidget(self.component_table)
+        layout.addWidget(box)
+        layout.addStretch(1)
+        self._fill_label_choices()
+
+    # ------------------------------------------------------------------ choices
+    def _fill_label_choices(self, *_: Any) -> None:
+        layer = self.labels_combo.layer()
+        classes = layer_classes(layer) if layer is not None else {}
+        values = set(classes)
+        if layer is not None:
+            present = np.unique(np.asarray(layer.data))
+            values |= {int(v) for v in present[(present != 0) & (present < 65536)][:100]}
+            values.add(int(layer.selected_label))
+        for combo in (self.label_combo, self.other_label_combo):
+            combo.blockSignals(True)
+            combo.clear()
+            for v in sorted(values):
+                name = classes.get(v, {}).get("name", f"label {v}")
+                combo.addItem(f"{v}: {name}", v)
+            combo.blockSignals(False)
+        if layer is not None:
+            index = self.label_combo.findData(int(layer.selected_label))
+            self.label_combo.setCurrentIndex(max(index, 0))
+        if self.other_label_combo.count() > 1:
+            self.other_label_combo.setCurrentIndex(1)
+
+    def selected_label(self) -> int:
+        """The label value operations act on."""
+        value = self.label_combo.currentData()
+        if value is None:
+            raise ValueError("no label chosen: paint something or add a class first")
+        return int(value)
+
+    def set_label(self, value: int) -> None:
+        """Choose label ``value`` (adding it to the list if needed)."""
+        if self.label_combo.findData(value) < 0:
+            self.label_combo.addItem(f"{value}: label {value}", value)
+        self.label_combo.setCurrentIndex(self.label_combo.findData(value))
+
+    # ------------------------------------------------------------------ operations
+    def _plane(self, layer: Any) -> tuple[int | None, int | None]:
+        if not self.slice_radio.isChecked():
+            return None, None
+        axis = current_slice_axis(self.viewer, layer.data.ndim)
+        return axis, current_slice_index(self.viewer, layer, axis)
+
+    def _cursor_voxel(self, layer: Any) -> tuple[int, ...]:
+        point = np.round(layer.world_to_data(self.viewer.cursor.position)).astype(int)
+        return tuple(int(np.clip(p, 0, n - 1)) for p, n in zip(point, layer.data.shape,
+                                                                strict=True))
+
+    def run_operation(self, name: str) -> int | None:
+        """Run the editing-core function ``name`` on the chosen label; one undo step.
+
+        Returns the number of voxels changed (``None`` when it failed; the user was told).
+        """
+        from napari_medseg.ui._notify import notify_errors
+
+        with notify_errors(name.replace("_", " ").capitalize()):
+            return self._run_operation(name)
+        return None
+
+    def _run_operation(self, name: str) -> int:
+        from napari_medseg import editing
+
+        layer = self.labels_combo.require("Labels layer")
+        volume = volume_from_layer(layer)
+        label = self.selected_label()
+        axis, slice_index = self._plane(layer)
+        func = getattr(editing, name)
+        params: dict[str, Any] = {
+            "spacing": volume.spacing,
+            "overwrite": self.overwrite_check.isChecked(),
+            "axis": axis,
+            "slice_index": slice_index,
+        }
+        if name in ("grow_label", "shrink_label", "open_label", "close_label", "smooth_label"):
+            new = _call_with_supported(func, volume.array, label, self.radius_spin.value(),
+                                       **params)
+        elif name == "hollow_label":
+            new = _call_with_supported(func, volume.array, label, self.radius_spin.value(),
+                                       **params)
+        elif name == "remove_islands":
+            new = _call_with_supported(func, volume.array, label, self.min_volume_spin.value(),
+                                       **params)
+        elif name == "keep_component":
+            new = func(volume.array, label, self._cursor_voxel(layer))
+        elif name == "interpolate_slices":
+            if volume.ndim != 3:
+                raise ValueError("slice interpolation needs a 3D labels layer")
+            axis = current_slice_axis(self.viewer, volume.ndim)
+            new = func(volume.array, label, axis, spacing=volume.spacing)
+        else:  # fill_holes, keep_largest
+            new = _call_with_supported(func, volume.array, label, **params)
+        n = apply_labels_edit(layer, new)
+        where = "this slice" if axis is not None and name != "interpolate_slices" else "3D"
+        self.status.setText(f"{name.replace('_', ' ')} on label {label} ({where}): "
+                            f"{n} voxels changed. Ctrl+Z undoes it.")
+        return n
+
+    @catch_errors("Combine labels")
+    def _on_combine(self) -> int:
+        from napari_medseg.editing import combine_labels
+
+        layer = self.labels_combo.require("Labels layer")
+        a = self.selected_label()
+        b = self.other_label_combo.currentData()
+        if b is None or int(b) == a:
+            raise ValueError("choose a second, different label")
+        new = combine_labels(np.asarray(layer.data), a, int(b), self.combine_op.currentData(),
+                             overwrite=self.overwrite_check.isChecked())
+        n = apply_labels_edit(layer, new)
+        self.status.setText(f"Combined label {b} into {a}: {n} voxels changed.")
+        return n
+
+    # ------------------------------------------------------------------ history
+    @catch_errors("Undo")
+    def _on_undo(self) -> None:
+        self.labels_combo.require("Labels layer").undo()
+
+    @catch_errors("Redo")
+    def _on_redo(self) -> None:
+        self.labels_combo.require("Labels layer").redo()
+
+    # ------------------------------------------------------------------ analysis
+    @catch_errors("Contours")
+    def _on_contours(self) -> Any:
+        from napari_medseg.editing import label_contours_for_shapes
+
+        layer = self.labels_combo.require("Labels layer")
+        label = self.selected_label()
+        if layer.data.ndim != 3:
+            raise ValueError("contours need a 3D labels layer")
+        axis = current_slice_axis(self.viewer, 3)
+        polygons = label_contours_for_shapes(np.asarray(layer.data), label, axis)
+        if not polygons:
+            raise ValueError(f"label {label} is empty: no outline to draw")
+        color = layer_classes(layer).get(label, {}).get("color", "yellow")
+        shapes = self.viewer.add_shapes(
+            polygons, shape_type="polygon", edge_color=color, face_color="transparent",
+            edge_width=0.5, scale=layer.scale, translate=layer.translate,
+            name=f"{layer.name} label {label} contours",
+        )
+        self.status.setText(f"{len(polygons)} outlines of label {label} in '{shapes.name}'.")
+        return shapes
+
+    @catch_errors("Component table")
+    def _on_components(self) -> list[dict[str, Any]]:
+        from napari_medseg.editing import component_table
+
+        layer = self.labels_combo.require("Labels layer")
+        volume = volume_from_layer(layer)
+        origin = tuple(float(t) for t in layer.translate)
+        rows = component_table(volume.array, self.selected_label(), volume.spacing, origin)
+        self.components = list(rows)
+        self.component_table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            centroid = ", ".join(f"{c:.1f}" for c in row["centroid_mm"])
+            cells = (str(row["label"]), str(row["id"]), f"{row['volume_ml']:.3f}", centroid)
+            for c, text in enumerate(cells):
+                self.component_table.setItem(r, c, QTableWidgetItem(text))
+        self.status.setText(f"{len(rows)} connected pieces.")
+        return self.components
+
+    @catch_errors("Jump to component")
+    def jump_to_component(self, row: int) -> None:
+        """Move the viewer's slice and camera to the centroid of component ``row``."""
+        layer = self.labels_combo.require("Labels layer")
+        centroid = np.asarray(self.components[row]["centroid_voxel"], dtype=float)
+        world = np.asarray(layer.data_to_world(centroid), dtype=float)
+        offset = self.viewer.dims.ndim - len(world)
+        step = list(self.viewer.dims.point)
+        for i, value in enumerate(world):
+            step[offset + i] = float(value)
+        self.viewer.dims.point = step
+        displayed = list(self.viewer.dims.displayed)
+        center = list(self.viewer.camera.center)[-len(displayed):]
+        for k, axis in enumerate(displayed):
+            center[k] = step[axis]
+        self.viewer.camera.center = center

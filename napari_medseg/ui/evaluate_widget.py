@@ -1,0 +1,219 @@
+"""Evaluate dock: compare a prediction with ground truth (metrics table, CSV, error overlay)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_medseg.ui._controls import LayerCombo, button, hint, run_in_worker
+from napari_medseg.ui._layers import (
+    add_labels_for_image,
+    labels_layers,
+    layer_classes,
+    volume_from_layer,
+)
+from napari_medseg.ui._notify import catch_errors
+from napari_medseg.ui._settings import last_folder, remember_folder
+
+#: (result key, column title, format) of the metrics table.
+METRIC_COLUMNS = (
+    ("dice", "Dice", "{:.3f}"),
+    ("jaccard", "Jaccard", "{:.3f}"),
+    ("sensitivity", "Sensitivity", "{:.3f}"),
+    ("specificity", "Specificity", "{:.4f}"),
+    ("precision", "Precision", "{:.3f}"),
+    ("hd95", "HD95 (mm)", "{:.2f}"),
+    ("assd", "ASSD (mm)", "{:.2f}"),
+    ("volume_pred_ml", "Vol. pred (mL)", "{:.3f}"),
+    ("volume_gt_ml", "Vol. truth (mL)", "{:.3f}"),
+)
+
+#: Difference overlay classes: value -> name and colour.
+DIFFERENCE_CLASSES = {
+    1: {"name": "false positive (predicted, not in truth)", "color": "#ff3b30"},
+    2: {"name": "false negative (in truth, missed)", "color": "#1e90ff"},
+    3: {"name": "wrong class", "color": "#ffcc00"},
+}
+
+
+def difference_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Voxel-wise error map: 1 = false positive, 2 = false negative, 3 = wrong class, 0 = agree.
+
+    Parameters
+    ----------
+    pred, gt : np.ndarray
+        Integer label maps of the same shape.
+    """
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    out = np.zeros(pred.shape, dtype=np.uint8)
+    out[(pred > 0) & (gt == 0)] = 1
+    out[(gt > 0) & (pred == 0)] = 2
+    out[(pred > 0) & (gt > 0) & (pred != gt)] = 3
+    return out
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "n/a" if not np.isfinite(v) else pattern.format(v)
+
+
+class EvaluateWidget(QWidget):
+    """Metrics of a prediction against ground truth, CSV export and a difference overlay.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.results: dict[str, dict[str, float]] = {}
+        self.worker: Any = None
+        layout = QVBoxLayout(self)
+
+        box = QGroupBox("Compare")
+        form = QFormLayout(box)
+        self.pred_combo = LayerCombo(self.viewer, labels_layers, "(no labels layer)")
+        self.pred_combo.setToolTip("Labels layer to score (e.g. a model prediction)")
+        form.addRow("Prediction", self.pred_combo)
+        self.gt_combo = LayerCombo(self.viewer, labels_layers, "(no labels layer)")
+        self.gt_combo.setToolTip("Reference labels (manual ground truth)")
+        form.addRow("Ground truth", self.gt_combo)
+        if self.gt_combo.count() > 1:
+            self.gt_combo.setCurrentIndex(0)
+        self.surface_check = QCheckBox("Surface distances (HD95, ASSD)")
+        self.surface_check.setToolTip("Hausdorff 95 % and average surface distance in mm; "
+                                      "slower on large volumes")
+        self.surface_check.setChecked(True)
+        form.addRow(self.surface_check)
+        row = QHBoxLayout()
+        self.compute_button = button("Compute metrics", "Score the prediction against the "
+                                     "ground truth, per class", self._on_compute)
+        self.diff_button = button("Difference overlay", "Add a Labels layer with false "
+                                  "positives (red), false negatives (blue), wrong class (yellow)",
+                                  self._on_difference)
+        row.addWidget(self.compute_button)
+        row.addWidget(self.diff_button)
+        form.addRow(row)
+        layout.addWidget(box)
+
+        self.table = QTableWidget(0, len(METRIC_COLUMNS) + 1)
+        self.table.setHorizontalHeaderLabels(["Class"] + [c[1] for c in METRIC_COLUMNS])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setToolTip("Per-class metrics; n/a = undefined (class empty in both)")
+        layout.addWidget(self.table)
+        self.export_button = button("Export CSV…", "Save the table as a CSV file",
+                                    self._on_export)
+        layout.addWidget(self.export_button)
+        self.status = hint("Pick two Labels layers on the same grid.")
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    # ------------------------------------------------------------------ metrics
+    def _pair(self) -> tuple[Any, Any]:
+        pred = self.pred_combo.require("prediction layer")
+        gt = self.gt_combo.require("ground-truth layer")
+        if pred is gt:
+            raise ValueError("prediction and ground truth are the same layer: choose two layers")
+        if tuple(pred.data.shape) != tuple(gt.data.shape):
+            raise ValueError(f"'{pred.name}' {pred.data.shape} and '{gt.name}' "
+                             f"{gt.data.shape} are on different grids")
+        return pred, gt
+
+    @catch_errors("Compute metrics")
+    def _on_compute(self) -> Any:
+        from napari_medseg.metrics import evaluate_case
+
+        pred, gt = self._pair()
+        volume = volume_from_layer(gt)
+        classes = layer_classes(gt) or layer_classes(pred)
+        present = np.union1d(np.unique(np.asarray(pred.data)), np.unique(np.asarray(gt.data)))
+        names = {int(v): classes.get(int(v), {}).get("name", f"label {int(v)}")
+                 for v in present if v != 0}
+        self.status.setText("Computing …")
+        self.compute_button.setEnabled(False)
+
+        def done(results: dict[str, dict[str, float]]) -> None:
+            self.show_results(results)
+            self.status.setText(f"'{pred.name}' vs '{gt.name}': {len(results)} classes.")
+
+        def finished() -> None:
+            self.compute_button.setEnabled(True)
+
+        self.worker = run_in_worker(evaluate_case, np.asarray(pred.data), np.asarray(gt.data),
+                                    volume.spacing, labels=names or None,
+                                    surface=self.surface_check.isChecked(),
+                                    on_returned=done, action="Compute metrics")
+        self.worker.finished.connect(finished)
+        return self.worker
+
+    def show_results(self, results: dict[str, dict[str, float]]) -> None:
+        """Fill the table with ``evaluate_case`` output."""
+        self.results = dict(results)
+        self.table.setRowCount(len(results))
+        for r, (name, row) in enumerate(results.items()):
+            item = QTableWidgetItem(name)
+            item.setToolTip(f"label value {row.get('label', '')}")
+            self.table.setItem(r, 0, item)
+            for c, (key, _title, pattern) in enumerate(METRIC_COLUMNS, start=1):
+                self.table.setItem(r, c, QTableWidgetItem(_fmt(row.get(key, ""), pattern)))
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write the shown metrics to ``path`` (one row per class)."""
+        from napari_medseg.metrics import write_csv
+
+        if not self.results:
+            raise ValueError("compute the metrics first")
+        pred = self.pred_combo.layer()
+        case = pred.name if pred is not None else "case"
+        out = write_csv({case: self.results}, path)
+        remember_folder(out, "csv")
+        self.status.setText(f"Saved {Path(out).name}")
+        return Path(out)
+
+    @catch_errors("Export CSV")
+    def _on_export(self) -> None:
+        if not self.results:
+            raise ValueError("compute the metrics first")
+        path, _ = QFileDialog.getSaveFileName(self, "Export metrics",
+                                              str(Path(last_folder("csv")) / "metrics.csv"),
+                                              "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+    # ------------------------------------------------------------------ overlay
+    @catch_errors("Difference overlay")
+    def _on_difference(self) -> Any:
+        pred, gt = self._pair()
+        diff = difference_map(np.asarray(pred.data), np.asarray(gt.data))
+        layer = add_labels_for_image(self.viewer, gt, data=diff,
+                                     name=f"{pred.name} vs {gt.name} errors",
+                                     classes=DIFFERENCE_CLASSES)
+        layer.opacity = 0.8
+        n_fp, n_fn, n_wrong = (int(np.count_nonzero(diff == v)) for v in (1, 2, 3))
+        self.status.setText(f"False positives: {n_fp} voxels (red); false negatives: {n_fn} "
+                            f"(blue); wrong class: {n_wrong} (yellow).")
+        return layer

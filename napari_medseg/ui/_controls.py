@@ -129,7 +129,7 @@ def run_in_worker(
     """
     from napari.qt.threading import create_worker
 
-    worker = create_worker(func, *args, _start_thread=False, **kwargs)
+    worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
 
     def _errored(exc: BaseException) -> None:
         if on_errored is not None and on_errored(exc):

@@ -1,0 +1,115 @@
+"""Low-level inference: device choice and sliding-window probabilities with mirror TTA."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available, else Apple MPS, else CPU; explicit names are checked.
+
+    Raises
+    ------
+    ValueError
+        An explicitly requested device is not available on this machine.
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no CUDA GPU is available; use --device cpu or auto.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                              and torch.backends.mps.is_available()):
+        raise ValueError("Apple MPS was requested but is not available; use --device cpu or auto.")
+    if name.split(":")[0] not in DEVICES:
+        raise ValueError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+    return torch.device(name)
+
+
+def mirror_axes_sets(spatial_dims: int, tta: bool) -> list[tuple[int, ...]]:
+    """Tensor axes to flip for each TTA pass (``[()]`` without TTA); axes count from 2."""
+    axes = range(2, 2 + spatial_dims)
+    if not tta:
+        return [()]
+    return [c for r in range(spatial_dims + 1) for c in itertools.combinations(axes, r)]
+
+
+def sliding_window_passes(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    roi_size: Sequence[int],
+    tta: bool = False,
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    amp: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Yield the running mean of softmax probabilities after each mirror pass.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode, on the image's device.
+    image : torch.Tensor
+        ``(N, C, *spatial)`` normalised input (N = 1, or slices for a 2D model).
+    roi_size : sequence of int
+        Window size (the training patch size).
+    tta : bool
+        Average over all mirror flips (8 passes in 3D, 4 in 2D).
+    overlap : float
+        Window overlap fraction; windows are blended with Gaussian weights.
+
+    Yields
+    ------
+    torch.Tensor
+        ``(N, classes, *spatial)`` float32 probabilities averaged over the passes so far.
+    """
+    from monai.inferers import sliding_window_inference
+
+    flips = mirror_axes_sets(len(roi_size), tta)
+    total = None
+    device_type = image.device.type
+    use_amp = amp and device_type == "cuda"
+    for k, axes in enumerate(flips, start=1):
+        x = image.flip(axes) if axes else image
+        with torch.inference_mode(), torch.autocast(device_type, enabled=use_amp):
+            logits = sliding_window_inference(
+                x, roi_size, sw_batch_size, model, overlap=overlap, mode="gaussian",
+                padding_mode="constant", cval=0.0,
+            )
+            probs = torch.softmax(logits.float(), dim=1)
+            if axes:
+                probs = probs.flip(axes)
+            total = probs if total is None else total.add_(probs)
+            mean = total / k if k > 1 else total.clone()
+        yield mean
+
+
+def sliding_window_probabilities(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    roi_size: Sequence[int],
+    tta: bool = False,
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    amp: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+) -> torch.Tensor | None:
+    """Run every pass of :func:`sliding_window_passes`; None if ``should_stop`` became true."""
+    probs = None
+    for running_mean in sliding_window_passes(model, image, roi_size, tta, overlap, sw_batch_size,
+                                              amp):
+        if should_stop is not None and should_stop():
+            return None
+        probs = running_mean
+    return probs

@@ -1,0 +1,294 @@
+"""``predict()``: sliding-window inference back on the input's own grid, plus folder batches."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from napari_medseg.events import Event
+from napari_medseg.inference.engine import resolve_device, sliding_window_passes
+from napari_medseg.io.volume import Volume
+from napari_medseg.models.card import ModelCard, ModelLoadError, load_model
+from napari_medseg.preprocess import NormalisationParams, prepare_image, resample_to_shape
+
+ModelLike = str | os.PathLike | tuple[torch.nn.Module, ModelCard]
+StopFlag = Callable[[], bool] | None
+
+
+@dataclass
+class PredictionResult:
+    """Output of :func:`predict`, on the input volume's grid.
+
+    Attributes
+    ----------
+    labels : np.ndarray
+        uint8 class per voxel, same shape as the input (``(Z, Y, X)`` or ``(Y, X)``).
+    probabilities : np.ndarray or None
+        float32 ``(C, *shape)`` softmax probabilities (classes in card order).
+    entropy : np.ndarray or None
+        float32 ``(*shape)`` normalised entropy in [0, 1] (1 = maximally uncertain).
+    card : ModelCard
+        The model that produced it.
+    spacing, affine
+        Geometry of the input (so the labels save with the image's affine).
+    elapsed_s : float
+        Wall-clock seconds.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    entropy: np.ndarray | None
+    card: ModelCard
+    spacing: tuple[float, ...]
+    affine: np.ndarray
+    elapsed_s: float = 0.0
+
+    def to_volume(self, reference: Volume | None = None, name: str | None = None) -> Volume:
+        """The labels as a :class:`Volume` with the input's geometry."""
+        if reference is not None:
+            return reference.with_array(self.labels, name or f"{reference.name}_labels")
+        return Volume(self.labels, self.spacing, self.affine, name=name or "prediction")
+
+
+def keep_largest_component(labels: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
+    """Keep only the largest connected component of each class (others become background).
+
+    Connectivity: face neighbours (6 in 3D, 4 in 2D). Returns a new array.
+    """
+    out = np.array(labels, copy=True)
+    values = classes if classes is not None else [int(v) for v in np.unique(labels) if v != 0]
+    for value in values:
+        mask = labels == value
+        components, n = ndimage.label(mask)
+        if n > 1:
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            out[mask & (components != int(np.argmax(sizes)))] = 0
+    return out
+
+
+def _as_model(model: ModelLike, device: torch.device) -> tuple[torch.nn.Module, ModelCard]:
+    if isinstance(model, tuple):
+        net, card = model
+        return net.to(device).eval(), card
+    return load_model(model, device=device)
+
+
+def _channels(volume: Volume | Sequence[Volume]) -> list[Volume]:
+    channels = [volume] if isinstance(volume, Volume) else list(volume)
+    if not channels:
+        raise ValueError("No image given to predict on.")
+    shape = channels[0].shape
+    for ch in channels[1:]:
+        if ch.shape != shape:
+            raise ValueError(f"Input channels have different shapes: {shape} and {ch.shape}.")
+    return channels
+
+
+def _target_spacing(card: ModelCard, spacing: Sequence[float]) -> tuple[float, ...] | None:
+    if card.spacing is None:
+        return None
+    target = list(card.spacing)[-len(spacing):]
+    return tuple(float(s if t is None else t) for s, t in zip(spacing, target, strict=True))
+
+
+def predict(
+    model: ModelLike,
+    volume: Volume | Sequence[Volume],
+    tta: bool = False,
+    device: str | torch.device = "auto",
+    return_probabilities: bool = True,
+    return_entropy: bool | None = None,
+    keep_largest: bool = False,
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    should_stop: StopFlag = None,
+) -> Generator[Event, None, PredictionResult | None]:
+    """Segment a volume; yields progress events, returns a :class:`PredictionResult`.
+
+    The image is normalised as the model card says, resampled to the model's spacing,
+    segmented with Gaussian-blended sliding windows (MONAI ``sliding_window_inference``,
+    optionally averaged over mirror flips) and the probabilities are resampled back to the input
+    grid before the arg-max, so labels share the input's shape and affine.
+
+    Parameters
+    ----------
+    model : path or (torch.nn.Module, ModelCard)
+        A model directory or an already loaded model (see :func:`~napari_medseg.models.load_model`).
+    volume : Volume or sequence of Volume
+        The image (one Volume per input channel). 2D models run slice by slice along axis 0.
+    tta : bool
+        Mirror test-time augmentation (8 passes in 3D, 4 in 2D).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    return_probabilities, return_entropy : bool
+        Include ``(C, ...)`` probabilities / the entropy map (default: as probabilities).
+    keep_largest : bool
+        Keep only the largest connected component per class.
+    overlap, sw_batch_size
+        Sliding-window overlap fraction and windows per forward pass.
+    should_stop : callable or threading.Event, optional
+        Checked between passes; when true a ``"cancelled"`` event is yielded and None returned.
+
+    Raises
+    ------
+    ModelLoadError, ValueError
+        Broken model, or an input that does not fit it (channels, dimensionality).
+    """
+    if return_entropy is None:
+        return_entropy = return_probabilities
+    stop = should_stop.is_set if hasattr(should_stop, "is_set") else should_stop
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    net, card = _as_model(model, dev)
+    channels = _channels(volume)
+    if len(channels) != card.in_channels:
+        raise ModelLoadError(
+            f"The model {card.describe()} expects {card.in_channels} image channel(s) "
+            f"({', '.join(card.channel_names)}); the input has {len(channels)}."
+        )
+    ref = channels[0]
+    if card.dims == 3 and ref.ndim != 3:
+        raise ModelLoadError(f"The model {card.describe()} needs a 3D volume; the input is 2D.")
+    spacing = ref.spacing
+    target = _target_spacing(card, spacing)
+    params = [NormalisationParams.from_dict(d) for d in card.normalisation]
+    image = prepare_image([c.array for c in channels], spacing, params, target)  # (C, *S')
+    tensor = torch.from_numpy(image)
+    if card.dims == 3:
+        tensor = tensor[None]  # (1, C, Z, Y, X)
+    else:
+        tensor = tensor[None] if ref.ndim == 2 else tensor.permute(1, 0, 2, 3)  # (N, C, Y, X)
+    tensor = tensor.contiguous().to(dev)
+    n_passes = 2**card.dims if tta else 1
+    yield Event("start", step=0, total=n_passes,
+                message=f"Segmenting {ref.name} with {card.describe()}")
+    probs = None
+    passes = sliding_window_passes(net, tensor, card.patch_size[-card.dims:], tta, overlap,
+                                   sw_batch_size, amp=dev.type == "cuda")
+    for k, running_mean in enumerate(passes, start=1):
+        probs = running_mean
+        elapsed = time.perf_counter() - t0
+        yield Event("step", step=k, total=n_passes, eta_s=elapsed / k * (n_passes - k))
+        if stop is not None and stop() and k < n_passes:
+            yield Event("cancelled", step=k, total=n_passes, message="Prediction cancelled.")
+            return None
+    assert probs is not None
+    if card.dims == 3:
+        probs = probs[0]  # (C, Z, Y, X)
+    else:
+        probs = probs.permute(1, 0, 2, 3)  # (C, N, Y, X)
+        if ref.ndim == 2:
+            probs = probs[:, 0]
+    probs = probs.float().cpu()
+    probs = resample_to_shape(probs, ref.shape, order=1)
+    labels = torch.argmax(probs, dim=0).to(torch.uint8).numpy()
+    if keep_largest:
+        labels = keep_largest_component(labels)
+    entropy = None
+    if return_entropy:
+        p = probs.clamp_min(1e-8)
+        entropy = (-(p * p.log()).sum(0) / np.log(max(probs.shape[0], 2))).numpy().astype(np.float32)
+    result = PredictionResult(
+        labels=labels,
+        probabilities=probs.numpy().astype(np.float32, copy=False) if return_probabilities else None,
+        entropy=entropy,
+        card=card,
+        spacing=tuple(spacing),
+        affine=ref.affine.copy(),
+        elapsed_s=time.perf_counter() - t0,
+    )
+    yield Event("finished", step=n_passes, total=n_passes, result=result,
+                message=f"Segmented {ref.name} in {result.elapsed_s:.1f} s")
+    return result
+
+
+def predict_volume(model: ModelLike, volume: Volume | Sequence[Volume], **kwargs) -> PredictionResult:
+    """Run :func:`predict` to the end and return its :class:`PredictionResult`."""
+    gen = predict(model, volume, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _strip_suffix(name: str) -> str:
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def list_input_images(input_path: str | os.PathLike) -> list[Path]:
+    """NIfTI files to segment: the file itself, or every ``.nii``/``.nii.gz`` in a folder."""
+    path = Path(input_path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and p.name.endswith((".nii", ".nii.gz"))
+                       and not p.name.startswith("."))
+        if not files:
+            raise ValueError(f"No NIfTI images (.nii, .nii.gz) in {path}.")
+        return files
+    raise ValueError(f"Input not found: {path}")
+
+
+def predict_folder(
+    model: ModelLike,
+    input_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    tta: bool = False,
+    device: str | torch.device = "auto",
+    keep_largest: bool = False,
+    should_stop: StopFlag = None,
+    **kwargs,
+) -> Generator[Event, None, list[Path]]:
+    """Segment a file or every NIfTI image in a folder into ``out_dir/<name>.nii.gz``.
+
+    Each output has the input's shape and affine and is written atomically (temp + rename).
+    Yields one ``"step"`` per finished image; returns the written paths.
+    """
+    from napari_medseg.dataset.msd import read_image, write_labels
+
+    stop = should_stop.is_set if hasattr(should_stop, "is_set") else should_stop
+    files = list_input_images(input_path)
+    dev = resolve_device(device)
+    loaded = _as_model(model, dev)
+    out = Path(out_dir)
+    targets = [out / f"{_strip_suffix(f.name)}.nii.gz" for f in files]
+    for src, dst in zip(files, targets, strict=True):
+        if dst.resolve() == src.resolve():
+            raise ValueError(f"The output {dst} would overwrite its input; choose another --out.")
+    yield Event("start", step=0, total=len(files),
+                message=f"Segmenting {len(files)} image(s) with {loaded[1].describe()}")
+    written: list[Path] = []
+    t0 = time.perf_counter()
+    for i, (src, dst) in enumerate(zip(files, targets, strict=True), start=1):
+        if stop is not None and stop():
+            yield Event("cancelled", step=i - 1, total=len(files), result=[str(p) for p in written],
+                        message="Prediction cancelled.")
+            return written
+        try:
+            volume = read_image(src)
+        except ValueError as exc:
+            raise ValueError(f"Cannot read {src.name}: {exc}") from exc
+        result = predict_volume(loaded, volume, tta=tta, device=dev, return_probabilities=False,
+                                return_entropy=False, keep_largest=keep_largest, **kwargs)
+        out.mkdir(parents=True, exist_ok=True)
+        write_labels(result.to_volume(volume), dst)
+        written.append(dst)
+        elapsed = time.perf_counter() - t0
+        yield Event("step", step=i, total=len(files), eta_s=elapsed / i * (len(files) - i),
+                    message=f"{src.name} -> {dst.name}")
+    yield Event("finished", step=len(files), total=len(files), result=[str(p) for p in written],
+                message=f"Wrote {len(written)} segmentation(s) to {out}")
+    return written

@@ -1,0 +1,304 @@
+"""Segmentation metrics per class and per case, spacing-aware (mm, mL).
+
+Empty-mask rule (no NaN anywhere)
+---------------------------------
+For a class absent from **both** prediction and ground truth every overlap score is 1.0 and both
+surface distances are 0.0 mm (nothing to find, nothing found). When the class is present in
+**only one** of them: Dice, Jaccard = 0.0; Hausdorff 95 and average surface distance = ``inf``
+(there is no surface to measure to). Ratios with a zero denominator follow the same idea:
+sensitivity = 1.0 if the ground truth is empty and the prediction is empty too, else 0.0;
+precision = 1.0 if both are empty, else 0.0; specificity = 1.0 when there are no true-negative
+candidates and no false positives. Averages over cases therefore stay finite unless a class was
+missed completely, which ``inf`` distances then make visible.
+
+Surface distances use the boundary voxels (mask minus its erosion) and a Euclidean distance
+transform with the voxel spacing (``scipy.ndimage.distance_transform_edt(sampling=spacing)``);
+Hausdorff 95 = max of the two directed 95th percentiles (as MONAI's ``compute_hausdorff_distance``),
+average surface distance = mean over both directed distance sets (symmetric).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+METRIC_NAMES = ("dice", "jaccard", "sensitivity", "specificity", "precision", "hd95", "assd",
+                "volume_pred_ml", "volume_gt_ml")
+
+
+def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
+    return pred, gt
+
+
+def _counts(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int, int, int]:
+    pred, gt = _pair(pred, gt)
+    tp = int(np.count_nonzero(pred & gt))
+    fp = int(np.count_nonzero(pred)) - tp
+    fn = int(np.count_nonzero(gt)) - tp
+    tn = pred.size - tp - fp - fn
+    return tp, fp, fn, tn
+
+
+def dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Dice coefficient 2|A∩B| / (|A|+|B|) of two binary masks; 1.0 when both are empty."""
+    tp, fp, fn, _ = _counts(pred, gt)
+    denom = 2 * tp + fp + fn
+    return 1.0 if denom == 0 else 2.0 * tp / denom
+
+
+def jaccard(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Jaccard index |A∩B| / |A∪B|; 1.0 when both masks are empty."""
+    tp, fp, fn, _ = _counts(pred, gt)
+    denom = tp + fp + fn
+    return 1.0 if denom == 0 else tp / denom
+
+
+def sensitivity(pred: np.ndarray, gt: np.ndarray) -> float:
+    """True-positive rate TP / (TP+FN); empty ground truth: 1.0 if the prediction is empty too."""
+    tp, fp, fn, _ = _counts(pred, gt)
+    if tp + fn == 0:
+        return 1.0 if fp == 0 else 0.0
+    return tp / (tp + fn)
+
+
+def specificity(pred: np.ndarray, gt: np.ndarray) -> float:
+    """True-negative rate TN / (TN+FP); 1.0 when there are no negatives at all."""
+    _, fp, _, tn = _counts(pred, gt)
+    return 1.0 if tn + fp == 0 else tn / (tn + fp)
+
+
+def precision(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Positive predictive value TP / (TP+FP); empty prediction: 1.0 if the truth is empty too."""
+    tp, fp, fn, _ = _counts(pred, gt)
+    if tp + fp == 0:
+        return 1.0 if fn == 0 else 0.0
+    return tp / (tp + fp)
+
+
+def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
+    """Volume of a binary mask in millilitres (spacing in mm; 1 mL = 1000 mm³)."""
+    return float(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0
+
+
+def _surface_distances(
+    pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Directed distances (mm) pred-surface -> gt-surface and back; None if a mask is empty."""
+    pred, gt = _pair(pred, gt)
+    if len(spacing) != pred.ndim:
+        raise ValueError(f"spacing {tuple(spacing)} does not match a {pred.ndim}D mask")
+    if not pred.any() or not gt.any():
+        return None
+    # crop to the union's bounding box (+1 voxel): exact, and fast for small structures
+    union = pred | gt
+    slices = ndimage.find_objects(union.astype(np.uint8))[0]
+    slices = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n))
+                   for s, n in zip(slices, pred.shape, strict=True))
+    pred, gt = np.pad(pred[slices], 1), np.pad(gt[slices], 1)
+    pred_border = pred & ~ndimage.binary_erosion(pred)
+    gt_border = gt & ~ndimage.binary_erosion(gt)
+    dist_to_gt = ndimage.distance_transform_edt(~gt_border, sampling=spacing)
+    dist_to_pred = ndimage.distance_transform_edt(~pred_border, sampling=spacing)
+    return dist_to_gt[pred_border], dist_to_pred[gt_border]
+
+
+def hausdorff95(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> float:
+    """95th-percentile symmetric Hausdorff distance in mm (0 if both empty, inf if one is)."""
+    pred_b, gt_b = _pair(pred, gt)
+    if not pred_b.any() and not gt_b.any():
+        return 0.0
+    d = _surface_distances(pred_b, gt_b, spacing)
+    if d is None:
+        return float("inf")
+    return float(max(np.percentile(d[0], 95), np.percentile(d[1], 95)))
+
+
+def average_surface_distance(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> float:
+    """Average symmetric surface distance in mm (0 if both empty, inf if only one is)."""
+    pred_b, gt_b = _pair(pred, gt)
+    if not pred_b.any() and not gt_b.any():
+        return 0.0
+    d = _surface_distances(pred_b, gt_b, spacing)
+    if d is None:
+        return float("inf")
+    return float(np.concatenate(d).mean())
+
+
+def evaluate_case(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing: Sequence[float],
+    labels: Sequence[int] | dict[int, str] | None = None,
+    surface: bool = True,
+) -> dict[str, dict[str, float]]:
+    """All metrics for every foreground class of one case.
+
+    Parameters
+    ----------
+    pred, gt : np.ndarray
+        Integer label arrays of the same shape.
+    spacing : sequence of float
+        Voxel size in mm, array axis order.
+    labels : list of int or dict, optional
+        Classes to score (``{value: name}`` names the result keys); default: every non-zero
+        value present in either array. Background (0) is never scored.
+    surface : bool
+        Also compute HD95 / ASSD (the slowest part).
+
+    Returns
+    -------
+    dict
+        ``{class name: {"label": value, "dice": ..., "jaccard": ..., "sensitivity": ...,
+        "specificity": ..., "precision": ..., "hd95": mm, "assd": mm, "volume_pred_ml": ...,
+        "volume_gt_ml": ...}}``.
+    """
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
+    if labels is None:
+        values = sorted(int(v) for v in np.union1d(np.unique(pred), np.unique(gt)) if v != 0)
+        names = {v: str(v) for v in values}
+    elif isinstance(labels, dict):
+        names = {int(k): str(v) for k, v in labels.items() if int(k) != 0}
+    else:
+        names = {int(v): str(v) for v in labels if int(v) != 0}
+    out: dict[str, dict[str, float]] = {}
+    for value, name in names.items():
+        p, g = pred == value, gt == value
+        row = {
+            "label": value,
+            "dice": dice(p, g),
+            "jaccard": jaccard(p, g),
+            "sensitivity": sensitivity(p, g),
+            "specificity": specificity(p, g),
+            "precision": precision(p, g),
+            "volume_pred_ml": volume_ml(p, spacing),
+            "volume_gt_ml": volume_ml(g, spacing),
+        }
+        if surface:
+            row["hd95"] = hausdorff95(p, g, spacing)
+            row["assd"] = average_surface_distance(p, g, spacing)
+        out[name] = row
+    return out
+
+
+def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation of every metric per class over cases.
+
+    Returns ``{class name: {"dice_mean": ..., "dice_std": ..., ..., "n": cases}}``; a mean over
+    values containing ``inf`` is ``inf``.
+    """
+    classes: dict[str, dict[str, list[float]]] = {}
+    for case in per_case.values():
+        for name, row in case.items():
+            for metric, value in row.items():
+                if metric != "label":
+                    classes.setdefault(name, {}).setdefault(metric, []).append(float(value))
+    summary: dict[str, dict[str, float]] = {}
+    for name, metrics in classes.items():
+        entry: dict[str, float] = {}
+        for metric, values in metrics.items():
+            arr = np.asarray(values)
+            entry[f"{metric}_mean"] = float(arr.mean())
+            entry[f"{metric}_std"] = float(arr.std()) if np.all(np.isfinite(arr)) else float("inf")
+            entry["n"] = len(values)
+        summary[name] = entry
+    return summary
+
+
+def _label_files(folder: Path) -> dict[str, Path]:
+    out = {}
+    for p in sorted(folder.iterdir()):
+        for suffix in (".nii.gz", ".nii"):
+            if p.name.endswith(suffix) and not p.name.startswith("."):
+                out[p.name[: -len(suffix)]] = p
+    return out
+
+
+def evaluate_folders(
+    pred_dir: str | os.PathLike,
+    gt_dir: str | os.PathLike,
+    labels: dict[int, str] | None = None,
+    csv_path: str | os.PathLike | None = None,
+    surface: bool = True,
+) -> dict[str, Any]:
+    """Score every prediction in ``pred_dir`` against the same-named file in ``gt_dir``.
+
+    Label names come from ``labels`` or, if ``gt_dir`` sits in an MSD dataset, from its
+    ``dataset.json``. Geometry (shape and spacing) is taken from the ground truth files.
+
+    Returns
+    -------
+    dict
+        ``{"cases": {case: evaluate_case(...)}, "summary": summarise(...)}``.
+
+    Raises
+    ------
+    ValueError
+        Missing folders, no matching files, a ground truth without prediction, or shape mismatch.
+    """
+    from napari_medseg.dataset.msd import label_names_from_json, read_label_image
+
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    for folder in (pred_dir, gt_dir):
+        if not folder.is_dir():
+            raise ValueError(f"Folder not found: {folder}")
+    preds, gts = _label_files(pred_dir), _label_files(gt_dir)
+    if not preds:
+        raise ValueError(f"No NIfTI predictions in {pred_dir}.")
+    common = sorted(set(preds) & set(gts))
+    if not common:
+        raise ValueError(f"No file in {pred_dir} has a same-named ground truth in {gt_dir}.")
+    if labels is None:
+        meta = gt_dir.parent / "dataset.json"
+        if meta.is_file():
+            import json
+
+            try:
+                labels = label_names_from_json(json.loads(meta.read_text()))
+            except (ValueError, KeyError):
+                labels = None
+    per_case: dict[str, dict[str, dict[str, float]]] = {}
+    for case in common:
+        pred, gt = read_label_image(preds[case]), read_label_image(gts[case])
+        if pred.shape != gt.shape:
+            raise ValueError(f"{case}: prediction shape {pred.shape} differs from ground truth {gt.shape}.")
+        gt_arr = np.rint(gt.array).astype(np.int32)
+        per_case[case] = evaluate_case(np.rint(pred.array).astype(np.int32), gt_arr, gt.spacing,
+                                       labels, surface)
+    result = {"cases": per_case, "summary": summarise(per_case),
+              "missing_predictions": sorted(set(gts) - set(preds))}
+    if csv_path is not None:
+        write_csv(per_case, csv_path)
+    return result
+
+
+def write_csv(per_case: dict[str, dict[str, dict[str, float]]], csv_path: str | os.PathLike) -> Path:
+    """One row per case and class (atomic write)."""
+    import tempfile
+
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=csv_path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["case", "class", "label", *METRIC_NAMES])
+            for case, classes in per_case.items():
+                for name, row in classes.items():
+                    writer.writerow([case, name, row["label"],
+                                     *[row.get(m, "") for m in METRIC_NAMES]])
+        os.replace(tmp, csv_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return csv_path

@@ -1,0 +1,275 @@
+"""Model directories: ``model.pt`` (a ``state_dict``) + ``model_card.json``.
+
+A model directory is something a user can trust: weights are loaded with
+``torch.load(weights_only=True)`` (no arbitrary unpickling) and the network is rebuilt from the
+card's plain-JSON description. Files are replaced atomically (temp file + rename), so a
+cancelled or crashed training never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_medseg.models.factory import build_network
+
+WEIGHTS_FILE = "model.pt"
+CARD_FILE = "model_card.json"
+CARD_FORMAT = "napari-medseg-model/1"
+
+
+class ModelLoadError(ValueError):
+    """A model directory is missing, broken, or does not fit the task at hand."""
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to use (and judge) a trained model.
+
+    Attributes
+    ----------
+    task : str
+        Dataset / task name the model was trained for.
+    classes : list of dict
+        ``{"value": int, "name": str, "color": [r, g, b]}`` per class, background included.
+    dims : int
+        2 (slice-wise) or 3.
+    in_channels : int
+    channel_names : list of str
+    modality : str
+    patch_size : list of int
+        Training patch / sliding-window size in voxels (array axis order).
+    spacing : list of float or None
+        Target voxel spacing in mm (array axis order); None = images used as they are.
+    normalisation : list of dict
+        :class:`~napari_medseg.preprocess.NormalisationParams` per channel.
+    network : dict
+        :func:`~napari_medseg.models.factory.plan_network` output.
+    training_cases, validation_cases : list of str
+    metrics_history : list of dict
+        One entry per epoch (``epoch``, ``loss``, validation metrics, ``time_s``).
+    best_metric : float or None
+        Best validation mean Dice (foreground classes).
+    best_epoch : int or None
+    version : int
+        1 for a model trained from scratch, parent version + 1 for a fine-tuned one.
+    parent_version, parent_id : optional
+        The model this one was fine-tuned from.
+    """
+
+    task: str
+    classes: list[dict[str, Any]]
+    dims: int
+    in_channels: int
+    patch_size: list[int]
+    network: dict[str, Any]
+    normalisation: list[dict[str, Any]]
+    spacing: list[float] | None = None
+    channel_names: list[str] = field(default_factory=lambda: ["image"])
+    modality: str = "unknown"
+    training_cases: list[str] = field(default_factory=list)
+    validation_cases: list[str] = field(default_factory=list)
+    metrics_history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    version: int = 1
+    parent_version: int | None = None
+    model_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    parent_id: str | None = None
+    created: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    )
+    package_version: str = ""
+    torch_version: str = field(default_factory=lambda: torch.__version__)
+    monai_version: str = ""
+    train_config: dict[str, Any] = field(default_factory=dict)
+    format: str = CARD_FORMAT
+
+    def __post_init__(self) -> None:
+        if not self.package_version:
+            from napari_medseg import __version__
+
+            self.package_version = __version__
+        if not self.monai_version:
+            try:
+                import monai
+
+                self.monai_version = monai.__version__
+            except ImportError:  # pragma: no cover - monai is a hard dependency
+                self.monai_version = "unknown"
+
+    @property
+    def num_classes(self) -> int:
+        """Number of network outputs (highest class value + 1)."""
+        return max(int(c["value"]) for c in self.classes) + 1
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        return {int(c["value"]): str(c["name"]) for c in self.classes}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in fields(cls)}
+        required = ("task", "classes", "dims", "in_channels", "patch_size", "network",
+                    "normalisation")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ModelLoadError(f"model_card.json lacks the entries {', '.join(missing)}.")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def describe(self) -> str:
+        """One line for users: task, classes, dims, version."""
+        names = ", ".join(c["name"] for c in self.classes if int(c["value"]) != 0)
+        return f"'{self.task}' v{self.version}, {self.dims}D, classes: {names}"
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_model(model_or_state: torch.nn.Module | dict, card: ModelCard, model_dir: str | os.PathLike) -> Path:
+    """Write ``model.pt`` and ``model_card.json`` atomically into ``model_dir``.
+
+    Parameters
+    ----------
+    model_or_state : torch.nn.Module or dict
+        The network (a DDP wrapper is unwrapped) or its ``state_dict``.
+    card : ModelCard
+    model_dir : path
+        Created if needed; existing model files are replaced only once the new ones are complete.
+    """
+    model_dir = Path(model_dir)
+    if isinstance(model_or_state, torch.nn.Module):
+        module = getattr(model_or_state, "module", model_or_state)
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    else:
+        state = {k: v.detach().cpu() for k, v in model_or_state.items()}
+    _atomic_write_bytes(model_dir / WEIGHTS_FILE, lambda fh: torch.save(state, fh))
+    text = json.dumps(card.to_dict(), indent=2, default=float).encode()
+    _atomic_write_bytes(model_dir / CARD_FILE, lambda fh: fh.write(text))
+    return model_dir
+
+
+def read_card(model_dir: str | os.PathLike) -> ModelCard:
+    """Read ``model_card.json`` from a model directory (clear errors for missing/broken files)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"Model folder not found: {model_dir}")
+    card_path = model_dir / CARD_FILE
+    if not card_path.is_file():
+        raise ModelLoadError(f"{model_dir} is not a napari-medseg model (no {CARD_FILE}).")
+    try:
+        data = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not a model card.")
+    return ModelCard.from_dict(data)
+
+
+def check_card_compatible(
+    card: ModelCard,
+    num_classes: int | None = None,
+    dims: int | None = None,
+    in_channels: int | None = None,
+    label_names: dict[int, str] | None = None,
+) -> None:
+    """Raise :class:`ModelLoadError` when a model does not fit the task at hand.
+
+    Parameters
+    ----------
+    num_classes : int, optional
+        Expected number of classes (background included).
+    dims : int, optional
+        Expected dimensionality (2 or 3).
+    in_channels : int, optional
+        Number of image channels that will be fed.
+    label_names : dict, optional
+        Expected ``{value: name}``; a different set of names means a different task.
+    """
+    if dims is not None and card.dims != dims:
+        raise ModelLoadError(
+            f"The model {card.describe()} is a {card.dims}D model; this task needs {dims}D."
+        )
+    if in_channels is not None and card.in_channels != in_channels:
+        raise ModelLoadError(
+            f"The model {card.describe()} expects {card.in_channels} image channel(s) "
+            f"({', '.join(card.channel_names)}); the input has {in_channels}."
+        )
+    if num_classes is not None and card.num_classes != num_classes:
+        raise ModelLoadError(
+            f"The model {card.describe()} predicts {card.num_classes} classes; this task has "
+            f"{num_classes}. It was trained for a different task."
+        )
+    if label_names is not None:
+        theirs = {k: v.lower() for k, v in card.label_names.items() if k != 0}
+        ours = {k: v.lower() for k, v in label_names.items() if k != 0}
+        if theirs != ours:
+            raise ModelLoadError(
+                f"The model {card.describe()} was trained for other labels than "
+                f"{', '.join(ours.values())}."
+            )
+
+
+def load_model(
+    model_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    num_classes: int | None = None,
+    dims: int | None = None,
+    in_channels: int | None = None,
+) -> tuple[torch.nn.Module, ModelCard]:
+    """Load a model directory safely (``weights_only=True``) and check it fits.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode, on ``device``.
+    card : ModelCard
+
+    Raises
+    ------
+    ModelLoadError
+        Missing files, broken card or weights, weights that do not match the card, or a model
+        for another task (see :func:`check_card_compatible`).
+    """
+    card = read_card(model_dir)
+    check_card_compatible(card, num_classes, dims, in_channels)
+    weights = Path(model_dir) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelLoadError(f"{model_dir} has a model card but no {WEIGHTS_FILE}.")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ...
+        raise ModelLoadError(f"{WEIGHTS_FILE} in {model_dir} cannot be loaded safely: {exc}") from exc
+    try:
+        model = build_network(card.network)
+        model.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(
+            f"The weights in {model_dir} do not match the network its model card describes "
+            f"(a model from another task or version?): {str(exc).splitlines()[0]}"
+        ) from exc
+    model.to(device)
+    model.eval()
+    return model, card

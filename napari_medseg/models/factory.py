@@ -1,0 +1,176 @@
+"""Network factory: MONAI UNet / DynUNet, 2D and 3D, sized from the data.
+
+The plan follows nnU-Net's idea: pool each axis while its feature map stays at least
+``min_feature_size`` voxels, round the patch size up to a multiple of the total pooling, and
+give the network one level per pooling step. The architecture description is a plain dict
+(:func:`plan_network`) stored in the model card, so a model directory rebuilds its network
+without unpickling anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+ARCHITECTURES = ("unet", "dynunet")
+
+
+def plan_patch_size(
+    median_shape: Sequence[float],
+    max_voxels: int | None = None,
+    min_feature_size: int = 4,
+    max_pools: int = 5,
+) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+    """Patch size and per-level strides for a typical image shape.
+
+    Parameters
+    ----------
+    median_shape : sequence of float
+        Typical image shape (voxels, after resampling), 2 or 3 axes.
+    max_voxels : int, optional
+        Upper bound on the patch volume (voxels); larger shapes are shrunk.
+    min_feature_size : int
+        Smallest feature-map size (voxels) allowed along an axis at the bottleneck.
+    max_pools : int
+        Maximum number of poolings per axis.
+
+    Returns
+    -------
+    patch_size : tuple of int
+        Each axis a multiple of ``2 ** pools_on_that_axis``.
+    strides : list of tuple of int
+        One entry per down-sampling level, ``2`` where that axis is pooled, else ``1``.
+    """
+    shape = np.maximum(np.asarray(median_shape, dtype=float), 1.0)
+    while True:
+        pools = []
+        for n in shape:
+            k = 0
+            while k < max_pools and n / 2 ** (k + 1) >= min_feature_size:
+                k += 1
+            pools.append(k)
+        patch = tuple(int(np.ceil(n / 2**k) * 2**k) for n, k in zip(shape, pools, strict=True))
+        if max_voxels is None or int(np.prod(patch)) <= max_voxels or shape.max() <= 8:
+            break
+        shape[int(np.argmax(shape))] *= 0.9
+    levels = max(pools)
+    strides = [tuple(2 if level < k else 1 for k in pools) for level in range(levels)]
+    return patch, strides
+
+
+def plan_network(
+    dims: int,
+    in_channels: int,
+    out_channels: int,
+    strides: Sequence[Sequence[int]],
+    architecture: str = "unet",
+    base_channels: int = 16,
+    max_channels: int = 256,
+    deep_supervision: bool = False,
+) -> dict[str, Any]:
+    """JSON-friendly description of a network (kept in the model card).
+
+    Parameters
+    ----------
+    dims : int
+        2 or 3 spatial dimensions.
+    in_channels, out_channels : int
+        Image channels and classes (background included).
+    strides : sequence of sequence of int
+        Per-level strides from :func:`plan_patch_size`.
+    architecture : str
+        ``"unet"`` (MONAI ``UNet`` with residual units: strided convolutions, fast on CPU) or
+        ``"dynunet"`` (MONAI ``DynUNet``, nnU-Net's layout: two convolutions at full resolution,
+        optional deep supervision; best on a GPU).
+    base_channels, max_channels : int
+        Feature maps at the first level, doubled per level up to ``max_channels``.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {ARCHITECTURES}.")
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims}.")
+    strides = [[int(s) for s in level] for level in strides]
+    if not strides:
+        strides = [[2] * dims]
+    if any(len(level) != dims for level in strides):
+        raise ValueError(f"every stride entry needs {dims} values, got {strides}")
+    filters = [min(base_channels * 2**i, max_channels) for i in range(len(strides) + 1)]
+    return {
+        "architecture": architecture,
+        "dims": dims,
+        "in_channels": int(in_channels),
+        "out_channels": int(out_channels),
+        "filters": filters,
+        "strides": strides,
+        "deep_supervision": bool(deep_supervision and architecture == "dynunet"),
+    }
+
+
+def build_network(spec: dict[str, Any]) -> torch.nn.Module:
+    """Build the ``torch.nn.Module`` described by :func:`plan_network`."""
+    from monai.networks.nets import DynUNet, UNet
+
+    arch = spec["architecture"]
+    dims, cin, cout = spec["dims"], spec["in_channels"], spec["out_channels"]
+    filters, strides = list(spec["filters"]), [tuple(s) for s in spec["strides"]]
+    if arch == "unet":
+        return UNet(
+            spatial_dims=dims,
+            in_channels=cin,
+            out_channels=cout,
+            channels=filters,
+            strides=strides,
+            num_res_units=2,
+            norm=("instance", {"affine": True}),
+        )
+    if arch == "dynunet":
+        levels = len(strides)
+        return DynUNet(
+            spatial_dims=dims,
+            in_channels=cin,
+            out_channels=cout,
+            kernel_size=[3] * (levels + 1),
+            strides=[1, *strides],
+            upsample_kernel_size=strides,
+            filters=filters,
+            norm_name=("INSTANCE", {"affine": True}),
+            act_name=("leakyrelu", {"inplace": True, "negative_slope": 0.01}),
+            deep_supervision=spec.get("deep_supervision", False),
+            deep_supr_num=max(1, min(2, levels - 1)),
+            res_block=False,
+        )
+    raise ValueError(f"Unknown architecture {arch!r}; choose one of {ARCHITECTURES}.")
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def load_matching_weights(
+    model: torch.nn.Module, state_dict: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str]]:
+    """Copy every tensor whose name and shape match; leave the rest freshly initialised.
+
+    Used for fine-tuning to a new label set: the output head (class count) differs, everything
+    else transfers.
+
+    Returns
+    -------
+    loaded, skipped : list of str
+        Parameter names copied / left at their new initialisation.
+    """
+    own = model.state_dict()
+    loaded, skipped = [], []
+    for name, tensor in own.items():
+        src = state_dict.get(name)
+        if src is not None and tuple(src.shape) == tuple(tensor.shape):
+            own[name] = src.to(tensor.dtype)
+            loaded.append(name)
+        else:
+            skipped.append(name)
+    model.load_state_dict(own)
+    return loaded, skipped

@@ -1,0 +1,213 @@
+"""Intensity normalisation and resampling, shared by training and inference.
+
+Normalisation follows nnU-Net's rule per modality:
+
+* **CT** (Hounsfield units mean the same in every scan): clip to the dataset's 0.5 / 99.5
+  intensity percentiles inside the labelled foreground, then z-score with the dataset's mean/std.
+* **everything else** (MR, unknown): z-score per volume (intensity scales differ between scans).
+
+Resampling maps arrays between a volume's own voxel grid and a model's target spacing. Both
+directions use the same centre-aligned convention (``align_corners=False``), so resampling to the
+target spacing and back returns the original grid exactly in shape and physical extent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Intensity percentiles (%) used to clip CT images.
+CT_CLIP_PERCENTILES = (0.5, 99.5)
+
+
+@dataclass
+class NormalisationParams:
+    """How to normalise one image channel.
+
+    Attributes
+    ----------
+    scheme : str
+        ``"ct"`` (clip to fixed HU range + dataset z-score), ``"zscore"`` (per-volume z-score)
+        or ``"none"``.
+    clip_low, clip_high : float or None
+        Intensity clip range (CT only), in image units (HU).
+    mean, std : float or None
+        Dataset statistics (CT only) after clipping.
+    """
+
+    scheme: str = "zscore"
+    clip_low: float | None = None
+    clip_high: float | None = None
+    mean: float | None = None
+    std: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheme not in ("ct", "zscore", "none"):
+            raise ValueError(f"Unknown normalisation scheme {self.scheme!r}.")
+        if self.scheme == "ct" and None in (self.clip_low, self.clip_high, self.mean, self.std):
+            raise ValueError("CT normalisation needs clip_low, clip_high, mean and std.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NormalisationParams:
+        return cls(**{k: d.get(k) for k in ("scheme", "clip_low", "clip_high", "mean", "std")})
+
+
+def fit_normalisation(
+    images: Sequence[np.ndarray],
+    modality: str,
+    foreground_masks: Sequence[np.ndarray] | None = None,
+    max_samples_per_case: int = 20000,
+    seed: int = 0,
+) -> NormalisationParams:
+    """Choose normalisation parameters for one channel from the training images.
+
+    Parameters
+    ----------
+    images : sequence of np.ndarray
+        Raw training images of this channel (any shape).
+    modality : str
+        ``"CT"`` gives the CT scheme, anything else per-volume z-score.
+    foreground_masks : sequence of np.ndarray, optional
+        Boolean masks of labelled foreground; CT statistics use these voxels (all voxels if
+        omitted or empty).
+    """
+    if modality.upper() != "CT":
+        return NormalisationParams("zscore")
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i, image in enumerate(images):
+        values = np.asarray(image, dtype=np.float32)
+        if foreground_masks is not None and np.any(foreground_masks[i]):
+            values = values[np.asarray(foreground_masks[i], dtype=bool)]
+        values = values.ravel()
+        if values.size > max_samples_per_case:
+            values = rng.choice(values, max_samples_per_case, replace=False)
+        samples.append(values)
+    if not samples or sum(s.size for s in samples) == 0:
+        raise ValueError("No image voxels to compute CT normalisation statistics from.")
+    allv = np.concatenate(samples).astype(np.float64)
+    low, high = np.percentile(allv, CT_CLIP_PERCENTILES)
+    clipped = np.clip(allv, low, high)
+    std = float(clipped.std())
+    return NormalisationParams("ct", float(low), float(high), float(clipped.mean()), max(std, 1e-6))
+
+
+def normalise(image: np.ndarray, params: NormalisationParams) -> np.ndarray:
+    """Normalise an image channel; returns float32 of the same shape."""
+    x = np.asarray(image, dtype=np.float32)
+    if params.scheme == "none":
+        return x.copy()
+    if params.scheme == "ct":
+        x = np.clip(x, params.clip_low, params.clip_high)
+        return ((x - params.mean) / params.std).astype(np.float32)
+    mean = float(x.mean(dtype=np.float64))
+    std = float(x.std(dtype=np.float64))
+    return ((x - mean) / max(std, 1e-8)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# resampling
+
+
+def resampled_shape(
+    shape: Sequence[int], spacing: Sequence[float], target_spacing: Sequence[float]
+) -> tuple[int, ...]:
+    """Grid shape after resampling ``shape`` from ``spacing`` to ``target_spacing`` (mm)."""
+    return tuple(
+        max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target_spacing, strict=True)
+    )
+
+
+def needs_resampling(
+    spacing: Sequence[float], target_spacing: Sequence[float] | None, rtol: float = 1e-3
+) -> bool:
+    """True when the spacings differ by more than ``rtol`` (relative) on any axis."""
+    if target_spacing is None:
+        return False
+    return not np.allclose(np.asarray(spacing), np.asarray(target_spacing), rtol=rtol, atol=0)
+
+
+def resample_to_shape(array: np.ndarray | torch.Tensor, shape: Sequence[int], order: int = 1):
+    """Resample the last ``len(shape)`` axes of an array to ``shape``.
+
+    Parameters
+    ----------
+    array : np.ndarray or torch.Tensor
+        ``(..., *spatial)``; leading axes (channels) are kept.
+    shape : sequence of int
+        Target spatial shape (2 or 3 axes).
+    order : int
+        0 = nearest (labels), 1 = linear (images, probabilities).
+
+    Returns
+    -------
+    Same type as the input (numpy in -> numpy out), float32 unless ``order == 0``.
+    """
+    is_numpy = isinstance(array, np.ndarray)
+    t = torch.from_numpy(np.ascontiguousarray(array)) if is_numpy else array
+    spatial = len(shape)
+    if tuple(t.shape[-spatial:]) == tuple(shape):
+        return array
+    lead = t.shape[:-spatial]
+    x = t.reshape(1, -1, *t.shape[-spatial:])
+    if order == 0:
+        y = F.interpolate(x.float(), size=tuple(shape), mode="nearest-exact").to(t.dtype)
+    else:
+        mode = "trilinear" if spatial == 3 else "bilinear"
+        y = F.interpolate(x.float(), size=tuple(shape), mode=mode, align_corners=False)
+    y = y.reshape(*lead, *shape)
+    return y.numpy() if is_numpy else y
+
+
+def resample_to_spacing(
+    array: np.ndarray, spacing: Sequence[float], target_spacing: Sequence[float], order: int = 1
+) -> np.ndarray:
+    """Resample the last axes of ``array`` from ``spacing`` to ``target_spacing`` (mm)."""
+    spatial = len(spacing)
+    shape = resampled_shape(array.shape[-spatial:], spacing, target_spacing)
+    return resample_to_shape(array, shape, order)
+
+
+def prepare_image(
+    channels: Sequence[np.ndarray],
+    spacing: Sequence[float],
+    params: Sequence[NormalisationParams],
+    target_spacing: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Normalise every channel and resample to the target spacing.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(C, *spatial)`` on the target grid.
+    """
+    if len(channels) != len(params):
+        raise ValueError(
+            f"The model expects {len(params)} input channel(s) but the image has {len(channels)}."
+        )
+    stacked = np.stack([normalise(c, p) for c, p in zip(channels, params, strict=True)])
+    if needs_resampling(spacing, target_spacing):
+        stacked = resample_to_spacing(stacked, spacing, target_spacing, order=1)
+    return np.ascontiguousarray(stacked, dtype=np.float32)
+
+
+def prepare_labels(
+    labels: np.ndarray, spacing: Sequence[float], target_spacing: Sequence[float] | None = None
+) -> np.ndarray:
+    """Resample a label array (nearest neighbour) to the target spacing; uint8."""
+    labels = np.asarray(labels, dtype=np.uint8)
+    if needs_resampling(spacing, target_spacing):
+        labels = resample_to_spacing(labels, spacing, target_spacing, order=0)
+    return np.ascontiguousarray(labels)
+
+
+def median_spacing(spacings: Sequence[Sequence[float]]) -> tuple[float, ...]:
+    """Per-axis median voxel spacing (mm): the default target spacing of a dataset."""
+    return tuple(float(v) for v in np.median(np.asarray(spacings, dtype=float), axis=0))

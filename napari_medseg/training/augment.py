@@ -1,0 +1,161 @@
+"""Cheap, vectorised data augmentation on whole batches of torch tensors.
+
+Everything runs on the training device, per sample with its own random parameters: one
+``grid_sample`` call covers rotation and scaling (only for the samples that drew them), mirror
+flips along every axis, and intensity changes (brightness, contrast, gamma, Gaussian noise).
+Labels follow the spatial transforms with nearest-neighbour sampling, so ``IGNORE_LABEL`` stays
+exact; voxels pulled in from outside the patch become background.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentationConfig:
+    """Probabilities (per sample) and ranges of each augmentation.
+
+    Angles in degrees; ``scale`` > 1 magnifies the image.
+    """
+
+    p_rotate: float = 0.2
+    max_angle_deg: float = 30.0
+    p_scale: float = 0.2
+    scale_range: tuple[float, float] = (0.7, 1.4)
+    p_flip: float = 0.5
+    p_brightness: float = 0.15
+    brightness_range: tuple[float, float] = (0.75, 1.25)
+    p_contrast: float = 0.15
+    contrast_range: tuple[float, float] = (0.75, 1.25)
+    p_gamma: float = 0.3
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    p_noise: float = 0.1
+    noise_std_max: float = 0.3
+
+    @classmethod
+    def preset(cls, name: str) -> AugmentationConfig | None:
+        """``"default"``, ``"light"`` (flips + mild intensity) or ``"none"`` (returns None)."""
+        if name == "none":
+            return None
+        if name == "light":
+            return cls(p_rotate=0.0, p_scale=0.0, p_gamma=0.15, p_noise=0.05)
+        if name == "default":
+            return cls()
+        raise ValueError(f"Unknown augmentation preset {name!r} (default, light, none).")
+
+
+def _rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``(B, 3, 3)`` from angles ``(B, 3)`` (radians) about the three axes."""
+    c, s = torch.cos(angles), torch.sin(angles)
+    one, zero = torch.ones_like(c[:, 0]), torch.zeros_like(c[:, 0])
+    rx = torch.stack([one, zero, zero, zero, c[:, 0], -s[:, 0], zero, s[:, 0], c[:, 0]], 1)
+    ry = torch.stack([c[:, 1], zero, s[:, 1], zero, one, zero, -s[:, 1], zero, c[:, 1]], 1)
+    rz = torch.stack([c[:, 2], -s[:, 2], zero, s[:, 2], c[:, 2], zero, zero, zero, one], 1)
+    return rx.view(-1, 3, 3) @ ry.view(-1, 3, 3) @ rz.view(-1, 3, 3)
+
+
+def _uniform(n: int, low: float, high: float, device, generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, device=device, generator=generator)
+
+
+def augment_batch(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: AugmentationConfig | None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Randomly augment a batch.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``(B, C, *spatial)`` float, 2 or 3 spatial axes (normalised intensities).
+    labels : torch.Tensor
+        ``(B, *spatial)`` integer.
+    config : AugmentationConfig or None
+        None = return the inputs unchanged.
+    generator : torch.Generator, optional
+        Random source on the inputs' device (for reproducibility).
+
+    Returns
+    -------
+    images, labels : torch.Tensor
+        Same shapes and dtypes.
+    """
+    if config is None:
+        return images, labels
+    b, dims, dev = images.shape[0], images.ndim - 2, images.device
+    spatial = images.shape[2:]
+
+    def draw(p: float) -> torch.Tensor:
+        return torch.rand(b, device=dev, generator=generator) < p
+
+    # --- rotation + scaling in one resampling ------------------------------------------
+    rot, scl = draw(config.p_rotate), draw(config.p_scale)
+    if bool((rot | scl).any()):
+        max_a = math.radians(config.max_angle_deg)
+        if dims == 3:
+            angles = _uniform(b * 3, -max_a, max_a, dev, generator).view(b, 3)
+            matrices = _rotation_matrices(angles * rot[:, None])
+        else:
+            a = _uniform(b, -max_a, max_a, dev, generator) * rot
+            c, s = torch.cos(a), torch.sin(a)
+            matrices = torch.stack([c, -s, s, c], 1).view(b, 2, 2)
+        lo, hi = config.scale_range
+        scale = torch.exp(_uniform(b, math.log(lo), math.log(hi), dev, generator))
+        scale = torch.where(scl, scale, torch.ones_like(scale))
+        # grid coordinates are (x, y[, z]) = reversed array axes, normalised to [-1, 1];
+        # conjugate with the half-sizes so rotations are isotropic in voxel space
+        half = torch.tensor([n / 2.0 for n in reversed(spatial)], device=dev, dtype=images.dtype)
+        theta = (matrices / scale[:, None, None]) * (half[None, None, :] / half[None, :, None])
+        theta = torch.cat([theta, torch.zeros(b, dims, 1, device=dev, dtype=images.dtype)], 2)
+        identity = torch.eye(dims, dims + 1, device=dev, dtype=images.dtype)
+        changed = rot | scl
+        theta = torch.where(changed[:, None, None], theta, identity)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=False)
+        lab = F.grid_sample(labels[:, None].to(images.dtype), grid, mode="nearest",
+                            padding_mode="zeros", align_corners=False)
+        labels = lab[:, 0].round().to(labels.dtype)
+
+    # --- mirror flips per axis -----------------------------------------------------------
+    for axis in range(dims):
+        flip = draw(config.p_flip)
+        if bool(flip.any()):
+            images = torch.where(flip.view(b, *[1] * (dims + 1)), images.flip(2 + axis), images)
+            labels = torch.where(flip.view(b, *[1] * dims), labels.flip(1 + axis), labels)
+
+    # --- intensities ---------------------------------------------------------------------
+    shape = (b, *[1] * (dims + 1))
+    bright = draw(config.p_brightness)
+    if bool(bright.any()):
+        factor = _uniform(b, *config.brightness_range, dev, generator)
+        images = images * torch.where(bright, factor, torch.ones_like(factor)).view(shape)
+    contrast = draw(config.p_contrast)
+    if bool(contrast.any()):
+        factor = torch.where(contrast, _uniform(b, *config.contrast_range, dev, generator),
+                             torch.ones(b, device=dev)).view(shape)
+        mean = images.mean(dim=tuple(range(1, images.ndim)), keepdim=True)
+        lo = images.amin(dim=tuple(range(1, images.ndim)), keepdim=True)
+        hi = images.amax(dim=tuple(range(1, images.ndim)), keepdim=True)
+        images = torch.minimum(torch.maximum((images - mean) * factor + mean, lo), hi)
+    gamma = draw(config.p_gamma)
+    if bool(gamma.any()):
+        g = torch.exp(_uniform(b, math.log(config.gamma_range[0]), math.log(config.gamma_range[1]),
+                               dev, generator))
+        g = torch.where(gamma, g, torch.ones_like(g)).view(shape)
+        lo = images.amin(dim=tuple(range(1, images.ndim)), keepdim=True)
+        hi = images.amax(dim=tuple(range(1, images.ndim)), keepdim=True)
+        rng = (hi - lo).clamp_min(1e-6)
+        images = ((images - lo) / rng).clamp(0, 1).pow(g) * rng + lo
+    noise = draw(config.p_noise)
+    if bool(noise.any()):
+        std = _uniform(b, 0.0, config.noise_std_max, dev, generator) * noise
+        images = images + torch.randn(images.shape, device=dev, generator=generator) * std.view(shape)
+    return images, labels

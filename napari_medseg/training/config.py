@@ -1,0 +1,150 @@
+"""Training configuration and result: small dataclasses, JSON-friendly."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`~napari_medseg.training.train`; None means "choose from the data".
+
+    Attributes
+    ----------
+    dims : int or None
+        2 (slice-wise) or 3; default 3 for volumes with at least 8 slices.
+    patch_size : tuple of int or None
+        Training patch (voxels, array order); default from the median image shape.
+    target_spacing : tuple of float or None
+        Resample to this spacing (mm); default the dataset's median spacing.
+    batch_size : int
+    max_epochs : int
+    steps_per_epoch : int
+        Optimisation steps between validations.
+    time_budget_s : float or None
+        Wall-clock limit (s) for the whole call; the learning-rate schedule follows it.
+    val_fraction : float
+        Fraction of cases held out for validation (ignored when ``val_case_ids`` is given).
+    val_case_ids : list of str or None
+        Explicit validation cases.
+    seed : int or None
+    device : str
+        ``"auto"`` (CUDA with AMP -> MPS -> CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+    loss : str
+        ``"dice_ce"`` (default), ``"dice"``, ``"jaccard"``, ``"ce"``, ``"focal"``, ``"dice_focal"``.
+    optimizer : str
+        ``"adamw"`` or ``"sgd"`` (nesterov, momentum 0.99).
+    learning_rate : float or None
+        Default 2e-3 (AdamW) / 1e-2 (SGD).
+    warmup_fraction : float
+        Share of the run with linear learning-rate warm-up; then polynomial decay to zero.
+    early_stopping_patience : int or None
+        Stop after this many validations without improvement.
+    foreground_fraction : float
+        Share of patches centred on foreground.
+    augmentation : str
+        ``"default"``, ``"light"`` or ``"none"``.
+    architecture : str
+        ``"unet"`` (fast on CPU) or ``"dynunet"`` (nnU-Net layout).
+    base_channels, max_channels : int
+    deep_supervision : bool
+        DynUNet only.
+    max_patch_voxels : int
+        Upper bound on the automatic patch size.
+    val_overlap : float
+        Sliding-window overlap during validation.
+    label_names : dict or None
+        ``{value: name}`` for in-memory cases without a dataset.json.
+    modality : str or None
+        Modality of in-memory cases (``"CT"`` selects CT normalisation).
+    task_name : str or None
+        Task name for in-memory cases (recorded in the model card).
+    amp : bool
+        Mixed precision on CUDA.
+    """
+
+    dims: int | None = None
+    patch_size: tuple[int, ...] | None = None
+    target_spacing: tuple[float, ...] | None = None
+    batch_size: int = 2
+    max_epochs: int = 1000
+    steps_per_epoch: int = 50
+    time_budget_s: float | None = None
+    val_fraction: float = 0.2
+    val_case_ids: list[str] | None = None
+    seed: int | None = 0
+    device: str = "auto"
+    loss: str = "dice_ce"
+    optimizer: str = "adamw"
+    learning_rate: float | None = None
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.03
+    early_stopping_patience: int | None = None
+    foreground_fraction: float = 0.33
+    augmentation: str = "default"
+    architecture: str = "unet"
+    base_channels: int = 16
+    max_channels: int = 256
+    deep_supervision: bool = False
+    max_patch_voxels: int = 128**3
+    val_overlap: float = 0.25
+    label_names: dict[int, str] | None = None
+    modality: str | None = None
+    task_name: str | None = None
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dims not in (None, 2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {self.dims}.")
+        if self.batch_size < 1 or self.max_epochs < 1 or self.steps_per_epoch < 1:
+            raise ValueError("batch size, epochs and steps per epoch must be at least 1.")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError("The time budget must be positive.")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"Validation fraction must be in [0, 1), got {self.val_fraction}.")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"Unknown optimizer {self.optimizer!r} (adamw, sgd).")
+        if self.patch_size is not None:
+            self.patch_size = tuple(int(p) for p in self.patch_size)
+        if self.target_spacing is not None:
+            self.target_spacing = tuple(float(s) for s in self.target_spacing)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["label_names"] is not None:
+            d["label_names"] = {str(k): v for k, v in d["label_names"].items()}
+        return d
+
+
+@dataclass
+class TrainResult:
+    """What :func:`~napari_medseg.training.train` returns (also in the final event's ``result``).
+
+    Attributes
+    ----------
+    status : str
+        ``"finished"`` or ``"cancelled"``.
+    model_dir : str or None
+        Folder holding the best model (None if nothing was saved yet).
+    best_metric : float or None
+        Best validation mean Dice.
+    best_epoch : int or None
+    epochs, steps : int
+        Completed epochs and optimisation steps.
+    elapsed_s : float
+    stop_reason : str
+        ``"max_epochs"``, ``"time_budget"``, ``"early_stopping"`` or ``"cancelled"``.
+    history : list of dict
+        Per-epoch loss and validation metrics.
+    """
+
+    status: str
+    model_dir: str | None
+    best_metric: float | None
+    best_epoch: int | None
+    epochs: int
+    steps: int
+    elapsed_s: float
+    stop_reason: str
+    history: list[dict[str, Any]] = field(default_factory=list)

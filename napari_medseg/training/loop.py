@@ -1,0 +1,543 @@
+"""``train()``: the training generator (plan -> preprocess -> optimise -> validate -> save)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_medseg.dataset.msd import (
+    Case,
+    Dataset,
+    DatasetError,
+    label_colours,
+    load_msd_dataset,
+    split_case_ids,
+)
+from napari_medseg.events import IGNORE_LABEL, Event
+from napari_medseg.inference.engine import resolve_device, sliding_window_probabilities
+from napari_medseg.io.volume import Volume
+from napari_medseg.metrics import dice
+from napari_medseg.models.card import (
+    CARD_FILE,
+    ModelCard,
+    ModelLoadError,
+    _atomic_write_bytes,
+    read_card,
+    save_model,
+)
+from napari_medseg.models.factory import (
+    build_network,
+    count_parameters,
+    load_matching_weights,
+    plan_network,
+    plan_patch_size,
+)
+from napari_medseg.preprocess import (
+    NormalisationParams,
+    fit_normalisation,
+    median_spacing,
+    prepare_image,
+    prepare_labels,
+)
+from napari_medseg.training.augment import AugmentationConfig, augment_batch
+from napari_medseg.training.config import TrainConfig, TrainResult
+from napari_medseg.training.ddp import DistributedContext
+from napari_medseg.training.losses import SegmentationLoss
+from napari_medseg.training.sampling import PatchSampler
+
+DatasetLike = str | os.PathLike | Dataset | Sequence[Case] | Sequence[tuple[Volume, np.ndarray]]
+StopFlag = Callable[[], bool] | Any | None
+
+_MAX_2D_PATCH_VOXELS = 512 * 512
+
+
+@dataclass
+class _Plan:
+    dataset: Dataset
+    train_ids: list[str]
+    val_ids: list[str]
+    card: ModelCard
+    images: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    init_state: dict[str, torch.Tensor] | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def _as_dataset(dataset: DatasetLike, config: TrainConfig) -> Dataset:
+    if isinstance(dataset, (str, os.PathLike)):
+        return load_msd_dataset(dataset)
+    if isinstance(dataset, Dataset):
+        return dataset
+    items = list(dataset)
+    if not items:
+        raise DatasetError("No training cases were given.")
+    cases = []
+    for i, item in enumerate(items):
+        if isinstance(item, Case):
+            cases.append(item)
+        else:
+            image, labels = item[0], item[1]
+            annotated = item[2] if len(item) > 2 else None
+            cases.append(Case(f"case_{i:03d}", image if isinstance(image, Volume) else Volume(image),
+                              labels, annotated))
+    for case in cases:
+        if case.labels is None:
+            raise DatasetError(f"Case {case.case_id} has no labels to learn from.")
+    names = config.label_names
+    if names is None:
+        top = max(int(c.labels[c.labels != IGNORE_LABEL].max(initial=0)) for c in cases)
+        names = {0: "background", **{v: f"label {v}" for v in range(1, max(top, 1) + 1)}}
+    names = {int(k): str(v) for k, v in names.items()}
+    names.setdefault(0, "background")
+    modality = config.modality or cases[0].image.modality
+    return Dataset(cases, dict(sorted(names.items())), modality,
+                   ["image"] * len(cases[0].channels), config.task_name or "napari-medseg task")
+
+
+def _check_labels(ds: Dataset) -> None:
+    top = max(ds.label_names)
+    any_annotated = False
+    for case in ds.cases:
+        lab = case.training_labels()
+        valid = lab[lab != IGNORE_LABEL]
+        any_annotated |= valid.size > 0
+        if valid.size and int(valid.max()) > top:
+            raise DatasetError(
+                f"Case {case.case_id} contains label {int(valid.max())} but only labels up to "
+                f"{top} are named."
+            )
+        if len(case.channels) != len(ds.cases[0].channels):
+            raise DatasetError(f"Case {case.case_id} has a different number of image channels.")
+    if not any_annotated:
+        raise DatasetError("No case contains annotated voxels.")
+
+
+def _resolved_target(spacing: Sequence[float], target: Sequence[float | None] | None):
+    if target is None:
+        return None
+    target = list(target)[-len(spacing):]
+    return tuple(float(s if t is None else t) for s, t in zip(spacing, target, strict=True))
+
+
+def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int) -> _Plan:
+    ds = _as_dataset(dataset, config)
+    _check_labels(ds)
+    messages: list[str] = []
+    ids = ds.case_ids
+    if len(set(ids)) != len(ids):
+        raise DatasetError("Case ids must be unique.")
+    if config.val_case_ids is not None:
+        unknown = sorted(set(config.val_case_ids) - set(ids))
+        if unknown:
+            raise DatasetError(f"Validation cases not in the dataset: {', '.join(unknown[:5])}")
+        val_ids = sorted(set(config.val_case_ids))
+        train_ids = [c for c in ids if c not in set(val_ids)]
+    else:
+        train_ids, val_ids = split_case_ids(ids, config.val_fraction, config.seed or 0)
+    if not train_ids:
+        raise DatasetError("No training cases left after the validation split.")
+    ndim = ds.cases[0].image.ndim
+    n_channels = len(ds.cases[0].channels)
+    num_classes = ds.num_classes
+    train_cases = [c for c in ds.cases if c.case_id in set(train_ids)]
+
+    init_state = None
+    parent: ModelCard | None = None
+    if init_model is not None:
+        parent = read_card(init_model)
+        if config.dims is not None and parent.dims != config.dims:
+            raise ModelLoadError(
+                f"The starting model {parent.describe()} is {parent.dims}D, but {config.dims}D "
+                "training was requested: it comes from a different task."
+            )
+        if parent.in_channels != n_channels:
+            raise ModelLoadError(
+                f"The starting model {parent.describe()} expects {parent.in_channels} image "
+                f"channel(s); these images have {n_channels}."
+            )
+        if parent.dims == 3 and ndim != 3:
+            raise ModelLoadError(f"The starting model {parent.describe()} is 3D; the images are 2D.")
+        try:
+            init_state = torch.load(Path(init_model) / "model.pt", map_location="cpu",
+                                    weights_only=True)
+        except Exception as exc:
+            raise ModelLoadError(f"Cannot load the starting model's weights: {exc}") from exc
+        dims = parent.dims
+        target = parent.spacing
+        norm = [NormalisationParams.from_dict(d) for d in parent.normalisation]
+        patch = tuple(parent.patch_size)
+        network = dict(parent.network, out_channels=num_classes)
+        if parent.num_classes != num_classes or parent.label_names != ds.label_names:
+            messages.append(
+                f"Fine-tuning {parent.describe()} to {num_classes - 1} new label(s): the output "
+                "layer starts afresh." if parent.num_classes != num_classes else
+                f"Fine-tuning {parent.describe()} (label names differ)."
+            )
+        else:
+            messages.append(f"Fine-tuning {parent.describe()}.")
+    else:
+        shapes = np.array([c.image.shape for c in train_cases])
+        dims = config.dims or (3 if ndim == 3 and np.median(shapes[:, 0]) >= 8 else 2)
+        if dims == 3 and ndim != 3:
+            raise DatasetError("3D training needs 3D volumes; these images are 2D.")
+        if config.target_spacing is not None:
+            target = list(config.target_spacing)
+        else:
+            target = list(median_spacing([c.image.spacing for c in train_cases]))
+        if dims == 2 and ndim == 3:
+            target[0] = None  # slice-wise model: never resample across slices
+        norm = []
+        for ch in range(n_channels):
+            fg = [(lab > 0) & (lab != IGNORE_LABEL)
+                  for lab in (c.training_labels() for c in train_cases)]
+            norm.append(fit_normalisation([c.channels[ch].array for c in train_cases],
+                                          ds.modality, fg, seed=rank_seed))
+        patch = None
+        network = None
+
+    images: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    for case in ds.cases:
+        tgt = _resolved_target(case.image.spacing, target)
+        images[case.case_id] = prepare_image([c.array for c in case.channels], case.image.spacing,
+                                             norm, tgt)
+        labels[case.case_id] = prepare_labels(case.training_labels(), case.image.spacing, tgt)
+
+    if network is None:
+        if config.patch_size is not None:
+            if len(config.patch_size) != dims:
+                raise ValueError(f"A {dims}D patch size needs {dims} values, got {config.patch_size}.")
+            planned, strides = plan_patch_size(config.patch_size)
+            if tuple(planned) != tuple(config.patch_size):
+                messages.append(f"Patch size rounded up to {planned} to fit the network's pooling.")
+        else:
+            median_shape = np.median([labels[c].shape[-dims:] for c in train_ids], axis=0)
+            max_vox = config.max_patch_voxels if dims == 3 else _MAX_2D_PATCH_VOXELS
+            planned, strides = plan_patch_size(median_shape, max_vox)
+        patch = tuple(int(p) for p in planned)
+        network = plan_network(dims, n_channels, num_classes, strides, config.architecture,
+                               config.base_channels, config.max_channels, config.deep_supervision)
+    colours = label_colours(ds.label_names)
+    card = ModelCard(
+        task=ds.name,
+        classes=[{"value": v, "name": n, "color": list(colours.get(v, (0, 0, 0)))}
+                 for v, n in ds.label_names.items()],
+        dims=dims,
+        in_channels=n_channels,
+        patch_size=list(patch),
+        network=network,
+        normalisation=[p.to_dict() for p in norm],
+        spacing=None if target is None else [None if t is None else float(t) for t in target],
+        channel_names=list(ds.channel_names),
+        modality=ds.modality,
+        training_cases=list(train_ids),
+        validation_cases=list(val_ids),
+        version=(parent.version + 1) if parent else 1,
+        parent_version=parent.version if parent else None,
+        parent_id=parent.model_id if parent else None,
+        train_config=config.to_dict(),
+    )
+    return _Plan(ds, list(train_ids), list(val_ids), card, images, labels, init_state, messages)
+
+
+def _to_network_input(image: np.ndarray, dims: int) -> torch.Tensor:
+    """(C, *S) array -> (1, C, Z, Y, X) for 3D models, (Z, C, Y, X) slices for 2D models."""
+    t = torch.from_numpy(image)
+    if dims == 3:
+        return t[None]
+    return t[None] if t.ndim == 3 else t.permute(1, 0, 2, 3).contiguous()
+
+
+def validate(
+    model: torch.nn.Module,
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    patch_size: Sequence[int],
+    dims: int,
+    label_names: dict[int, str],
+    device: torch.device,
+    overlap: float = 0.25,
+    amp: bool = False,
+) -> dict[str, float]:
+    """Mean Dice per foreground class over validation cases (annotated voxels only).
+
+    Returns ``{"dice_mean": ..., "dice/<class name>": ...}``.
+    """
+    was_training = model.training
+    model.eval()
+    per_class: dict[int, list[float]] = {v: [] for v in label_names if v != 0}
+    for image, lab in zip(images, labels, strict=True):
+        x = _to_network_input(image, dims).to(device)
+        probs = sliding_window_probabilities(model, x, patch_size, overlap=overlap, amp=amp)
+        pred = torch.argmax(probs, dim=1).cpu().numpy().astype(np.uint8)
+        pred = pred[0] if dims == 3 or lab.ndim == 2 else pred
+        valid = lab != IGNORE_LABEL
+        for v in per_class:
+            per_class[v].append(dice(pred[valid] == v, lab[valid] == v))
+    model.train(was_training)
+    out = {f"dice/{label_names[v]}": float(np.mean(s)) for v, s in per_class.items()}
+    out["dice_mean"] = float(np.mean([np.mean(s) for s in per_class.values()]))
+    return out
+
+
+def _stop_callable(should_stop: StopFlag) -> Callable[[], bool]:
+    if should_stop is None:
+        return lambda: False
+    if hasattr(should_stop, "is_set"):
+        return should_stop.is_set
+    if callable(should_stop):
+        return should_stop
+    raise TypeError("should_stop must be a callable or a threading.Event")
+
+
+def _write_card(model_dir: Path, card: ModelCard) -> None:
+    import json
+
+    text = json.dumps(card.to_dict(), indent=2, default=float).encode()
+    _atomic_write_bytes(model_dir / CARD_FILE, lambda fh: fh.write(text))
+
+
+def train(
+    config: TrainConfig,
+    dataset: DatasetLike,
+    out_dir: str | os.PathLike,
+    init_model: str | os.PathLike | None = None,
+    should_stop: StopFlag = None,
+) -> Generator[Event, None, TrainResult]:
+    """Train (or fine-tune) a segmentation network; a generator of progress events.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    dataset : path, Dataset, or list of Case / (image Volume, labels[, annotated mask])
+        An MSD / nnU-Net folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``) or in-memory
+        cases; label ``IGNORE_LABEL`` (255) and False in an annotated mask mark voxels nobody
+        annotated, which add nothing to the loss.
+    out_dir : path
+        Model directory; the best model so far (by validation mean Dice; the latest without
+        validation cases) is written there atomically after each improving epoch.
+    init_model : path, optional
+        Model directory to fine-tune from (its plan is reused; the output layer is re-initialised
+        when the class count differs).
+    should_stop : callable or threading.Event, optional
+        Checked before every step; cancelling (or calling ``close()`` on the generator) keeps the
+        last best model in ``out_dir`` untouched.
+
+    Yields
+    ------
+    Event
+        ``start``, ``message``, ``step`` (loss, ETA), ``epoch`` (mean loss, validation metrics),
+        then ``finished`` or ``cancelled`` with the :class:`TrainResult`. Invalid input yields an
+        ``error`` event and then raises the ``ValueError`` (e.g. :class:`DatasetError`).
+
+    Returns
+    -------
+    TrainResult
+    """
+    t0 = time.perf_counter()
+    stop_requested = _stop_callable(should_stop)
+    out = Path(out_dir)
+    try:
+        device = resolve_device(config.device)
+        dist = DistributedContext.from_env(device)
+    except ValueError as exc:
+        yield Event("error", message=str(exc), level="error")
+        raise
+    device = dist.device
+    try:
+        seed = 0 if config.seed is None else int(config.seed)
+        try:
+            plan = _plan(config, dataset, init_model, seed)
+        except ValueError as exc:
+            yield Event("error", message=str(exc), level="error")
+            raise
+        result = yield from _run(config, plan, out, device, dist, seed, stop_requested, t0)
+        return result
+    finally:
+        dist.close()
+
+
+def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed: int,
+         stop_requested, t0: float) -> Generator[Event, None, TrainResult]:
+    card = plan.card
+    dims, patch = card.dims, tuple(card.patch_size)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    model = build_network(card.network).to(device)
+    for message in plan.messages:
+        yield Event("message", message=message)
+    if plan.init_state is not None:
+        _, skipped = load_matching_weights(model, plan.init_state)
+        if skipped:
+            yield Event("message", message=f"Re-initialised {len(skipped)} tensor(s) of the output "
+                                          "layer for the new classes.")
+    net = dist.wrap(model)
+    lr = config.learning_rate or (2e-3 if config.optimizer == "adamw" else 1e-2)
+    if config.optimizer == "adamw":
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.99, nesterov=True,
+                              weight_decay=config.weight_decay)
+    use_amp = bool(config.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    loss_fn = SegmentationLoss(config.loss)
+    sampler = PatchSampler([plan.images[c] for c in plan.train_ids],
+                           [plan.labels[c] for c in plan.train_ids], patch,
+                           config.foreground_fraction, seed=seed + 1000 * dist.rank)
+    aug = AugmentationConfig.preset(config.augmentation)
+    try:
+        gen = torch.Generator(device=device)
+    except RuntimeError:
+        gen = None
+    if gen is not None:
+        gen.manual_seed(seed + 1000 * dist.rank)
+    val_images = [plan.images[c] for c in plan.val_ids]
+    val_labels = [plan.labels[c] for c in plan.val_ids]
+    label_names = plan.dataset.label_names
+    total_steps = config.max_epochs * config.steps_per_epoch
+    budget = config.time_budget_s
+    yield Event(
+        "start", step=0, total=total_steps,
+        message=(f"Training a {dims}D {card.network['architecture']} "
+                 f"({count_parameters(model) / 1e6:.2f} M parameters, patch {patch}) on "
+                 f"{len(plan.train_ids)} case(s), validating on {len(plan.val_ids)}, device {device}"
+                 + (f", {dist.world_size} processes" if dist.enabled else "")),
+    )
+    step, epoch = 0, 0
+    best, best_epoch, since_best = -math.inf, None, 0
+    history: list[dict[str, Any]] = []
+    step_time, val_time = 0.0, 0.0
+    saved = False
+    status, reason = "finished", "max_epochs"
+    current_lr = lr
+
+    def progress() -> float:
+        p = step / total_steps
+        if budget:
+            p = max(p, (time.perf_counter() - t0) / budget)
+        return min(p, 1.0)
+
+    while epoch < config.max_epochs:
+        net.train()
+        losses: list[float] = []
+        flag = 0
+        for _ in range(config.steps_per_epoch):
+            local = 0
+            if stop_requested():
+                local = 2
+            elif budget and (time.perf_counter() - t0) + 1.2 * val_time + step_time > budget:
+                local = 1
+            flag = dist.max_flag(local)
+            if flag:
+                break
+            ts = time.perf_counter()
+            p = progress()
+            wf = config.warmup_fraction
+            factor = max(p / wf, 0.02) if p < wf else (1 - (p - wf) / (1 - wf)) ** 0.9
+            current_lr = lr * max(factor, 0.0)
+            for group in opt.param_groups:
+                group["lr"] = current_lr
+            x, y = sampler.sample_batch(config.batch_size)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = augment_batch(x, y, aug, gen)
+            with torch.autocast(device.type, enabled=use_amp):
+                logits = net(x)
+            loss = loss_fn(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            losses.append(float(loss.detach()))
+            dt = time.perf_counter() - ts
+            step_time = dt if step_time == 0 else 0.9 * step_time + 0.1 * dt
+            elapsed = time.perf_counter() - t0
+            eta = step_time * (total_steps - step)
+            if budget:
+                eta = min(eta, max(budget - elapsed, 0.0))
+            yield Event("step", step=step, total=total_steps, epoch=epoch + 1,
+                        loss=losses[-1], eta_s=eta)
+        if flag == 2:
+            status, reason = "cancelled", "cancelled"
+            break
+        if not losses:
+            reason = "time_budget"
+            break
+        epoch += 1
+        metrics: dict[str, float] = {}
+        improved = 0.0
+        if dist.is_main:
+            if val_images:
+                tv = time.perf_counter()
+                metrics = validate(model, val_images, val_labels, patch, dims, label_names, device,
+                                   config.val_overlap, use_amp)
+                val_time = time.perf_counter() - tv
+                improved = float(metrics["dice_mean"] > best)
+            else:
+                improved = 1.0
+        improved = dist.broadcast_values([improved])[0] > 0
+        entry = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "lr": current_lr,
+                 "time_s": round(time.perf_counter() - t0, 2), **metrics}
+        history.append(entry)
+        message = ""
+        if improved:
+            since_best = 0
+            best_epoch = epoch
+            if metrics:
+                best = metrics["dice_mean"]
+                message = f"new best validation Dice {best:.4f}"
+            if dist.is_main:
+                save_model(model, replace(card, metrics_history=list(history),
+                                          best_metric=None if best == -math.inf else best,
+                                          best_epoch=best_epoch), out)
+            saved = True
+        else:
+            since_best += 1
+        yield Event("epoch", step=step, total=total_steps, epoch=epoch, loss=entry["loss"],
+                    metrics=metrics, message=message)
+        if flag == 1:
+            reason = "time_budget"
+            break
+        patience = config.early_stopping_patience
+        if patience and since_best >= patience:
+            reason = "early_stopping"
+            yield Event("message", message=f"Early stopping: no improvement for {patience} "
+                                           "validations.")
+            break
+
+    result = TrainResult(
+        status=status,
+        model_dir=str(out) if saved else None,
+        best_metric=None if best == -math.inf else best,
+        best_epoch=best_epoch,
+        epochs=epoch,
+        steps=step,
+        elapsed_s=time.perf_counter() - t0,
+        stop_reason=reason,
+        history=history,
+    )
+    if status == "cancelled":
+        yield Event("cancelled", step=step, total=total_steps, epoch=epoch, result=result,
+                    message="Training cancelled; the best model so far is kept."
+                    if saved else "Training cancelled before any model was saved.")
+        return result
+    if saved and dist.is_main:
+        final = read_card(out)
+        final.metrics_history = history
+        final.train_config = dict(final.train_config, stop_reason=reason, steps=step)
+        _write_card(out, final)
+    yield Event("finished", step=step, total=total_steps, epoch=epoch, result=result,
+                message=f"Training finished ({reason}); best validation Dice "
+                        + (f"{result.best_metric:.4f} at epoch {best_epoch}"
+                           if result.best_metric is not None else "n/a"))
+    return result

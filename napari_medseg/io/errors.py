@@ -17,7 +17,18 @@ DICOM_CODECS_EXTRA = "napari-medseg[dicom-codecs]"
 
 
 class MedsegIOError(ValueError):
-    """A medical image could not be read or written; the message says why, in one line."""
+    """A medical image could not be read or written; the message says why, in one line.
+
+    Newlines in the message (e.g. from a library's error text) are folded into spaces.
+    """
+
+    def __init__(self, message: str, *args: Any) -> None:
+        super().__init__(one_line(message), *args)
+
+
+def one_line(text: object) -> str:
+    """``text`` with all runs of whitespace (newlines, tabs) collapsed into single spaces."""
+    return " ".join(str(text).split())
 
 
 class MultipleSeriesError(MedsegIOError):

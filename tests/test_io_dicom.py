@@ -1,0 +1,476 @@
+"""DICOM discovery and reading: real samples, pydicom's bundled files and series written here."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pydicom.data
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from napari_medseg.io import (
+    DICOM_CODECS_EXTRA,
+    MedsegIOError,
+    MedsegIOWarning,
+    MissingDecoderError,
+    MultipleSeriesError,
+    describe_path,
+    list_dicom_series,
+    read_dicom,
+    read_dicom_series,
+    read_nifti,
+    read_volume,
+    read_volumes,
+)
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _pydicom_file(name: str) -> Path:
+    try:
+        path = pydicom.data.get_testdata_file(name, download=False)
+    except TypeError:  # older pydicom without the download argument
+        path = pydicom.data.get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"pydicom test file {name} is not bundled offline")
+    return Path(path)
+
+
+def _ras(ipp) -> np.ndarray:
+    return (LPS_TO_RAS @ np.r_[np.asarray(ipp, float), 1.0])[:3]
+
+
+# ----------------------------------------------------------------------- synthetic series writer
+
+
+def write_slice(
+    path: Path,
+    pixels: np.ndarray,
+    ipp,
+    *,
+    iop=(1, 0, 0, 0, 1, 0),
+    pixel_spacing=(0.8, 0.7),
+    series_uid: str,
+    instance: int,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    modality: str = "CT",
+    description: str = "synthetic",
+    thickness: float = 2.0,
+) -> None:
+    """Write one uncompressed CT slice; stored values = (HU - intercept) / slope."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.PatientID = "PHANTOM-1"
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    ds.StudyDescription = "synthetic study"
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesDescription = description
+    ds.SeriesNumber = 7
+    ds.InstanceNumber = instance
+    ds.ImagePositionPatient = [f"{v:.6f}" for v in ipp]
+    ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
+    ds.PixelSpacing = [f"{v}" for v in pixel_spacing]
+    ds.SliceThickness = thickness
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.RescaleSlope = f"{slope}"
+    ds.RescaleIntercept = f"{intercept}"
+    ds.PixelData = np.ascontiguousarray(pixels.astype("<i2")).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def make_series(
+    folder: Path,
+    hu: np.ndarray,
+    *,
+    spacing: float = 2.0,
+    origin=(-40.0, -30.0, 100.0),
+    iop=(1, 0, 0, 0, 1, 0),
+    skip: tuple[int, ...] = (),
+    series_uid: str | None = None,
+    prefix: str = "img",
+    rng: np.random.Generator | None = None,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    step_vector=None,
+    description: str = "synthetic",
+) -> tuple[str, list[np.ndarray]]:
+    """Write ``hu`` (Z, Y, X) as slices with shuffled names and misleading InstanceNumbers.
+
+    Returns the series UID and the LPS positions of the written slices (in array order).
+    """
+    rng = rng or np.random.default_rng(0)
+    uid = series_uid or generate_uid()
+    row, col = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
+    normal = np.cross(row, col)
+    step = np.asarray(step_vector, float) if step_vector is not None else normal * spacing
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = [k for k in range(hu.shape[0]) if k not in skip]
+    names = rng.permutation(len(kept))
+    instances = rng.permutation(len(kept)) + 1  # InstanceNumber unrelated to position
+    positions = []
+    for n, k in enumerate(kept):
+        ipp = np.asarray(origin, float) + k * step
+        positions.append(ipp)
+        stored = np.round((hu[k] - intercept) / slope)
+        write_slice(
+            folder / f"{prefix}_{names[n]:03d}.dcm", stored, ipp, iop=iop, series_uid=uid,
+            instance=int(instances[n]), slope=slope, intercept=intercept, description=description,
+        )
+    return uid, positions
+
+
+@pytest.fixture
+def hu_volume() -> np.ndarray:
+    rng = np.random.default_rng(42)
+    hu = rng.integers(-1000, 1500, size=(9, 12, 10)).astype(np.int16)
+    hu[:, 0, 0] = np.arange(9) * 100 - 1000  # slice index encoded in a corner voxel
+    return hu
+
+
+# -------------------------------------------------------------------------- synthetic series tests
+
+
+def test_shuffled_names_and_instance_numbers_sort_by_position(tmp_path: Path, hu_volume) -> None:
+    uid, positions = make_series(tmp_path / "s", hu_volume)
+    (tmp_path / "s" / "README.txt").write_text("not a DICOM file")
+    (tmp_path / "s" / "junk.bin").write_bytes(os.urandom(2000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MedsegIOWarning)  # a clean series warns about nothing
+        vol = read_volume(tmp_path / "s")
+    assert vol.array.dtype == np.int16
+    assert np.array_equal(vol.array, hu_volume)  # right order, HU rescale applied exactly
+    assert vol.spacing == (2.0, 0.8, 0.7)
+    assert vol.modality == "CT"
+    assert vol.metadata["series_uid"] == uid and vol.metadata["format"] == "dicom"
+    assert vol.metadata["warnings"] == []
+    # the affine maps slice k, row 0, column 0 to that slice's ImagePositionPatient (in RAS)
+    for k, ipp in enumerate(positions):
+        np.testing.assert_allclose((vol.affine @ [k, 0, 0, 1])[:3], _ras(ipp), atol=1e-6)
+    # one step along a row (column index) moves along +x in LPS, i.e. -x in RAS, by 0.7 mm
+    np.testing.assert_allclose(vol.affine[:3, 2], [-0.7, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(vol.affine[:3, 1], [0, -0.8, 0], atol=1e-12)
+
+
+def test_missing_slice_is_reported_not_hidden(tmp_path: Path, hu_volume) -> None:
+    make_series(tmp_path / "gap", hu_volume, skip=(4,))
+    with pytest.warns(MedsegIOWarning, match="1 slice\\(s\\) missing"):
+        vol = read_volume(tmp_path / "gap")
+    assert vol.shape == (8, 12, 10)
+    (msg,) = [w for w in vol.metadata["warnings"] if "missing" in w]
+    # names the neighbours of the gap: slices 4 and 5 of the stack, 4 mm apart instead of 2
+    assert "slice 4" in msg and "slice 5" in msg and "4 mm" in msg and "2 mm apart" in msg
+    assert "106 mm" in msg and "110 mm" in msg  # positions along the normal (z = 100 + 2k)
+    (info,) = list_dicom_series(tmp_path / "gap")
+    assert any("missing" in w for w in info.warnings)
+    assert np.array_equal(vol.array, np.delete(hu_volume, 4, axis=0))
+
+
+def test_uneven_spacing_is_reported(tmp_path: Path, hu_volume) -> None:
+    folder = tmp_path / "uneven"
+    uid = generate_uid()
+    zs = [0, 2, 4, 6, 9, 11, 13, 15, 17]
+    for k, z in enumerate(zs):
+        write_slice(folder / f"{k}.dcm", hu_volume[k] + 1024, (0, 0, z), series_uid=uid, instance=k)
+    with pytest.warns(MedsegIOWarning, match="Uneven slice spacing"):
+        vol = read_volume(folder)
+    assert vol.spacing[0] == 2.0
+
+
+def test_two_interleaved_series_in_one_folder(tmp_path: Path, hu_volume) -> None:
+    folder = tmp_path / "mixed"
+    uid_a, _ = make_series(folder, hu_volume, prefix="x", description="A", rng=np.random.default_rng(1))
+    uid_b, _ = make_series(
+        folder, hu_volume[:5] + 7, prefix="y", description="B", spacing=3.0,
+        origin=(0, 0, 0), rng=np.random.default_rng(2),
+    )
+    infos = list_dicom_series(folder)
+    assert {i.series_uid for i in infos} == {uid_a, uid_b}
+    assert all(i.is_image for i in infos)
+    with pytest.raises(MultipleSeriesError) as err:
+        read_volume(folder)
+    assert isinstance(err.value, MedsegIOError) and isinstance(err.value, ValueError)
+    assert {i.series_uid for i in err.value.series} == {uid_a, uid_b}
+    volumes = {v.metadata["series_uid"]: v for v in read_dicom(folder)}
+    assert np.array_equal(volumes[uid_a].array, hu_volume)
+    assert np.array_equal(volumes[uid_b].array, hu_volume[:5] + 7)
+    assert volumes[uid_b].spacing[0] == 3.0
+    chosen = read_volume(folder, series_uid=uid_b)
+    assert chosen.name == "B" and chosen.shape == (5, 12, 10)
+    assert len(read_volumes(folder)) == 2
+    with pytest.raises(MedsegIOError, match="No DICOM series with UID"):
+        read_dicom_series(folder, series_uid="1.2.3.4")
+
+
+def test_series_with_two_orientations_is_split(tmp_path: Path, hu_volume) -> None:
+    folder = tmp_path / "split"
+    uid = generate_uid()
+    for k in range(3):
+        write_slice(folder / f"ax{k}.dcm", hu_volume[k] + 1024, (0, 0, 2 * k), series_uid=uid, instance=k)
+        write_slice(
+            folder / f"cor{k}.dcm", hu_volume[k] + 1024, (0, 2 * k, 0), iop=(1, 0, 0, 0, 0, -1),
+            series_uid=uid, instance=10 + k,
+        )
+    infos = list_dicom_series(folder)
+    assert sorted(i.key for i in infos) == [f"{uid}#1", f"{uid}#2"]
+    assert all(i.n_slices == 3 and i.series_uid == uid for i in infos)
+    with pytest.raises(MultipleSeriesError):
+        read_dicom_series(folder, series_uid=uid)
+    vol = read_dicom_series(folder, series_uid=infos[0].key)
+    assert vol.shape == (3, 12, 10)
+
+
+def test_oblique_stack_in_a_subfolder_tree(tmp_path: Path, hu_volume) -> None:
+    c, s = np.cos(0.4), np.sin(0.4)
+    iop = (1, 0, 0, 0, c, s)  # rotated about x: oblique, but slices stacked along their normal
+    make_series(tmp_path / "patient" / "study" / "series", hu_volume, iop=iop, spacing=2.5)
+    vol = read_volume(tmp_path / "patient")
+    assert np.array_equal(vol.array, hu_volume)
+    assert vol.metadata["gantry_tilt_deg"] == 0.0
+    assert not any("tilt" in w.lower() for w in vol.metadata["warnings"])
+    rot = vol.affine[:3, :3] / np.asarray(vol.spacing)
+    np.testing.assert_allclose(rot.T @ rot, np.eye(3), atol=1e-7)  # orthogonal, rotated
+    np.testing.assert_allclose(vol.spacing, (2.5, 0.8, 0.7), atol=1e-6)
+
+
+def test_gantry_tilt_is_resampled_onto_an_orthogonal_grid(tmp_path: Path) -> None:
+    # a vertical rod (constant world x, y) imaged with slices whose origin shifts in y
+    n, rows, cols, dz, tilt = 8, 40, 30, 2.0, np.radians(15)
+    dy = dz * np.tan(tilt)
+    hu = np.full((n, rows, cols), -1000, np.int16)
+    rod_row = 10.0
+    for k in range(n):
+        # pixel row of the rod in slice k: world y = k*dy + row*0.8 == rod_row * 0.8
+        r = rod_row - k * dy / 0.8
+        hu[k, int(round(r)) - 1 : int(round(r)) + 2, 14:17] = 1000
+    make_series(tmp_path / "tilt", hu, step_vector=(0, dy, dz))
+    with pytest.warns(MedsegIOWarning, match="Gantry tilt of 15.0 degrees"):
+        vol = read_volume(tmp_path / "tilt")
+    assert abs(vol.metadata["gantry_tilt_deg"] - 15.0) < 0.1
+    assert vol.spacing[0] == pytest.approx(dz)
+    rod_rows = [float(np.mean(np.nonzero(vol.array[k, :, 15] > 0)[0])) for k in range(n)]
+    assert np.ptp(rod_rows) < 0.6  # raw data moves by >2 pixels over the stack
+    raw_rows = [float(np.mean(np.nonzero(hu[k, :, 15] > 0)[0])) for k in range(n)]
+    assert np.ptp(raw_rows) > 2
+
+
+def test_float_rescale_gives_float32(tmp_path: Path, hu_volume) -> None:
+    make_series(tmp_path / "f", hu_volume.astype(float), slope=0.5, intercept=-1024.0)
+    vol = read_volume(tmp_path / "f")
+    assert vol.array.dtype == np.float32
+    np.testing.assert_allclose(vol.array, hu_volume, atol=0.5)
+
+
+def test_single_synthetic_file_is_2d(tmp_path: Path, hu_volume) -> None:
+    make_series(tmp_path / "one", hu_volume[:1])
+    (path,) = list((tmp_path / "one").iterdir())
+    vol = read_volume(path)
+    assert vol.shape == (12, 10) and vol.spacing == (0.8, 0.7)
+    assert np.array_equal(vol.array, hu_volume[0])
+
+
+def test_describe_dicom_folder_is_json(tmp_path: Path, hu_volume) -> None:
+    uid, _ = make_series(tmp_path / "d", hu_volume)
+    info = describe_path(tmp_path / "d")
+    text = json.dumps(info)
+    assert uid in text
+    assert info["shape"] == [9, 12, 10]
+    assert info["spacing"] == [2.0, 0.8, 0.7]
+    assert info["modality"] == "CT"
+    assert info["dtype"] == "int16"
+    assert len(info["series"]) == 1
+    entry = info["series"][0]
+    assert entry["uid"] == uid and entry["slices"] == 9 and entry["description"] == "synthetic"
+    assert np.allclose(np.array(info["affine"]), read_volume(tmp_path / "d").affine)
+
+
+# ---------------------------------------------------------------------------- real sample series
+
+
+HIPPOCROP = {
+    "PGBM-002_HippoCrop": (32, 51, 35),
+    "PGBM-006_HippoCrop": (35, 48, 36),
+    "PGBM-003_HippoCrop": (40, 50, 34),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HIPPOCROP))
+def test_mr_hippocampus_crop_series(samples_dir: Path, name: str) -> None:
+    folder = samples_dir / "mr_dicom_hippocrop" / name
+    vol = read_volume(folder)
+    assert vol.shape == HIPPOCROP[name]
+    assert vol.spacing == (1.0, 1.0, 1.0)
+    assert vol.modality == "MR"
+    assert vol.metadata["warnings"] == []
+    # slice k of the volume is the file whose position along the normal is k-th smallest
+    files = sorted(folder.glob("*.dcm"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    for k in (0, len(files) // 2, len(files) - 1):
+        ds = pydicom.dcmread(files[k])
+        assert np.array_equal(vol.array[k], ds.pixel_array)
+        np.testing.assert_allclose((vol.affine @ [k, 0, 0, 1])[:3], _ras(ds.ImagePositionPatient))
+
+
+def test_hippocrop_parent_folder_lists_four_series(samples_dir: Path) -> None:
+    infos = list_dicom_series(samples_dir / "mr_dicom_hippocrop")
+    assert len(infos) == 4 and all(i.is_image and i.modality == "MR" for i in infos)
+    assert sorted(i.n_slices for i in infos) == [22, 32, 35, 40]
+    with pytest.raises(MultipleSeriesError) as err:
+        read_volume(samples_dir / "mr_dicom_hippocrop")
+    assert len(err.value.series) == 4
+
+
+def test_oblique_full_fov_t1(samples_dir: Path) -> None:
+    folder = samples_dir / "mr_dicom_hippocrop" / "PGBM-003_T1post_fullFOV"
+    (info,) = list_dicom_series(folder)
+    assert info.description == "T1post" and info.modality == "MR" and info.n_slices == 22
+    assert info.shape == (22, 320, 280)
+    np.testing.assert_allclose(info.spacing, (6.5, 0.6875, 0.6875), atol=1e-6)
+    vol = read_volume(folder)
+    assert vol.array.dtype == np.uint16
+    assert vol.metadata["gantry_tilt_deg"] == 0.0 and vol.metadata["warnings"] == []
+    rot = vol.affine[:3, :3] / np.asarray(vol.spacing)
+    np.testing.assert_allclose(rot.T @ rot, np.eye(3), atol=1e-6)  # orthonormal directions
+    # rotated: the slice axis is ~10.8 degrees away from the scanner's z axis
+    angle = np.degrees(np.arccos(abs(rot[2, 0])))
+    assert 9.0 < angle < 13.0
+    for f in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        world = _ras(ds.ImagePositionPatient)
+        k = np.linalg.solve(vol.affine, np.r_[world, 1.0])[:3]
+        np.testing.assert_allclose(k[1:], 0, atol=1e-4)  # every slice origin lies on the grid
+        assert abs(k[0] - round(k[0])) < 1e-4
+
+
+def test_jpeg2000_ct_series_in_hounsfield_units(samples_dir: Path) -> None:
+    folder = samples_dir / "ct_abdomen_totalsegmentator" / "example_ct_dicom"
+    (info,) = list_dicom_series(folder)
+    assert "JPEG 2000" in info.transfer_syntax and info.decoder_available is True
+    assert info.series_uid.startswith("no-uid-")  # this anonymised series has an empty UID
+    vol = read_volume(folder)
+    assert vol.shape == (20, 512, 512)
+    np.testing.assert_allclose(vol.spacing, (2.0, 0.9765625, 0.9765625))
+    assert vol.modality == "CT" and vol.array.dtype == np.int16 and vol.metadata["rescaled"]
+    assert -1100 <= vol.array.min() <= -900  # air
+    assert np.median(vol.array[:, :40, :40]) < -900  # corners outside the body are air
+    assert 500 < vol.array.max() < 3100
+    # the reference label map (same grid, written as NIfTI by others) overlays the body:
+    seg = read_nifti(samples_dir / "ct_abdomen_totalsegmentator" / "example_seg_dicom.nii.gz")
+    zz, yy, xx = np.meshgrid(*(np.arange(s) for s in vol.shape), indexing="ij")
+    idx = np.stack([zz.ravel(), yy.ravel(), xx.ravel(), np.ones(zz.size)])
+    seg_idx = np.rint(np.linalg.solve(seg.affine, vol.affine @ idx)[:3]).astype(int)
+    labels_on_grid = seg.array[tuple(seg_idx)].reshape(vol.shape)
+    assert np.median(vol.array[labels_on_grid > 0]) > -100
+    assert np.median(vol.array[labels_on_grid == 0]) < -900
+
+
+def test_jpeg2000_without_decoders_names_the_extra(samples_dir: Path, monkeypatch) -> None:
+    from pydicom.pixels import get_decoder
+
+    folder = samples_dir / "ct_abdomen_totalsegmentator" / "example_ct_dicom"
+    ts = pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True).file_meta.TransferSyntaxUID
+    decoder = get_decoder(ts)
+    monkeypatch.setattr(decoder, "_available", {})
+    monkeypatch.setattr(decoder, "_unavailable", {"pylibjpeg": ("pylibjpeg", "pylibjpeg-openjpeg")})
+    (info,) = list_dicom_series(folder)
+    assert info.decoder_available is False
+    assert any(DICOM_CODECS_EXTRA in w for w in info.warnings)
+    with pytest.raises(MissingDecoderError, match=r"napari-medseg\[dicom-codecs\]") as err:
+        read_volume(folder)
+    assert "JPEG 2000" in str(err.value) and "\n" not in str(err.value)
+    # and when the decoder look-up cannot tell, pydicom's own failure is translated the same way
+    import napari_medseg.io.dicom as dicom_module
+
+    monkeypatch.setattr(dicom_module, "_decoder_available", lambda ts: None)
+    with pytest.raises(MissingDecoderError, match=r"napari-medseg\[dicom-codecs\]"):
+        read_volume(folder)
+
+
+def test_seg_and_rtstruct_are_listed_as_non_images(samples_dir: Path) -> None:
+    infos = list_dicom_series(samples_dir / "ct_dicom_seg_dcmqi")
+    kinds = {i.modality: i for i in infos}
+    assert kinds["CT"].is_image and kinds["CT"].n_slices == 3
+    assert not kinds["SEG"].is_image and "Segmentation" in kinds["SEG"].kind
+    assert kinds["SEG"].shape is None and kinds["SEG"].spacing is None
+    # the folder holds one image series: it opens without a choice, the SEG is skipped
+    vol = read_volume(samples_dir / "ct_dicom_seg_dcmqi")
+    assert vol.shape == (3, 512, 512) and vol.modality == "CT"
+    assert vol.spacing[0] == pytest.approx(1.0)
+    with pytest.raises(MedsegIOError, match="Segmentation"):
+        read_volume(samples_dir / "ct_dicom_seg_dcmqi" / "liver.dcm")
+    with pytest.raises(MedsegIOError, match="RT Structure Set"):
+        read_volume(samples_dir / "rtstruct" / "rt-utils_phantom" / "rt.dcm")
+    with pytest.raises(MedsegIOError, match="RT Structure Set"):
+        read_volume(samples_dir / "rtstruct" / "dicompyler_breast" / "rtss.dcm")
+    phantom = read_volume(samples_dir / "rtstruct" / "rt-utils_phantom")
+    assert phantom.shape == (2, 512, 512) and phantom.spacing[0] == pytest.approx(5.0)
+    seg_info = describe_path(samples_dir / "ct_dicom_seg_dcmqi")
+    assert [s["is_image"] for s in seg_info["series"]] == [True, False]
+
+
+# --------------------------------------------------------------------- pydicom's bundled test data
+
+
+def test_pydicom_ct_small_single_file() -> None:
+    path = _pydicom_file("CT_small.dcm")
+    vol = read_volume(path)
+    ds = pydicom.dcmread(path)
+    assert vol.shape == (128, 128) and vol.modality == "CT"
+    np.testing.assert_allclose(vol.spacing, [float(v) for v in ds.PixelSpacing])
+    expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    assert np.array_equal(vol.array, expected)
+    np.testing.assert_allclose((vol.affine @ [0, 0, 0, 1])[:3], _ras(ds.ImagePositionPatient))
+
+
+@pytest.mark.parametrize(
+    "name", ["MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_bigendian.dcm"]
+)
+def test_pydicom_mr_small_variants_decode_identically(name: str) -> None:
+    reference = pydicom.dcmread(_pydicom_file("MR_small.dcm")).pixel_array
+    vol = read_volume(_pydicom_file(name))
+    assert vol.modality == "MR" and vol.shape == (64, 64)
+    assert np.array_equal(vol.array, reference)
+
+
+def test_pydicom_bundled_header_only_series_is_not_an_image() -> None:
+    folder = _pydicom_file("CT_small.dcm").parent / "dicomdirtests" / "TINY_ALPHA"
+    if not folder.is_dir():
+        pytest.skip("pydicom's TINY_ALPHA series is not bundled")
+    (info,) = list_dicom_series(folder)  # DICOMDIR ignored; 50 CT headers without pixel data
+    assert info.modality == "CT" and info.n_slices > 10 and not info.is_image
+    with pytest.raises(MedsegIOError, match="without pixel data"):
+        read_volume(folder)
+
+
+def test_pydicom_localizer_series_split_by_orientation() -> None:
+    folder = _pydicom_file("CT_small.dcm").parent / "dicomdirtests" / "98892003" / "MR2"
+    if not folder.is_dir():
+        pytest.skip("pydicom's dicomdirtests are not bundled")
+    infos = list_dicom_series(folder)
+    by_uid: dict[str, list] = {}
+    for i in infos:
+        by_uid.setdefault(i.series_uid, []).append(i)
+    # each 3-plane localizer series is split into three single-slice parts
+    assert sorted(len(v) for v in by_uid.values()) == [1, 3, 3]
+    assert all(i.key == f"{i.series_uid}#{n + 1}" for v in by_uid.values() if len(v) == 3
+               for n, i in enumerate(sorted(v, key=lambda i: i.key)))
+    assert all(i.shape == (16, 16) for i in infos)
+    assert len(read_dicom(folder)) == 7

@@ -271,3 +271,26 @@ def test_clear_errors(call, message):
     with pytest.raises(EditingError, match=message):
         call(labels)
     assert issubclass(EditingError, ValueError)
+
+
+def test_auto_switches_to_distance_transform_for_huge_radii_with_same_result():
+    from napari_medseg.editing._structuring import _pick
+
+    small = ellipsoid_footprint(3.0, CT_SPACING)
+    huge = ellipsoid_footprint(25.0, (0.5, 0.5, 0.5))
+    assert _pick("auto", small, 3) == "rows"
+    assert _pick("auto", huge, 3) == "edt"
+    rng = np.random.default_rng(11)
+    mask = random_blob(rng, (12, 40, 40), level=0.6)
+    for fn in (dilate_mask, close_mask):
+        np.testing.assert_array_equal(fn(mask, 25.0, (0.5, 0.5, 0.5)),
+                                      fn(mask, 25.0, (0.5, 0.5, 0.5), method="rows"))
+
+
+def test_slice_options_need_a_3d_label_map():
+    labels = np.zeros((6, 6), np.uint8)
+    labels[2:4, 2:4] = 1
+    with pytest.raises(EditingError, match="3D"):
+        grow_label(labels, 1, 1.0, (1.0, 1.0), axis=0)
+    np.testing.assert_array_equal(grow_label(labels, 1, 1.0, (1.0, 1.0)) == 1,
+                                  dilate_mask(labels == 1, 1.0, (1.0, 1.0)))

@@ -138,9 +138,10 @@ def run_in_plane(
     ``label`` (if not None) must be present in the region that is edited. ``fn`` must return
     its input unchanged (as a new array) when the label is absent from a sub-array.
     """
-    if slice_index is not None or (axis is not None and labels.ndim == 3):
+    if slice_index is not None or axis is not None:
         if labels.ndim != 3:
-            raise EditingError("Slice-wise editing needs a 3D label map.")
+            raise EditingError("Slice-wise editing (axis / slice_index) needs a 3D label map; "
+                               "a 2D label map is edited as a whole.")
         ax = check_axis(0 if axis is None else axis, 3)
         sub_spacing = tuple(s for i, s in enumerate(spacing) if i != ax)
         out = labels.copy()

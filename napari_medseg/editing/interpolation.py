@@ -78,6 +78,10 @@ def interpolate_slices(
     from one outline to the other. Annotated slices are not changed; only background voxels
     (0) of the in-between slices are filled, so other labels are preserved.
 
+    The blend of signed distances only morphs outlines that overlap from one annotated slice to
+    the next (as usual for shape-based interpolation): two outlines that do not overlap at all
+    give empty slices around the middle, so annotate more slices where a structure moves fast.
+
     Parameters
     ----------
     labels : np.ndarray

@@ -266,7 +266,8 @@ def test_model_versions_advance_and_switch_back(tmp_path, project):
     assert models[1]["metrics"] == {"dice_mean": 0.7}
     assert (project.model_dir("v002") / "model.pt").read_bytes() == b"two"
     card = json.loads((project.model_dir("v002") / "card.json").read_text())
-    assert card["version"] == "v002" and card["parent_version"] == "v001"
+    assert card["project_version"] == "v002" and card["project_parent_version"] == "v001"
+    assert card["version"] is None  # the card's own field is left alone
     assert (tmp_path / "m1").exists()  # copied, not moved
     project.set_current_model("v001")
     again = Project.open(project.root)

@@ -881,6 +881,18 @@ class Project:
                          {"version": version, "parent": parent, "metrics": entry["metrics"]})
         return version
 
+    def update_model_metrics(self, version: str, metrics: Mapping[str, float]) -> None:
+        """Add (or overwrite) metrics of an existing version, e.g. measured later on new cases."""
+        clean = {k: float(v) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and np.isfinite(v)}
+
+        def change(meta: dict[str, Any]) -> None:
+            if version not in meta["models"]:
+                raise ProjectError(f"Model version {version} does not exist in project {self.name}.")
+            meta["models"][version].setdefault("metrics", {}).update(clean)
+
+        self._update(change, "measure_model", {"version": version, "metrics": clean})
+
     def set_current_model(self, version: str | None) -> None:
         """Use ``version`` for prediction and as the start of the next retraining."""
         if version is not None and version not in self._meta["models"]:
@@ -930,16 +942,20 @@ def _normalise_classes(classes: Mapping[Any, Any]) -> dict[int, dict[str, str]]:
 
 
 def _stamp_model_card(model_dir: Path, version: str, parent: str | None) -> None:
-    """Write the version and parent into the model card JSON(s) found in ``model_dir``."""
+    """Record the project version name and its parent in the model card JSON(s) of a model.
+
+    The card's own ``version`` (an integer count of fine-tuning generations) is left alone;
+    the project's names go to ``project_version`` / ``project_parent_version``.
+    """
     for card in sorted(model_dir.glob("*.json")):
         try:
             data = json.loads(card.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if not isinstance(data, dict) or not ({"classes", "dims", "weights"} & set(data)):
+        if not isinstance(data, dict) or not ({"classes", "dims", "format"} & set(data)):
             continue
-        data["version"] = version
-        data["parent_version"] = parent
+        data["project_version"] = version
+        data["project_parent_version"] = parent
         atomic_write_json(card, data)
 
 

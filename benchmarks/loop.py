@@ -1,0 +1,333 @@
+"""Simulated annotator: how good does the model get for how many corrected slices?
+
+Protocol (any MSD-layout dataset)
+---------------------------------
+1. Seed: ``--k`` slices, fully annotated from the ground truth, in 2 training volumes (spread
+   evenly through the structure), accepted as sparse cases in a new project; a first model is
+   trained (from scratch, ``--retrain-budget-s``).
+2. Each round: the current model predicts the next ``--volumes-per-round`` training volumes;
+   the simulated annotator "corrects" the ``--m`` slices with the largest error against the
+   ground truth (most wrong voxels; at most one of two neighbouring slices, ``--min-gap``):
+   a corrected slice is the ground-truth slice copied in, every other slice stays unannotated
+   (ignored by training). The volumes are accepted, the model is fine-tuned (warm start) on all
+   accepted cases with a short budget, and a new version is registered.
+3. After every training, validation Dice on ``--val-cases`` fixed validation cases (the first of
+   ``splits_suggested.json``'s val list when the dataset has one).
+
+Cost = every annotated slice, the ``k`` seed slices included. Slices are taken along
+``--axis`` (``auto``: the axis with the most slices through the structure).
+
+The output ends with exactly one line::
+
+    final_dice=<mean Dice> corrected_slices=<N> rounds=<R>
+
+Examples
+--------
+    python benchmarks/loop.py --data ../shared/data/Task04_Hippocampus
+    python benchmarks/loop.py --data DATASET --quick          # smoke run, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="MSD-layout dataset folder")
+    p.add_argument("--rounds", type=int, default=3, help="correction rounds (default 3)")
+    p.add_argument("--retrain-budget-s", type=float, default=150.0,
+                   help="time budget of every training, the first included (default 150 s)")
+    p.add_argument("--k", type=int, default=12,
+                   help="seed slices, fully annotated, over the first 2 volumes (default 12)")
+    p.add_argument("--m", type=int, default=16, help="slices corrected per round (default 16)")
+    p.add_argument("--volumes-per-round", type=int, default=8,
+                   help="new volumes predicted per round, the m slices are chosen among them")
+    p.add_argument("--val-cases", type=int, default=20, help="fixed validation cases (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--axis", default="auto", help="slice axis 0/1/2 of the (Z,Y,X) array or auto")
+    p.add_argument("--dims", type=int, default=2, choices=(2, 3), help="model dimensionality")
+    p.add_argument("--min-gap", type=int, default=2,
+                   help="corrected slices of one volume are at least this far apart")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--base-channels", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (engine default)")
+    p.add_argument("--no-keep-largest", action="store_true",
+                   help="do not keep only the largest component per class in predictions")
+    p.add_argument("--device", default="cpu", help="cpu (the target), auto, cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="project folder to keep (default: a temp folder)")
+    p.add_argument("--json", default=None, help="write the per-round results to this JSON file")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny smoke run: 1 round, 10 s budgets, 3 validation cases")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds = min(args.rounds, 1)
+        args.retrain_budget_s = min(args.retrain_budget_s, 10.0)
+        args.val_cases = min(args.val_cases, 3)
+        args.volumes_per_round = min(args.volumes_per_round, 2)
+        args.k = min(args.k, 4)
+        args.m = min(args.m, 4)
+    if args.k < 2:
+        p.error("--k must be at least 2 (one seed slice per volume)")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _load_split(data: Path, seed: int) -> tuple[list[str], list[str]]:
+    from napari_medseg.dataset.msd import list_msd_cases, split_case_ids
+
+    ids = [c[0] for c in list_msd_cases(data)]
+    split_file = data / "splits_suggested.json"
+    if split_file.is_file():
+        split = json.loads(split_file.read_text())
+        split = split[0] if isinstance(split, list) else split
+        train = [c for c in split["train"] if c in set(ids)]
+        val = [c for c in split["val"] if c in set(ids)]
+        if train and val:
+            return train, val
+    return split_case_ids(ids, 0.2, seed)
+
+
+def _reorient(volume, axis: int):
+    """The volume with array axis ``axis`` moved to the front (slices along axis 0)."""
+    from napari_medseg.io.volume import Volume
+
+    if axis == 0:
+        return volume
+    order = [axis] + [a for a in range(3) if a != axis]
+    affine = volume.affine.copy()
+    affine[:, :3] = volume.affine[:, order]
+    return Volume(np.ascontiguousarray(np.moveaxis(volume.array, axis, 0)),
+                  tuple(volume.spacing[a] for a in order), affine, volume.modality,
+                  dict(volume.metadata), volume.name)
+
+
+class CaseLoader:
+    """Reads image + ground truth of a case id, reoriented so slices run along axis 0."""
+
+    def __init__(self, data: Path, modality: str) -> None:
+        from napari_medseg.dataset.msd import list_msd_cases
+
+        self.paths = {cid: (imgs, lab) for cid, imgs, lab in list_msd_cases(data)}
+        self.modality = modality
+        self.axis = 0
+
+    def raw(self, cid: str):
+        from napari_medseg.dataset.msd import read_image
+
+        imgs, lab = self.paths[cid]
+        if len(imgs) != 1:
+            raise SystemExit("this benchmark supports single-channel datasets only")
+        image = read_image(imgs[0])
+        image.modality = self.modality if image.modality == "unknown" else image.modality
+        labels = np.asarray(read_image(lab).array).astype(np.uint8)
+        return image, labels
+
+    def load(self, cid: str):
+        from napari_medseg.io.volume import Volume
+
+        image, labels = self.raw(cid)
+        image = _reorient(image, self.axis)
+        image.name = cid
+        gt = np.ascontiguousarray(np.moveaxis(labels, self.axis, 0))
+        return image, gt, Volume(gt, image.spacing, image.affine, name=cid)
+
+
+def choose_axis(loader: CaseLoader, case_ids: list[str]) -> tuple[int, list[float]]:
+    """The axis with the most slices through the structure (mean over ``case_ids``)."""
+    counts = np.zeros(3)
+    for cid in case_ids:
+        _, labels = loader.raw(cid)
+        fg = labels > 0
+        for ax in range(3):
+            other = tuple(a for a in range(3) if a != ax)
+            counts[ax] += np.count_nonzero(fg.any(axis=other))
+    counts /= max(len(case_ids), 1)
+    return int(np.argmax(counts)), counts.tolist()
+
+
+def seed_slices(gt: np.ndarray, n: int) -> list[int]:
+    """``n`` slices spread evenly through the structure's extent along axis 0."""
+    fg = np.flatnonzero((gt > 0).reshape(gt.shape[0], -1).any(axis=1))
+    if fg.size == 0:
+        return sorted({int(i) for i in np.linspace(0, gt.shape[0] - 1, n).round()})
+    picks = fg[np.clip(((np.arange(n) + 0.5) / n * fg.size).astype(int), 0, fg.size - 1)]
+    return sorted({int(i) for i in picks})
+
+
+def slice_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Wrong voxels per slice (axis 0)."""
+    return (pred != gt).reshape(gt.shape[0], -1).sum(axis=1).astype(float)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from napari_medseg.active import rank_slices
+    from napari_medseg.dataset.msd import (
+        Case,
+        _channel_names,
+        _modality_from_name,
+        label_names_from_json,
+        read_dataset_json,
+    )
+    from napari_medseg.dataset.project import Project
+    from napari_medseg.inference import load_model, predict_volume, resolve_device
+    from napari_medseg.loop import default_retrain_config, retrain, run_to_end
+
+    t_start = time.perf_counter()
+    data = Path(args.data)
+    meta = read_dataset_json(data)
+    label_names = label_names_from_json(meta)
+    modality = _modality_from_name(_channel_names(meta)[0])
+    modality = modality if modality != "unknown" else "MR"
+    train_ids, val_ids = _load_split(data, args.seed)
+    rng = np.random.default_rng(args.seed)
+    pool = [train_ids[i] for i in rng.permutation(len(train_ids))]
+    loader = CaseLoader(data, modality)
+    if args.axis == "auto":
+        loader.axis, counts = choose_axis(loader, pool[:10])
+        axis_note = f"auto: mean slices through the structure per axis {np.round(counts, 1).tolist()}"
+    else:
+        loader.axis, axis_note = int(args.axis), "chosen"
+    val_ids = val_ids[: args.val_cases]
+    needed = 2 + args.rounds * args.volumes_per_round
+    if len(pool) < needed:
+        raise SystemExit(f"the dataset has {len(pool)} training cases; {needed} are needed")
+    keep_largest = not args.no_keep_largest
+    device = args.device
+    print(f"dataset {data.name}: {len(train_ids)} training / {len(val_ids)} validation cases used, "
+          f"labels {label_names}, modality {modality}")
+    print(f"slice axis {loader.axis} ({axis_note}); {args.dims}D model; k={args.k} m={args.m} "
+          f"rounds={args.rounds} volumes/round={args.volumes_per_round} "
+          f"budget={args.retrain_budget_s:.0f} s; device {device}; "
+          f"keep_largest={keep_largest}", flush=True)
+
+    val_cases = []
+    for cid in val_ids:
+        image, gt, _ = loader.load(cid)
+        val_cases.append(Case(cid, image, gt))
+
+    overrides: dict = {"dims": args.dims, "device": device, "seed": args.seed}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    elif args.dims == 2:
+        overrides["batch_size"] = 16
+    if args.base_channels:
+        overrides["base_channels"] = args.base_channels
+    if args.lr:
+        overrides["learning_rate"] = args.lr
+
+    tmp = None
+    if args.out:
+        root = Path(args.out)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="medseg-loop-")
+        root = Path(tmp.name) / "project"
+    classes = {v: n for v, n in label_names.items() if v != 0}
+    project = Project.create(root, f"loop benchmark {data.name}", classes, modality=modality)
+
+    # -- seed: k slices in 2 volumes
+    seed_ids, pool = pool[:2], pool[2:]
+    cost = 0
+    for i, cid in enumerate(seed_ids):
+        image, gt, _ = loader.load(cid)
+        n = args.k // 2 + (1 if i < args.k % 2 else 0)
+        slices = seed_slices(gt, n)
+        project.accept_case(image, gt, annotated_slices=slices, case_id=cid)
+        cost += len(slices)
+
+    def train_round(label: str) -> tuple[dict, float]:
+        """Retrain (warm start) and measure; metrics include the optimisation steps done."""
+        cfg = default_retrain_config(project, args.retrain_budget_s, **overrides)
+        t0 = time.perf_counter()
+        result = run_to_end(retrain(project, config=cfg, val_cases=val_cases,
+                                    keep_largest=keep_largest, device=device, note=label))
+        if result is None or result.version is None:
+            raise SystemExit(f"training failed in {label}")
+        metrics = dict(result.metrics)
+        metrics["steps"] = float(getattr(result.train_result, "steps", 0) or 0)
+        return metrics, time.perf_counter() - t0
+
+    rows = []
+    metrics, took = train_round("seed")
+    train_s = metrics.get("train_time_s", took)
+    rows.append({"round": 0, "volumes": 2, "corrected": cost, "cumulative": cost,
+                 "train_s": train_s, **metrics})
+    _print_row(rows[-1], label_names)
+
+    for r in range(1, args.rounds + 1):
+        batch, pool = pool[: args.volumes_per_round], pool[args.volumes_per_round:]
+        model_dir = project.model_dir()
+        model = load_model(model_dir, device=resolve_device(device))
+        candidates = []  # (error, case id, slice)
+        loaded = {}
+        for cid in batch:
+            image, gt, _ = loader.load(cid)
+            pred = predict_volume(model, image, device=device, return_probabilities=False,
+                                  return_entropy=False, keep_largest=keep_largest).labels
+            err = slice_errors(pred, gt)
+            for s in rank_slices(err, min_gap=args.min_gap):
+                candidates.append((err[s], cid, s))
+            loaded[cid] = (image, gt)
+        candidates.sort(key=lambda t: (-t[0], t[1], t[2]))
+        chosen: dict[str, list[int]] = {}
+        for _, cid, s in candidates[: args.m]:
+            chosen.setdefault(cid, []).append(s)
+        n_corrected = sum(len(v) for v in chosen.values())
+        for cid, slices in chosen.items():
+            image, gt = loaded[cid]
+            project.accept_case(image, gt, annotated_slices=slices, case_id=cid)
+        cost += n_corrected
+        metrics, took = train_round(f"round {r}")
+        rows.append({"round": r, "volumes": len(chosen), "corrected": n_corrected,
+                     "cumulative": cost, "train_s": metrics.get("train_time_s", took), **metrics})
+        _print_row(rows[-1], label_names)
+
+    # check: the project's own accounting matches the benchmark's
+    assert project.annotation_cost() == cost, (project.annotation_cost(), cost)
+    final = rows[-1]["dice_mean"]
+    print(f"total wall time {time.perf_counter() - t_start:.0f} s; project versions "
+          f"{[m['version'] for m in project.models()]}; max training time "
+          f"{max(r['train_s'] for r in rows):.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "axis": loader.axis,
+                                               "rows": rows}, indent=2))
+    if tmp is not None:
+        tmp.cleanup()
+    print(f"final_dice={final:.4f} corrected_slices={cost} rounds={args.rounds}", flush=True)
+    return 0
+
+
+def _print_row(row: dict, label_names: dict) -> None:
+    per_class = " ".join(f"{name}={row.get(f'dice/{name}', float('nan')):.4f}"
+                         for v, name in label_names.items() if v != 0)
+    print(f"round {row['round']}: corrected {row['corrected']:3d} slices in {row['volumes']} "
+          f"volume(s), cumulative {row['cumulative']:3d}; validation Dice "
+          f"{row['dice_mean']:.4f} ({per_class}); training {row['train_s']:.0f} s, "
+          f"{row.get('steps', 0):.0f} steps", flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""The correct-and-retrain loop: fine-tune the project's model on every accepted case.
+
+:func:`retrain` is a generator of :class:`~napari_medseg.events.Event` like ``train()``:
+
+1. before training, the current model is scored on the cases accepted *after* it was trained
+   (cases it never saw: an honest measure of how good it was, recorded on that version as
+   ``new_cases/dice_mean``);
+2. training warm-starts from the current model (a new model from scratch when there is none)
+   on all accepted cases, sparse ones included (unannotated voxels are ignored), with a short
+   time budget;
+3. the result is registered as the next model version with its validation metrics and becomes
+   the current model.
+
+The training call itself can run elsewhere: pass ``runner`` (e.g. a function that runs
+``train`` in a child process with :class:`napari_medseg.jobs.ProcessJob`); everything that
+writes the project happens in the calling process.
+
+Pure core: no Qt, no napari.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_medseg.dataset.msd import Case
+from napari_medseg.dataset.project import Project, ProjectError
+from napari_medseg.events import IGNORE_LABEL, Event
+
+#: Default time budget (s) of one retraining: short, the user is waiting.
+DEFAULT_RETRAIN_BUDGET_S = 120.0
+
+Runner = Callable[..., Iterator[Event]]
+
+
+@dataclass
+class RetrainResult:
+    """What :func:`retrain` returns (also the ``result`` of its ``finished`` event).
+
+    Attributes
+    ----------
+    version : str or None
+        The new model version (None when training was cancelled before a model was saved).
+    parent : str or None
+        The version it was fine-tuned from.
+    metrics : dict
+        Validation metrics of the new version (``dice_mean``, ``dice/<class>`` ...).
+    previous_new_case_metrics : dict
+        The parent's Dice on the cases accepted after it was trained (empty if none).
+    training_cases : list of str
+    elapsed_s : float
+    status : str
+        ``"finished"`` or ``"cancelled"``.
+    train_result : Any
+        The engine's :class:`~napari_medseg.training.TrainResult`.
+    """
+
+    version: str | None
+    parent: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    previous_new_case_metrics: dict[str, float] = field(default_factory=dict)
+    training_cases: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    status: str = "finished"
+    train_result: Any = None
+
+
+def dice_metrics(
+    predictions: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    label_names: Mapping[int, str],
+) -> dict[str, float]:
+    """Mean Dice per foreground class over cases, on annotated voxels only.
+
+    Parameters
+    ----------
+    predictions, references : sequence of np.ndarray
+        Integer labels per case (same shapes pairwise); reference voxels equal to IGNORE_LABEL
+        are left out.
+    label_names : mapping
+        ``{value: name}``; background (0) is not scored.
+
+    Returns
+    -------
+    dict
+        ``{"dice_mean": ..., "dice/<name>": ...}`` (means over cases; 1.0 for a class absent
+        from both prediction and reference, as in :func:`napari_medseg.metrics.dice`).
+    """
+    from napari_medseg.metrics import dice
+
+    classes = {int(v): str(n) for v, n in label_names.items() if int(v) != 0}
+    scores: dict[int, list[float]] = {v: [] for v in classes}
+    for pred, ref in zip(predictions, references, strict=True):
+        pred, ref = np.asarray(pred), np.asarray(ref)
+        if pred.shape != ref.shape:
+            raise ValueError(f"prediction shape {pred.shape} differs from reference {ref.shape}")
+        valid = ref != IGNORE_LABEL
+        for v in classes:
+            scores[v].append(dice(pred[valid] == v, ref[valid] == v))
+    if not predictions:
+        return {}
+    out = {f"dice/{classes[v]}": float(np.mean(s)) for v, s in scores.items()}
+    out["dice_mean"] = float(np.mean([out[f"dice/{n}"] for n in classes.values()]))
+    return out
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    cases: Sequence[Case],
+    label_names: Mapping[int, str],
+    keep_largest: bool = False,
+    device: str = "auto",
+) -> dict[str, float]:
+    """Predict every case with a model and score it against the case labels (annotated voxels).
+
+    Returns the :func:`dice_metrics` dictionary plus ``n_cases``.
+    """
+    from napari_medseg.inference import load_model, predict_volume, resolve_device
+
+    if not cases:
+        return {}
+    dev = resolve_device(device)
+    model = load_model(model_dir, device=dev)
+    preds, refs = [], []
+    for case in cases:
+        result = predict_volume(model, case.channels, device=dev, return_probabilities=False,
+                                return_entropy=False, keep_largest=keep_largest)
+        preds.append(result.labels)
+        refs.append(case.training_labels())
+    metrics = dice_metrics(preds, refs, label_names)
+    metrics["n_cases"] = float(len(cases))
+    return metrics
+
+
+def default_retrain_config(project: Project, time_budget_s: float = DEFAULT_RETRAIN_BUDGET_S,
+                           **overrides: Any) -> Any:
+    """A :class:`~napari_medseg.training.TrainConfig` for a short retraining of ``project``.
+
+    Trains on every accepted case (no validation split: each case cost the annotator time),
+    with the project's label names and modality; keyword arguments override any field.
+    """
+    from napari_medseg.training import TrainConfig
+
+    values: dict[str, Any] = {
+        "time_budget_s": float(time_budget_s),
+        "val_fraction": 0.0,
+        "label_names": dict(project.label_names),
+        "modality": project.modality,
+        "steps_per_epoch": 25,
+    }
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _direct_runner(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Generator[Event, None, Any]:
+    return (yield from fn(*args, **kwargs))
+
+
+def retrain(
+    project: Project,
+    time_budget_s: float = DEFAULT_RETRAIN_BUDGET_S,
+    config: Any = None,
+    val_cases: Sequence[Case] | None = None,
+    runner: Runner | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    keep_largest: bool = False,
+    device: str = "auto",
+    from_scratch: bool = False,
+    note: str = "",
+) -> Generator[Event, None, RetrainResult]:
+    """Fine-tune the project's current model on all accepted cases and register a new version.
+
+    Parameters
+    ----------
+    project : Project
+    time_budget_s : float
+        Wall-clock budget of the training part (s); ignored when ``config`` is given.
+    config : TrainConfig, optional
+        Full control over training (default :func:`default_retrain_config`).
+    val_cases : sequence of Case, optional
+        Fully labelled cases to measure the new version on (e.g. a fixed validation set); by
+        default the engine's own validation result is used when it has one.
+    runner : callable, optional
+        ``runner(train, config, dataset=..., out_dir=..., init_model=..., should_stop=...)``
+        returning an iterator of events whose return value is the engine's result. Default:
+        call ``train`` here. The GUI passes a child-process runner.
+    should_stop : callable, optional
+        Cancel flag, passed to training.
+    keep_largest : bool
+        Post-process predictions (largest component per class) when measuring.
+    device : str
+        Device for the measurements done here.
+    from_scratch : bool
+        Ignore the current model and start a new one.
+    note : str
+        Text kept with the version.
+
+    Yields
+    ------
+    Event
+        The engine's events (its ``finished`` is passed on as a ``message``), then one
+        ``finished`` (or ``cancelled``) event whose ``result`` is the :class:`RetrainResult`.
+    """
+    from napari_medseg.training import train
+
+    t0 = time.perf_counter()
+    accepted = project.accepted_ids()
+    if not accepted:
+        raise ProjectError("Accept at least one annotated case before retraining.")
+    parent = None if from_scratch else project.current_model
+    init_model = project.model_dir(parent) if parent else None
+    cfg = config if config is not None else default_retrain_config(project, time_budget_s)
+    yield Event("start", message=(
+        f"Retraining {'from ' + parent if parent else 'a new model'} on {len(accepted)} "
+        f"accepted case(s), budget {cfg.time_budget_s or 0:.0f} s"))
+
+    previous: dict[str, float] = {}
+    if parent:
+        seen = set(next(m for m in project.models() if m["version"] == parent)["training_cases"])
+        new_ids = [c for c in accepted if c not in seen]
+        if new_ids:
+            yield Event("message", message=f"Scoring {parent} on {len(new_ids)} case(s) it has "
+                                           "not seen yet")
+            scores = evaluate_model(init_model, project.training_cases(new_ids),
+                                    project.label_names, keep_largest, device)
+            previous = {f"new_cases/{k}": v for k, v in scores.items()}
+            project.update_model_metrics(parent, previous)
+
+    work = Path(tempfile.mkdtemp(prefix=".training-", dir=project.root / "models"))
+    out_dir = work / "model"
+    run = runner or _direct_runner
+    train_result = None
+    status = "finished"
+    try:
+        events = run(train, cfg, dataset=str(project.root), out_dir=str(out_dir),
+                     init_model=None if init_model is None else str(init_model),
+                     should_stop=should_stop)
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as stop:
+                train_result = stop.value if stop.value is not None else train_result
+                break
+            if event.kind == "finished":
+                train_result = event.result if event.result is not None else train_result
+                yield Event("message", message=event.message)
+                continue
+            if event.kind == "cancelled":
+                train_result = event.result if event.result is not None else train_result
+                status = "cancelled"
+                yield Event("message", message=event.message, level="warning")
+                continue
+            if event.kind == "error":
+                raise ProjectError(event.message or "Training failed.")
+            if event.kind == "start":
+                event = Event("message", message=event.message)
+            yield event
+        if not (out_dir / "model.pt").is_file():
+            result = RetrainResult(None, parent, {}, previous, accepted,
+                                   time.perf_counter() - t0, "cancelled", train_result)
+            yield Event("cancelled", result=result,
+                        message="Retraining stopped before a model was saved; nothing changed.")
+            return result
+        if val_cases:
+            yield Event("message", message=f"Measuring the new model on {len(val_cases)} "
+                                           "validation case(s)")
+            metrics = evaluate_model(out_dir, val_cases, project.label_names, keep_largest,
+                                     device)
+        else:
+            metrics = _engine_metrics(train_result)
+        metrics["train_time_s"] = float(getattr(train_result, "elapsed_s", 0.0) or 0.0)
+        metrics["annotated_slices"] = float(project.annotation_cost())
+        version = project.register_model(out_dir, metrics, parent=parent, move=True,
+                                         note=note or ("cancelled early" if status == "cancelled"
+                                                       else ""),
+                                         training_cases=accepted)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = RetrainResult(version, parent, metrics, previous, accepted,
+                           time.perf_counter() - t0, status, train_result)
+    dice_text = f", validation Dice {metrics['dice_mean']:.3f}" if "dice_mean" in metrics else ""
+    yield Event("finished", result=result,
+                message=f"Model {version} ready{dice_text} ({result.elapsed_s:.0f} s)")
+    return result
+
+
+def _engine_metrics(train_result: Any) -> dict[str, float]:
+    """Validation metrics of the engine's best epoch (empty without validation cases)."""
+    history = list(getattr(train_result, "history", None) or [])
+    best_epoch = getattr(train_result, "best_epoch", None)
+    for entry in history:
+        if entry.get("epoch") == best_epoch and "dice_mean" in entry:
+            return {k: float(v) for k, v in entry.items()
+                    if k == "dice_mean" or k.startswith("dice/")}
+    if history:
+        return {"train_loss": float(history[-1].get("loss", float("nan")))}
+    return {}
+
+
+def run_to_end(events: Iterator[Event], on_event: Callable[[Event], None] | None = None) -> Any:
+    """Drive an event generator to its end; returns its return value."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if on_event is not None:
+            on_event(event)
+
+
+__all__ = [
+    "DEFAULT_RETRAIN_BUDGET_S",
+    "RetrainResult",
+    "default_retrain_config",
+    "dice_metrics",
+    "evaluate_model",
+    "retrain",
+    "run_to_end",
+]

@@ -474,3 +474,94 @@ def test_pydicom_localizer_series_split_by_orientation() -> None:
                for n, i in enumerate(sorted(v, key=lambda i: i.key)))
     assert all(i.shape == (16, 16) for i in infos)
     assert len(read_dicom(folder)) == 7
+
+
+# ------------------------------------------------------------------ multi-frame, duplicates, no geometry
+
+
+def _enhanced_ct(path: Path, hu: np.ndarray, z_positions, *, spacing=(0.8, 0.7)) -> None:
+    """A multi-frame (enhanced) CT file whose frames are stored in the given z order."""
+    from pydicom.sequence import Sequence
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesDescription = "enhanced"
+    ds.NumberOfFrames = hu.shape[0]
+    ds.Rows, ds.Columns = hu.shape[1:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    shared = pydicom.Dataset()
+    orient, measures, transform = pydicom.Dataset(), pydicom.Dataset(), pydicom.Dataset()
+    orient.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    measures.PixelSpacing = list(spacing)
+    measures.SliceThickness = 3.0
+    transform.RescaleSlope = 1
+    transform.RescaleIntercept = -1024
+    shared.PlaneOrientationSequence = Sequence([orient])
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PixelValueTransformationSequence = Sequence([transform])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for z in z_positions:
+        item, pos = pydicom.Dataset(), pydicom.Dataset()
+        pos.ImagePositionPatient = [0.0, 0.0, float(z)]
+        item.PlanePositionSequence = Sequence([pos])
+        frames.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = np.ascontiguousarray((hu + 1024).astype("<u2")).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_multiframe_file_is_a_sorted_3d_volume(tmp_path: Path, hu_volume) -> None:
+    order = [3, 0, 4, 1, 2]  # frame i is stored at z = 3 * order[i]
+    stored = np.stack([hu_volume[k] for k in order])  # frame i holds slice order[i]
+    _enhanced_ct(tmp_path / "enhanced.dcm", stored, [3.0 * k for k in order])
+    vol = read_volume(tmp_path / "enhanced.dcm")
+    assert vol.shape == (5, 12, 10)
+    assert vol.spacing == (3.0, 0.8, 0.7)
+    assert np.array_equal(vol.array, hu_volume[:5])  # sorted by position, HU from shared group
+    np.testing.assert_allclose((vol.affine @ [4, 0, 0, 1])[:3], [0, 0, 12.0])
+
+
+def test_duplicate_positions_are_dropped_with_a_warning(tmp_path: Path, hu_volume) -> None:
+    uid = generate_uid()
+    for k in range(4):
+        write_slice(tmp_path / f"a{k}.dcm", hu_volume[k] + 1024, (0, 0, 2 * k), series_uid=uid, instance=k)
+    write_slice(tmp_path / "dup.dcm", hu_volume[5] + 1024, (0, 0, 2), series_uid=uid, instance=9)
+    with pytest.warns(MedsegIOWarning, match="share their position"):
+        vol = read_volume(tmp_path)
+    assert vol.shape == (4, 12, 10)
+
+
+def test_series_without_positions_falls_back_to_instance_number(tmp_path: Path, hu_volume) -> None:
+    uid = generate_uid()
+    for k in range(3):
+        path = tmp_path / f"{9 - k}.dcm"
+        write_slice(path, hu_volume[k] + 1024, (0, 0, 2 * k), series_uid=uid, instance=k + 1)
+        ds = pydicom.dcmread(path)
+        del ds.ImagePositionPatient
+        del ds.ImageOrientationPatient
+        ds.save_as(str(path), enforce_file_format=True)
+    with pytest.warns(MedsegIOWarning, match="ordered by InstanceNumber"):
+        vol = read_volume(tmp_path)
+    assert np.array_equal(vol.array, hu_volume[:3])
+    assert vol.spacing[0] == 2.0  # SliceThickness
+
+
+def test_dicomdir_file_opens_its_folder() -> None:
+    folder = _pydicom_file("CT_small.dcm").parent / "dicomdirtests" / "TINY_ALPHA"
+    if not (folder / "DICOMDIR").is_file():
+        pytest.skip("pydicom's dicomdirtests are not bundled")
+    via_index = list_dicom_series(folder / "DICOMDIR")
+    assert [i.key for i in via_index] == [i.key for i in list_dicom_series(folder)]
+    assert via_index[0].n_slices > 10

@@ -387,6 +387,8 @@ def _scan(path: str | os.PathLike[str]) -> tuple[list[_Header], list[str], list[
     p = check_readable(path)
     problems: list[str] = []
     notes: list[str] = []
+    if p.is_file() and p.name.upper() == "DICOMDIR":
+        p = p.parent  # a DICOM CD/DVD index: read the folder it describes
     if p.is_file():
         header = _read_header(p, explicit=True)
         if header is None:  # pragma: no cover - explicit files raise instead

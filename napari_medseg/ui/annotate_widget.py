@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -409,9 +409,14 @@ class AnnotateWidget(QWidget):
         """After a brush stroke: revert painted voxels whose intensity is outside the window."""
         if self._reverting or not self.constrain_check.isChecked():
             return
-        layer = event.source
-        with notify_errors("Intensity-constrained painting"):
-            self.constrain_last_stroke(layer, event.value)
+        layer, atoms = event.source, event.value
+
+        def constrain() -> None:
+            with notify_errors("Intensity-constrained painting"):
+                self.constrain_last_stroke(layer, atoms)
+
+        # napari may announce a single dab before writing it: revert once it is written
+        QTimer.singleShot(0, constrain)
 
     def constrain_last_stroke(self, layer: Any, atoms: list[Any]) -> int:
         """Revert voxels of the stroke ``atoms`` that lie outside the intensity window.
@@ -430,20 +435,19 @@ class AnnotateWidget(QWidget):
         indices_all: list[np.ndarray] = []
         old_all: list[np.ndarray] = []
         for atom in atoms:
-            if isinstance(atom, tuple):
+            if not hasattr(atom, "slice_key"):
                 continue  # data_setitem edits (tools, undo of tools): not brush strokes
             if int(atom.new_value) == 0:
                 continue  # erasing is always allowed
-            offsets = np.array([s.start or 0 for s in atom.slice_key])
-            shape = tuple(s.stop - s.start for s in atom.slice_key)
-            mask = np.ones(shape, bool) if atom.mask is None else atom.mask
-            idx = np.nonzero(mask)
+            offsets = [s.start or 0 for s in atom.slice_key]
+            region = np.asarray(image.data[atom.slice_key])
+            mask = np.ones(region.shape, bool) if atom.mask is None else np.asarray(atom.mask)
             old = np.asarray(atom.old_values)
             old = old[mask] if atom.mask is None else old
-            indices = tuple(i + o for i, o in zip(idx, offsets, strict=True))
-            inside = intensity_mask(np.asarray(image.data)[indices], low, high)
-            outside = ~np.asarray(inside, bool)
-            indices_all.append(np.stack([i[outside] for i in indices]))
+            outside = ~intensity_mask(region, low, high)[mask]
+            idx = np.nonzero(mask)
+            indices_all.append(np.stack([i[outside] + o for i, o in zip(idx, offsets,
+                                                                          strict=True)]))
             old_all.append(old[outside])
         if not indices_all:
             return 0
@@ -455,8 +459,10 @@ class AnnotateWidget(QWidget):
         self._reverting = True
         try:
             layer.data[indices] = old
-            if layer._undo_history:  # join the stroke's undo step (napari's history format)
-                layer._undo_history[-1].append((indices, current, old))
+            if isinstance(atoms, list):
+                # ``atoms`` IS the stroke's undo item: the revert joins it (napari's history
+                # format), so undo/redo replay stroke and revert together
+                atoms.append((indices, current, old))
             layer.refresh()
         finally:
             self._reverting = False

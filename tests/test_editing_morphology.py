@@ -294,3 +294,15 @@ def test_slice_options_need_a_3d_label_map():
         grow_label(labels, 1, 1.0, (1.0, 1.0), axis=0)
     np.testing.assert_array_equal(grow_label(labels, 1, 1.0, (1.0, 1.0)) == 1,
                                   dilate_mask(labels == 1, 1.0, (1.0, 1.0)))
+
+
+def test_all_labels_mode_leaves_unannotated_voxels_alone():
+    labels = np.zeros((1, 5, 12), np.uint8)
+    labels[0, 2, 2] = 1
+    labels[0, :, 8:] = 255  # IGNORE_LABEL: not annotated
+    grown = grow_label(labels, None, 1.0, (1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(grown == 255, labels == 255)
+    assert (grown == 1).sum() == 5 and grown[0, 2, 3] == 1
+    shrunk = shrink_label(labels, 0, 1.0, (1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(shrunk == 255, labels == 255)
+    assert not np.any(shrunk == 1)

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from napari_medseg.events import IGNORE_LABEL
+
 
 class EditingError(ValueError):
     """An editing tool was called with inputs it cannot work on.
@@ -90,6 +92,12 @@ def check_label_value(label: int | None, *, allow_all: bool = True) -> int | Non
     if int(label) < 0:
         raise EditingError(f"The label must be positive, got {label}.")
     return int(label)
+
+
+def present_labels(labels: np.ndarray) -> list[int]:
+    """Label values present in ``labels`` for "all labels" edits: not 0 and not
+    :data:`~napari_medseg.events.IGNORE_LABEL` (255, unannotated voxels)."""
+    return [int(v) for v in np.unique(labels) if v != 0 and v != IGNORE_LABEL]
 
 
 def require_label(labels: np.ndarray, label: int, where: str = "the label map") -> None:

@@ -25,6 +25,7 @@ from napari_medseg.editing._validation import (
     check_labels,
     check_spacing,
     expand_bbox,
+    present_labels,
     require_label,
     run_in_plane,
 )
@@ -48,7 +49,7 @@ def _structure(ndim: int, connectivity: int | None) -> np.ndarray:
 def _labels_to_process(sub: np.ndarray, value: int | None) -> list[int]:
     if value is not None:
         return [value]
-    return [int(v) for v in np.unique(sub) if v != 0]
+    return present_labels(sub)
 
 
 def fill_holes(

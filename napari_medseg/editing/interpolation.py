@@ -14,6 +14,7 @@ from napari_medseg.editing._validation import (
     check_labels,
     check_spacing,
     expand_bbox,
+    present_labels,
     require_label,
 )
 
@@ -109,7 +110,7 @@ def interpolate_slices(
         require_label(lab, value)
         todo = [value]
     else:
-        todo = [int(v) for v in np.unique(lab) if v != 0]
+        todo = present_labels(lab)
     out = lab.copy()
     for v in todo:
         _interpolate_one(out, lab, v, ax, sp2)

@@ -11,7 +11,9 @@ Where the edit happens (keyword-only, same in every function)
     in-plane spacing (the "current slice" of the viewer, any orientation);
     ``axis=a`` without ``slice_index``  every slice along ``a`` independently in 2D.
 
-``label=None`` or ``0`` means every label (processed as documented per function).
+``label=None`` or ``0`` means every label (processed as documented per function), except the
+value 255 (:data:`~napari_medseg.events.IGNORE_LABEL`, unannotated voxels), which "all labels"
+edits leave alone.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from napari_medseg.editing._validation import (
     check_radius,
     check_spacing,
     expand_bbox,
+    present_labels,
     run_in_plane,
 )
+from napari_medseg.events import IGNORE_LABEL
 
 __all__ = [
     "grow_label",
@@ -50,15 +54,10 @@ __all__ = [
 ]
 
 
-def _present_labels(labels: np.ndarray) -> list[int]:
-    vals = np.unique(labels)
-    return [int(v) for v in vals if v != 0]
-
-
 def _grow_all(lab: np.ndarray, r: float, sp: tuple[float, ...], method: str) -> np.ndarray:
     """Grow every label into the background; a voxel reached by several goes to the nearest."""
     out = lab.copy()
-    fg = lab != 0
+    fg = (lab != 0) & (lab != IGNORE_LABEL)
     box = bbox(fg)
     if box is None:
         return out
@@ -67,7 +66,7 @@ def _grow_all(lab: np.ndarray, r: float, sp: tuple[float, ...], method: str) -> 
     new = dilate_mask(fg[crop], r, sp, method=method) & (sub == 0)
     if not new.any():
         return out
-    idx = ndi.distance_transform_edt(sub == 0, sampling=sp, return_distances=False,
+    idx = ndi.distance_transform_edt(~fg[crop], sampling=sp, return_distances=False,
                                      return_indices=True)
     region = out[crop]
     region[new] = sub[tuple(i[new] for i in idx)]
@@ -98,7 +97,7 @@ def _binary_edit(
     def one(sub: np.ndarray, sub_sp: tuple[float, ...]) -> np.ndarray:
         if value is None and all_fn is not None:
             return all_fn(sub, sub_sp)
-        todo = [value] if value is not None else _present_labels(sub)
+        todo = [value] if value is not None else present_labels(sub)
         out = sub.copy()
         for v in todo:
             mask = out == v

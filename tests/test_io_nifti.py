@@ -256,3 +256,20 @@ def test_read_volumes_and_describe_nifti(hippo_dir: Path) -> None:
     assert info["affine"] == vol.affine.tolist()
     assert info["dtype"] == "uint8"
     assert info["series"] == []
+
+
+def test_header_scaling_is_applied_without_float64(tmp_path: Path) -> None:
+    stored = np.arange(-5, 19, dtype=np.int16).reshape(2, 3, 4) + 1000
+    offset = nib.Nifti1Image(stored, np.eye(4))
+    offset.header.set_slope_inter(1, -1024)
+    nib.save(offset, str(tmp_path / "offset.nii.gz"))
+    vol = read_nifti(tmp_path / "offset.nii.gz")
+    assert vol.array.dtype == np.int16
+    assert np.array_equal(vol.array, (stored.astype(int) - 1024).T)
+    assert vol.modality == "unknown"  # -1029 .. -1006: all below -500 but nothing >= 0
+    half = nib.Nifti1Image(stored, np.eye(4))
+    half.header.set_slope_inter(0.5, 0)
+    nib.save(half, str(tmp_path / "half.nii.gz"))
+    vol = read_nifti(tmp_path / "half.nii.gz", as_labels=False)
+    assert vol.array.dtype == np.float32
+    np.testing.assert_allclose(vol.array, stored.T * 0.5)

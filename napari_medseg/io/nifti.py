@@ -20,6 +20,11 @@ label map stored as float (MSD ``hippocampus_003`` and ``_243``) is cast to the 
 integer dtype and ``metadata["is_labels"]`` is ``True``. ``as_labels=True`` forces the cast
 (and raises if the values are not integers); ``as_labels=False`` never casts.
 
+Intensity scaling
+-----------------
+``scl_slope``/``scl_inter`` are applied. An integer file with slope 1 and an integer intercept
+stays integer (int16 if the values fit); other scalings give float32 (not nibabel's float64).
+
 Non-finite voxels
 -----------------
 NaN / inf voxels in an image are replaced by the lowest finite value of the image (0 when there
@@ -164,6 +169,27 @@ def _load(path: Path) -> Any:
         ) from exc
 
 
+def _scaled_voxels(dataobj: Any) -> np.ndarray:
+    """Voxels with scl_slope/scl_inter applied, without nibabel's float64 promotion.
+
+    An integer file with slope 1 and an integer intercept (CT stored with an offset) stays
+    integer (int16 when the values fit, else int32); other scalings give float32.
+    """
+    slope = float(getattr(dataobj, "slope", 1.0))
+    inter = float(getattr(dataobj, "inter", 0.0))
+    if (slope, inter) == (1.0, 0.0) or not hasattr(dataobj, "get_unscaled"):
+        return np.asanyarray(dataobj)
+    raw = np.asanyarray(dataobj.get_unscaled())
+    if raw.dtype.kind in "iu" and slope == 1.0 and inter == round(inter):
+        wide = raw.astype(np.int64) + int(inter)
+        lo, hi = (int(wide.min()), int(wide.max())) if wide.size else (0, 0)
+        dtype = np.int16 if -32768 <= lo and hi <= 32767 else np.int32
+        if not (np.iinfo(np.int32).min <= lo and hi <= np.iinfo(np.int32).max):
+            dtype = np.int64
+        return wide.astype(dtype)
+    return (raw.astype(np.float32) * np.float32(slope) + np.float32(inter)).astype(np.float32)
+
+
 def read_nifti(
     path: str | os.PathLike[str],
     channel: int | None = None,
@@ -204,7 +230,7 @@ def read_nifti(
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise MedsegIOError(f"{p.name} is not a NIfTI image (nibabel read it as {type(img).__name__}).")
     try:
-        data = np.asanyarray(img.dataobj)
+        data = _scaled_voxels(img.dataobj)
     except PermissionError as exc:
         raise MedsegIOError(f"Permission denied: cannot read {p}") from exc
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:

@@ -195,6 +195,7 @@ def write_labels(volume: Volume, path: str | os.PathLike) -> Path:
     """Write a label Volume as NIfTI atomically (temp file + rename)."""
     from napari_medseg.io import write_nifti
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     return Path(write_nifti(volume, path, labels=True))
 
 

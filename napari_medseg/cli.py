@@ -1,0 +1,307 @@
+"""The ``napari-medseg`` command line: ``info``, ``train``, ``predict``, ``evaluate``.
+
+Every user-facing problem (bad path, unreadable file, dataset layout, model that does not fit)
+ends with one line on stderr and exit status 2; outputs are written atomically, so a failed or
+interrupted run leaves nothing half-written. Progress bars go to stderr, results to stdout.
+
+Multi-process training: ``torchrun --nproc_per_node 2 $(which napari-medseg) train DATASET --out M``
+(gloo on CPU, NCCL on GPUs); only rank 0 prints and writes the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or exc.__class__.__name__
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from napari_medseg.io import describe_path
+
+    print(json.dumps(describe_path(args.path), indent=2, default=_json_default))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# train
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_medseg.dataset.msd import read_dataset_json, read_splits
+    from napari_medseg.training import TrainConfig, train
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    read_dataset_json(args.dataset)  # fail fast with a clear message
+    val_ids = None
+    if args.split_file:
+        _, val_ids = read_splits(args.split_file, args.fold)
+    options: dict[str, Any] = {
+        "dims": args.dims,
+        "patch_size": tuple(args.patch_size) if args.patch_size else None,
+        "batch_size": args.batch_size,
+        "max_epochs": args.max_epochs,
+        "steps_per_epoch": args.steps_per_epoch,
+        "time_budget_s": args.time_budget_s,
+        "val_fraction": args.val_fraction,
+        "val_case_ids": val_ids,
+        "seed": args.seed,
+        "device": args.device,
+        "loss": args.loss,
+        "optimizer": args.optimizer,
+        "learning_rate": args.lr,
+        "early_stopping_patience": args.early_stopping,
+        "augmentation": args.augmentation,
+        "architecture": args.architecture,
+        "base_channels": args.base_channels,
+    }
+    config = TrainConfig(**options)
+    main = _is_main_process()
+    quiet = args.quiet or not main
+    bar = None
+    result = None
+    gen = train(config, args.dataset, args.out, init_model=args.init)
+    try:
+        for event in gen:
+            if event.kind == "start":
+                bar = tqdm(total=event.total, desc="train", unit="step", file=sys.stderr,
+                           disable=quiet, dynamic_ncols=True)
+                if not quiet:
+                    tqdm.write(event.message, file=sys.stderr)
+            elif event.kind == "step" and bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}", refresh=False)
+            elif event.kind == "epoch" and not quiet:
+                dice = event.metrics.get("dice_mean")
+                text = f"epoch {event.epoch}: loss {event.loss:.4f}"
+                if dice is not None:
+                    text += f", val Dice {dice:.4f}"
+                if event.message:
+                    text += f" ({event.message})"
+                tqdm.write(text, file=sys.stderr)
+            elif event.kind == "message" and not quiet:
+                tqdm.write(event.message, file=sys.stderr)
+            elif event.kind in ("finished", "cancelled"):
+                result = event.result
+    except KeyboardInterrupt:
+        gen.close()
+        if bar is not None:
+            bar.close()
+        print("napari-medseg train: interrupted; the best model so far is kept in "
+              f"{args.out}", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    if main and result is not None:
+        summary = {k: getattr(result, k) for k in ("status", "model_dir", "best_metric",
+                                                   "best_epoch", "epochs", "steps",
+                                                   "stop_reason")}
+        summary["elapsed_s"] = round(result.elapsed_s, 1)
+        print(json.dumps(summary, default=_json_default))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# predict
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_medseg.inference import (
+        list_input_images,
+        load_model,
+        predict_folder,
+        resolve_device,
+    )
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    files = list_input_images(args.input)
+    device = resolve_device(args.device)
+    loaded = load_model(args.model, device=device)
+    written = []
+    with tqdm(total=len(files), desc="predict", unit="image", file=sys.stderr,
+              disable=args.quiet, dynamic_ncols=True) as bar:
+        for event in predict_folder(loaded, args.input, args.out, tta=args.tta, device=device,
+                                    keep_largest=args.keep_largest, overlap=args.overlap):
+            if event.kind == "step":
+                bar.update(1)
+            elif event.kind == "finished":
+                written = event.result
+    for path in written:
+        print(path)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from napari_medseg.metrics import evaluate_folders
+
+    result = evaluate_folders(args.pred_dir, args.gt_dir, csv_path=args.csv,
+                              surface=not args.no_surface)
+    summary = result["summary"]
+    if args.json:
+        print(json.dumps(summary, indent=2, default=_json_default))
+        return 0
+    columns = [("dice", "Dice"), ("jaccard", "Jaccard"), ("sensitivity", "Sens"),
+               ("precision", "Prec")]
+    if not args.no_surface:
+        columns += [("hd95", "HD95 mm"), ("assd", "ASSD mm")]
+    header = f"{'class':<16}{'n':>5}" + "".join(f"{title:>18}" for _, title in columns)
+    print(header)
+    for name, entry in summary.items():
+        cells = "".join(
+            f"{_fmt(entry[f'{key}_mean']) + ' ± ' + _fmt(entry[f'{key}_std']):>18}"
+            for key, _ in columns
+        )
+        print(f"{name:<16}{entry['n']:>5}{cells}")
+    dices = [entry["dice_mean"] for entry in summary.values()]
+    if dices:
+        print(f"mean Dice over {len(dices)} class(es): {sum(dices) / len(dices):.4f} "
+              f"({len(result['cases'])} case(s))")
+    if result["missing_predictions"]:
+        print(f"warning: {len(result['missing_predictions'])} ground-truth case(s) had no "
+              "prediction and were skipped", file=sys.stderr)
+    if args.csv:
+        print(f"per-case metrics written to {args.csv}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="napari-medseg",
+        description="Medical image segmentation: inspect images, train, predict and evaluate.",
+    )
+    from napari_medseg import __version__
+
+    parser.add_argument("--version", action="version", version=f"napari-medseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="print a JSON summary of an image file or DICOM folder")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train or fine-tune a model on an MSD / project folder")
+    p.add_argument("dataset", help="folder with dataset.json, imagesTr/, labelsTr/")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--time-budget-s", type=float, default=None, help="wall-clock limit (s)")
+    p.add_argument("--max-epochs", type=int, default=1000)
+    p.add_argument("--steps-per-epoch", type=int, default=50,
+                   help="optimisation steps between validations")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--dims", type=int, choices=[2, 3], default=None)
+    p.add_argument("--init", default=None, help="model directory to fine-tune from")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--split-file", default=None,
+                   help="nnU-Net splits JSON; its 'val' list of --fold is the validation set")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patch-size", type=int, nargs="+", default=None)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--loss", default="dice_ce",
+                   choices=["dice_ce", "dice", "jaccard", "ce", "focal", "dice_focal"])
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument("--early-stopping", type=int, default=None, metavar="N",
+                   help="stop after N validations without improvement")
+    p.add_argument("--augmentation", default="default", choices=["default", "light", "none"])
+    p.add_argument("--architecture", default="unet", choices=["unet", "dynunet"])
+    p.add_argument("--base-channels", type=int, default=16)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="segment a NIfTI file or every NIfTI file in a folder")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("input", help="image file or folder")
+    p.add_argument("--out", required=True, help="output folder (<name>.nii.gz per input)")
+    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
+    p.add_argument("--keep-largest", action="store_true",
+                   help="keep the largest connected component per class")
+    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (0-1)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="Dice, Jaccard, HD95 ... of predictions vs ground truth")
+    p.add_argument("pred_dir")
+    p.add_argument("gt_dir")
+    p.add_argument("--csv", default=None, help="write per-case metrics to this CSV file")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-surface", action="store_true", help="skip HD95 / ASSD (faster)")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as exc:  # user-facing problems: one line, exit 2
+        print(f"napari-medseg {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"napari-medseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Normalisation (CT / z-score) and resampling between voxel grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_medseg import preprocess as P
+
+
+def test_zscore_per_volume():
+    x = np.random.default_rng(0).normal(500, 80, (10, 12, 14)).astype(np.float32)
+    y = P.normalise(x, P.NormalisationParams("zscore"))
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert abs(float(y.mean())) < 1e-4 and float(y.std()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_ct_clip_and_dataset_statistics():
+    rng = np.random.default_rng(0)
+    images = [rng.normal(40, 20, (8, 8, 8)) for _ in range(3)]
+    images[0][0, 0, 0] = 3000  # metal artefact outside the foreground
+    masks = [np.ones((8, 8, 8), bool) for _ in images]
+    masks[0][0, 0, 0] = False
+    params = P.fit_normalisation(images, "CT", masks)
+    assert params.scheme == "ct"
+    assert params.clip_high < 200 and params.clip_low > -100
+    assert params.mean == pytest.approx(40, abs=3)
+    out = P.normalise(images[0], params)
+    assert out.max() <= (params.clip_high - params.mean) / params.std + 1e-5
+    assert P.NormalisationParams.from_dict(params.to_dict()) == params
+    assert P.fit_normalisation(images, "MR").scheme == "zscore"
+
+
+def test_bad_normalisation_parameters():
+    with pytest.raises(ValueError, match="Unknown normalisation"):
+        P.NormalisationParams("minmax")
+    with pytest.raises(ValueError, match="CT normalisation needs"):
+        P.NormalisationParams("ct")
+
+
+def test_resample_round_trip_shapes_and_labels():
+    labels = np.zeros((10, 20, 30), np.uint8)
+    labels[2:8, 5:15, 10:20] = 2
+    labels[4:6, 8:12, 12:16] = 1
+    spacing, target = (3.0, 1.0, 0.5), (1.5, 1.0, 1.0)
+    assert P.resampled_shape(labels.shape, spacing, target) == (20, 20, 15)
+    res = P.prepare_labels(labels, spacing, target)
+    assert res.shape == (20, 20, 15) and set(np.unique(res)) == {0, 1, 2}
+    back = P.resample_to_shape(res, labels.shape, order=0)
+    assert back.shape == labels.shape
+    assert np.mean(back == labels) > 0.95
+    assert P.needs_resampling(spacing, target) and not P.needs_resampling(spacing, spacing)
+    assert not P.needs_resampling(spacing, None)
+
+
+def test_prepare_image_channels():
+    img = np.random.default_rng(1).random((6, 8, 8)).astype(np.float32)
+    out = P.prepare_image([img, img * 3], (2.0, 1.0, 1.0), [P.NormalisationParams()] * 2,
+                          (1.0, 1.0, 1.0))
+    assert out.shape == (2, 12, 8, 8) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], out[1], atol=1e-5)  # z-score removes the scale
+    with pytest.raises(ValueError, match="expects 1 input channel"):
+        P.prepare_image([img, img], (1, 1, 1), [P.NormalisationParams()])
+
+
+def test_median_spacing():
+    assert P.median_spacing([(1, 1, 3), (1, 2, 5), (1, 1, 4)]) == (1.0, 1.0, 4.0)

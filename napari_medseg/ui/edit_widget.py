@@ -350,8 +350,10 @@ class EditWidget(QWidget):
         for i, value in enumerate(world):
             step[offset + i] = float(value)
         self.viewer.dims.point = step
+        scene = getattr(self.viewer, "scene", None)
+        camera = getattr(scene, "camera", None) or self.viewer.camera
         displayed = list(self.viewer.dims.displayed)
-        center = list(self.viewer.camera.center)[-len(displayed):]
+        center = list(camera.center)[-len(displayed):]
         for k, axis in enumerate(displayed):
             center[k] = step[axis]
-        self.viewer.camera.center = center
+        camera.center = center

@@ -1,0 +1,175 @@
+"""Edit dock: every operation through its button, undo restores exactly, contours, components."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_medseg.ui._layers import add_labels_for_image
+from napari_medseg.ui.edit_widget import OPERATION_BUTTONS, EditWidget
+
+PLUGIN = "napari-medseg"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+def _errors() -> list[str]:
+    from napari.utils.notifications import notification_manager
+
+    return [str(n.message) for n in notification_manager.records
+            if str(n.severity).lower().endswith("error")]
+
+
+@pytest.fixture
+def setup(make_napari_viewer, qtbot, hippo_cases):
+    image_path, labels_path = hippo_cases(1)[0]
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(image_path), plugin=PLUGIN)
+    (labels,) = viewer.open(str(labels_path), plugin=PLUGIN)
+    widget = EditWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.labels_combo.set_layer(labels)
+    widget.set_label(1)
+    return viewer, widget, image, labels
+
+
+def _go_to_slice(viewer, layer, k: int) -> None:
+    viewer.dims.set_point(0, float(layer.data_to_world((k, 0, 0))[0]))
+
+
+def test_every_operation_button_changes_and_undo_restores(setup):
+    viewer, widget, _image, labels = setup
+    original = labels.data.copy()
+    k = int(np.argmax((original == 1).reshape(original.shape[0], -1).sum(1)))
+    _go_to_slice(viewer, labels, k)
+    voxel = (k, *np.argwhere(original[k] == 1)[0])
+    viewer.cursor.position = tuple(labels.data_to_world(voxel))  # for "keep piece at cursor"
+    widget.radius_spin.setValue(2.0)
+    widget.min_volume_spin.setValue(1e6)  # every piece is an "island"
+    changed = {}
+    for _text, _tip, name in OPERATION_BUTTONS:
+        before = labels.data.copy()
+        widget.op_buttons[name].click()
+        changed[name] = int((labels.data != before).sum())
+        labels.undo()
+        np.testing.assert_array_equal(labels.data, before, err_msg=f"undo of {name}")
+    np.testing.assert_array_equal(labels.data, original)
+    for name in ("grow_label", "shrink_label", "hollow_label", "remove_islands", "close_label"):
+        assert changed[name] > 0, name
+    # grow never overwrote label 2 without the flag
+    widget.op_buttons["grow_label"].click()
+    assert ((original == 2) == (labels.data == 2)).all()
+    labels.undo()
+
+
+def test_grow_3d_vs_2d_scope_and_overwrite(setup):
+    viewer, widget, _image, labels = setup
+    original = labels.data.copy()
+    k = int(np.argmax((original == 1).reshape(original.shape[0], -1).sum(1)))
+    _go_to_slice(viewer, labels, k)
+    widget.slice_radio.setChecked(True)
+    widget.radius_spin.setValue(3.0)
+    widget.op_buttons["grow_label"].click()
+    diff = np.argwhere(labels.data != original)
+    assert len(diff) and set(diff[:, 0]) == {k}  # only the current slice changed
+    labels.undo()
+    widget.volume_radio.setChecked(True)
+    widget.overwrite_check.setChecked(True)
+    widget.op_buttons["grow_label"].click()
+    assert len(set(np.argwhere(labels.data != original)[:, 0])) > 1
+    assert ((labels.data == 2) < (original == 2)).any()  # overwrote some of label 2
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, original)
+
+
+def test_undo_redo_buttons_cover_brush_and_operations(setup):
+    _viewer, widget, _image, labels = setup
+    original = labels.data.copy()
+    labels.brush_size = 5
+    labels.paint((10, 20, 20), 3)  # brush stroke
+    after_brush = labels.data.copy()
+    widget.op_buttons["grow_label"].click()
+    after_grow = labels.data.copy()
+    assert (after_grow != after_brush).any()
+    widget.undo_button.click()
+    np.testing.assert_array_equal(labels.data, after_brush)
+    widget.undo_button.click()
+    np.testing.assert_array_equal(labels.data, original)
+    widget.redo_button.click()
+    widget.redo_button.click()
+    np.testing.assert_array_equal(labels.data, after_grow)
+
+
+def test_ctrl_z_keybinding_undoes_operation(setup):
+    """napari's own Ctrl+Z / Ctrl+Shift+Z bindings of the Labels layer undo our operations."""
+    _viewer, widget, _image, labels = setup
+    keymap = {str(k): f for k, f in type(labels).class_keymap.items()}
+    undo = next(f for k, f in keymap.items() if f.__name__ == "undo")
+    redo = next(f for k, f in keymap.items() if f.__name__ == "redo")
+    assert any(f.__name__ == "undo" and k.endswith("Z") and "Shift" not in k
+               for k, f in keymap.items())
+    original = labels.data.copy()
+    widget.op_buttons["shrink_label"].click()
+    shrunk = labels.data.copy()
+    assert (shrunk != original).any()
+    undo(labels)
+    np.testing.assert_array_equal(labels.data, original)
+    redo(labels)
+    np.testing.assert_array_equal(labels.data, shrunk)
+
+
+def test_combine_union(setup):
+    _viewer, widget, _image, labels = setup
+    original = labels.data.copy()
+    widget.set_label(1)
+    widget.other_label_combo.setCurrentIndex(widget.other_label_combo.findData(2))
+    widget.combine_op.setCurrentIndex(widget.combine_op.findData("union"))
+    widget.combine_button.click()
+    assert not (labels.data == 2).any()
+    np.testing.assert_array_equal(labels.data == 1, original > 0)
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, original)
+
+
+def test_contours_to_shapes(setup):
+    viewer, widget, _image, labels = setup
+    widget.contours_button.click()
+    shapes = viewer.layers[-1]
+    assert type(shapes).__name__ == "Shapes"
+    assert len(shapes.data) > 0
+    np.testing.assert_allclose(shapes.scale, labels.scale)
+    slices = {int(round(p[0, 0])) for p in shapes.data}
+    assert slices <= set(np.flatnonzero((labels.data == 1).reshape(labels.data.shape[0], -1)
+                                        .any(1)))
+
+
+def test_component_table_and_jump(setup):
+    viewer, widget, _image, labels = setup
+    labels.data[2:4, 2:4, 2:4] = 1  # a far-away island of label 1
+    widget.components_button.click()
+    assert widget.component_table.rowCount() >= 2
+    assert widget.component_table.item(0, 0).text() == "1"
+    row = widget.component_table.rowCount() - 1  # the smallest piece: our island
+    centroid = np.asarray(widget.components[row]["centroid_voxel"])
+    widget.component_table.cellClicked.emit(row, 0)
+    z_world = viewer.dims.point[0]
+    assert abs(labels.world_to_data(viewer.dims.point)[0] - centroid[0]) <= 0.5, z_world
+
+
+def test_errors_become_notifications(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = EditWidget(viewer)
+    qtbot.addWidget(widget)
+    n = len(_errors())
+    widget.op_buttons["grow_label"].click()  # no labels layer
+    assert len(_errors()) == n + 1
+    image = viewer.add_image(np.zeros((4, 8, 8)))
+    add_labels_for_image(viewer, image)
+    widget.set_label(1)
+    widget.op_buttons["keep_largest"].click()  # empty label: fine or a clear message
+    widget.contours_button.click()  # empty: message
+    assert len(_errors()) >= n + 2
+    assert all("Traceback" not in e for e in _errors())

@@ -31,10 +31,12 @@ napari's ``thread_worker``; the benchmarks and tests iterate it directly.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
 import queue
+import sys
 import time
 import traceback
 from collections.abc import Callable, Generator, Iterator
@@ -42,7 +44,9 @@ from typing import Any
 
 from napari_medseg.events import Event
 
-__all__ = ["ProcessJob", "run_in_process", "describe_exit", "describe_exception"]
+__all__ = [
+    "ProcessJob", "describe_device", "describe_exception", "describe_exit", "run_in_process",
+]
 
 #: Messages sent from the child: ``(tag, payload)`` with tag "event", "return" or "error".
 _EVENT, _RETURN, _ERROR = "event", "return", "error"
@@ -167,6 +171,28 @@ def _is_plain(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool, type(None)))
 
 
+@contextlib.contextmanager
+def _main_module_hidden(fn: Callable[..., Any]) -> Iterator[None]:
+    """Keep 'spawn' from re-running the parent's ``__main__`` script in the child.
+
+    A user script that opens napari without an ``if __name__ == "__main__"`` guard would
+    otherwise open a second viewer inside the child. Jobs are functions of importable modules,
+    so the child never needs the parent's main script (unless ``fn`` itself lives there).
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(fn, "__module__", None) == "__main__":
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    try:
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
 class ProcessJob:
     """A core generator job running in a child process.
 
@@ -253,10 +279,11 @@ class ProcessJob:
             daemon=True,
         )
         self._process = proc
-        terminal_seen = False
+        terminal_seen, last_kind = False, ""
         try:
             try:
-                proc.start()
+                with _main_module_hidden(self.fn):
+                    proc.start()
             except Exception as exc:  # noqa: BLE001 - e.g. arguments that do not pickle
                 self.traceback = traceback.format_exc()
                 yield Event("error", message=f"{self.what} could not start: {exc}",
@@ -287,8 +314,8 @@ class ProcessJob:
                     else:
                         continue
                 if tag == _EVENT:
-                    terminal_seen = terminal_seen or payload.kind in (
-                        "finished", "cancelled", "error")
+                    if payload.kind in ("finished", "cancelled", "error"):
+                        terminal_seen, last_kind = True, payload.kind
                     yield payload
                 elif tag == _RETURN:
                     self.result = payload
@@ -300,8 +327,9 @@ class ProcessJob:
                 elif tag == _ERROR:
                     message, self.traceback = payload
                     proc.join(5.0)
-                    yield Event("error", message=message, level="error",
-                                result={"traceback": self.traceback})
+                    if last_kind != "error":  # the job may have reported it already
+                        yield Event("error", message=message, level="error",
+                                    result={"traceback": self.traceback})
                     return None
         finally:
             if proc.is_alive():
@@ -329,3 +357,29 @@ def run_in_process(fn: Callable[..., Any], *args: Any, **kwargs: Any
                    ) -> Generator[Event, None, Any]:
     """Shorthand: ``ProcessJob(fn, *args, **kwargs).events()`` (no handle for cancelling)."""
     return (yield from ProcessJob(fn, *args, **kwargs).events())
+
+
+def describe_device(device: str = "auto") -> str:
+    """Human-readable compute device that ``device`` resolves to, e.g. ``"GPU: NVIDIA H100"``.
+
+    Meant to run **inside a child process** (``ProcessJob(describe_device, stop_kwarg=None)``):
+    asking CUDA for a device name creates a CUDA context, which would hold GPU memory in the
+    viewer's process for the rest of the session.
+
+    Parameters
+    ----------
+    device : str
+        ``"auto"``, ``"cuda"``, ``"mps"`` or ``"cpu"``.
+    """
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return f"GPU: {props.name} ({props.total_memory / 2**30:.0f} GiB)"
+    mps = getattr(torch.backends, "mps", None)
+    if device in ("auto", "mps") and mps is not None and mps.is_available():
+        return "GPU: Apple MPS"
+    if device in ("cuda", "mps"):
+        return f"{device.upper()} requested but not available on this computer"
+    n = torch.get_num_threads()
+    return f"CPU ({n} thread{'s' if n != 1 else ''})"

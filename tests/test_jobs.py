@@ -201,3 +201,25 @@ def test_describe_exception_kinds():
     assert "ran out of memory (RAM)" in describe_exception(MemoryError(), "Inference")
     assert describe_exception(KeyError("x"), "Inference").startswith(
         "Inference failed with an internal error (KeyError")
+
+
+def test_describe_device_in_child_process():
+    from napari_medseg.jobs import describe_device
+
+    events, text = _collect(ProcessJob(describe_device, "cpu", stop_kwarg=None))
+    assert text.startswith("CPU (") and "threads" in text
+    events, text = _collect(ProcessJob(describe_device, "auto", stop_kwarg=None))
+    assert text.startswith(("CPU (", "GPU: "))
+
+
+def reports_then_raises_job(should_stop=None):
+    yield Event("error", message="The dataset folder has no dataset.json.", level="error")
+    raise ValueError("The dataset folder has no dataset.json.")
+
+
+def test_error_reported_by_the_job_is_not_repeated():
+    job = ProcessJob(reports_then_raises_job, what="Training")
+    events, result = _collect(job)
+    assert [e.kind for e in events] == ["error"]
+    assert events[0].message == "The dataset folder has no dataset.json."
+    assert "ValueError" in job.traceback

@@ -1,0 +1,143 @@
+"""Run a :class:`~napari_medseg.jobs.ProcessJob` from a dock widget without blocking the viewer.
+
+The job runs in a child process (see :mod:`napari_medseg.jobs` for why); a napari
+``thread_worker`` only waits on the child's event queue and hands each small
+:class:`~napari_medseg.events.Event` to the main thread (``yielded``), where this runner moves a
+napari progress bar and re-emits the event for the widget. Layers are only ever touched by the
+widget's slots, on the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator
+from typing import Any
+
+from qtpy.QtCore import QObject, Signal
+
+from napari_medseg.events import Event
+from napari_medseg.jobs import ProcessJob
+
+logger = logging.getLogger("napari_medseg")
+
+TERMINAL_KINDS = ("finished", "cancelled", "error")
+
+
+def _iterate(job: ProcessJob) -> Generator[Event, None, Any]:
+    """Worker body: forward the child's events (runs in the worker thread)."""
+    return (yield from job.events())
+
+
+class JobRunner(QObject):
+    """Drives one job at a time: progress bar, events on the main thread, cancel.
+
+    Signals
+    -------
+    event(Event)
+        Every event, on the main thread, in order.
+    done(Event)
+        The terminal event (``finished``, ``cancelled`` or ``error``) once the worker ended.
+    running_changed(bool)
+    """
+
+    event = Signal(object)
+    done = Signal(object)
+    running_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.job: ProcessJob | None = None
+        self.worker: Any = None
+        self._progress: Any = None
+        self._last: Event | None = None
+        self._desc = ""
+        self._t0 = time.monotonic()
+        #: Return value of the last job (None while running or after a failure).
+        self.last_result: Any = None
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(self, job: ProcessJob, description: str) -> Any:
+        """Start ``job`` in a ``thread_worker``; returns the (started) worker.
+
+        Raises
+        ------
+        RuntimeError
+            If a job is already running.
+        """
+        from napari.qt.threading import create_worker
+
+        if self.running:
+            raise RuntimeError("A job is already running; cancel it or wait for it to finish.")
+        self.job = job
+        self.last_result = None
+        self._last = None
+        self._desc = description
+        self._t0 = time.monotonic()
+        worker = create_worker(_iterate, job, _start_thread=False)
+        worker.yielded.connect(self._on_event)
+        worker.errored.connect(self._on_worker_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._open_progress(None)
+        self.running_changed.emit(True)
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Ask the job to stop (it saves what it keeps; forced after its grace period)."""
+        if self.job is not None:
+            self.job.cancel()
+            if self._progress is not None:
+                self._progress.set_description(f"{self._desc}: cancelling")
+
+    # -- main-thread slots --------------------------------------------------------------
+    def _open_progress(self, total: int | None) -> None:
+        from napari.utils import progress
+
+        self._close_progress()
+        self._progress = progress(total=total, desc=self._desc)
+
+    def _close_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def _on_event(self, ev: Event) -> None:
+        if not isinstance(ev, Event):
+            return
+        pbar = self._progress
+        if pbar is not None and ev.total and ev.step is not None:
+            # Percent done: by steps, or by time when the job's ETA says it ends sooner
+            # (a time budget stops training long before max_epochs * steps_per_epoch).
+            fraction = float(ev.step) / float(ev.total)
+            if ev.eta_s is not None and ev.kind == "step":
+                elapsed = time.monotonic() - self._t0
+                fraction = max(fraction, elapsed / max(elapsed + float(ev.eta_s), 1e-6))
+            if pbar.total != 100:
+                pbar.total = 100
+            delta = min(int(fraction * 100), 100) - int(pbar.n)
+            if delta > 0:
+                pbar.update(delta)
+        if ev.kind in TERMINAL_KINDS:
+            self._last = ev
+        self.event.emit(ev)
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        # events() turns failures into events; this is a bug in the plumbing itself.
+        logger.debug("job worker failed", exc_info=exc)
+        self._last = Event("error", level="error",
+                           message=f"{self._desc} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+    def _on_finished(self) -> None:
+        self._close_progress()
+        self.worker = None
+        last = self._last or Event("error", level="error",
+                                   message=f"{self._desc} ended without a result.")
+        self.last_result = self.job.result if self.job is not None else None
+        self.job = None
+        self.running_changed.emit(False)
+        self.done.emit(last)

@@ -1,0 +1,205 @@
+"""Train dock: real buttons, real (tiny) training on two hippocampus cases in a child process,
+the model appears in Infer, Cancel stops the child and keeps earlier models, errors are one
+notification, and the user's labels are never modified."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_medseg.ui._models import list_models, set_models_folder
+from napari_medseg.ui.train_widget import TrainWidget, find_training_pairs
+
+#: A network and schedule small enough for a few seconds on 2 CPU cores.
+TINY = dict(base_channels=4, max_channels=16, steps_per_epoch=3, batch_size=1,
+            patch_size=(16, 32, 16), augmentation="none", val_fraction=0.5, max_epochs=2,
+            seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the training child
+    set_models_folder(tmp_path / "models")
+
+
+def _errors() -> list[str]:
+    from napari.utils.notifications import notification_manager
+
+    return [str(n.message) for n in notification_manager.records
+            if str(n.severity).lower().endswith("error")]
+
+
+def _open_pairs(viewer, hippo_cases, n=2):
+    from napari_medseg._reader import read_path
+
+    for image, labels in hippo_cases(n):
+        for path in (image, labels):
+            for data, kwargs, kind in read_path(path):
+                getattr(viewer, f"add_{kind}")(data, **kwargs)
+
+
+def _widget(viewer, qtbot) -> TrainWidget:
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train", area="right")
+    # the device probe runs in a child process; let it finish so no thread outlives the test
+    qtbot.waitUntil(lambda: "detecting" not in widget.device_label.text(), timeout=60000)
+    return widget
+
+
+def _wait_done(qtbot, widget, timeout_ms=150000):
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=timeout_ms)
+    qtbot.wait(50)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_pairs_follow_the_layer_list(make_napari_viewer, qtbot, hippo_cases):
+    viewer = make_napari_viewer()
+    _open_pairs(viewer, hippo_cases, 2)
+    pairs = find_training_pairs(viewer)
+    assert [(im.name, lab.name) for im, lab in pairs] == [
+        ("hippocampus_001", "hippocampus_001 labels"),
+        ("hippocampus_003", "hippocampus_003 labels")]
+    widget = _widget(viewer, qtbot)
+    assert widget.pair_list.count() == 2
+    assert len(widget.checked_pairs()) == 2
+    viewer.layers.remove("hippocampus_003 labels")
+    assert widget.pair_list.count() == 1
+    assert widget.device_label.text().startswith(("CPU (", "GPU: "))
+
+
+@pytest.mark.slow
+def test_train_button_saves_a_model_and_keeps_labels(make_napari_viewer, qtbot, hippo_cases,
+                                                     tmp_path):
+    viewer = make_napari_viewer()
+    _open_pairs(viewer, hippo_cases, 2)
+    labels_before = {ly.name: np.array(ly.data, copy=True)
+                     for ly in viewer.layers if type(ly).__name__ == "Labels"}
+    widget = _widget(viewer, qtbot)
+    widget.config_overrides = dict(TINY)
+    widget.name_edit.setText("hippo tiny")
+    saved: list[str] = []
+    widget.model_saved.connect(saved.append)
+    assert widget.start_button.isEnabled() and not widget.cancel_button.isEnabled()
+    widget.start_button.click()
+    assert widget.runner.running
+    assert widget.cancel_button.isEnabled() and not widget.start_button.isEnabled()
+    _wait_done(qtbot, widget)
+
+    assert widget.last_event.kind == "finished", widget.last_event.message
+    model_dir = tmp_path / "models" / "hippo-tiny"
+    assert saved == [str(model_dir)]
+    assert (model_dir / "model.pt").is_file() and (model_dir / "model_card.json").is_file()
+    assert widget.last_result.model_dir == str(model_dir)
+    assert "Model saved: hippo-tiny" in widget.status_label.text()
+    # the live plot received every step and both epochs
+    summary = widget.plot.summary()
+    assert summary["steps"] == TINY["steps_per_epoch"] * TINY["max_epochs"]
+    assert summary["epochs"] == TINY["max_epochs"]
+    assert summary["best_dice"] is not None
+    # the new model is offered for fine-tuning and listed for Infer
+    assert widget.init_combo.findData(str(model_dir)) >= 0
+    assert [e.path for e in list_models()] == [model_dir]
+    # the card records the class names of the labels layers
+    card = list_models()[0].card
+    assert [c["name"] for c in card.classes if c["value"] != 0] == ["Anterior", "Posterior"]
+    # training worked on copies: the user's labels are untouched
+    for ly in viewer.layers:
+        if ly.name in labels_before:
+            np.testing.assert_array_equal(ly.data, labels_before[ly.name])
+    assert not _errors()
+    # a second run never overwrites the first model
+    widget.start_button.click()
+    _wait_done(qtbot, widget)
+    assert widget.last_event.kind == "finished"
+    assert (tmp_path / "models" / "hippo-tiny-2" / "model.pt").is_file()
+
+
+@pytest.mark.slow
+def test_cancel_stops_the_child_and_keeps_the_previous_model(make_napari_viewer, qtbot,
+                                                             hippo_cases, tmp_path):
+    from napari_medseg.training import TrainConfig, train
+
+    previous = tmp_path / "models" / "previous"
+    gen = train(TrainConfig(**TINY, device="cpu"), dataset=[
+        _case(im, lab) for im, lab in hippo_cases(2)], out_dir=previous)
+    for _ in gen:
+        pass
+    before = _digest(previous)
+
+    viewer = make_napari_viewer()
+    _open_pairs(viewer, hippo_cases, 2)
+    widget = _widget(viewer, qtbot)
+    widget.refresh_models()
+    widget.init_combo.setCurrentIndex(widget.init_combo.findData(str(previous)))
+    widget.config_overrides = {**TINY, "max_epochs": 10000, "steps_per_epoch": 10000}
+    widget.budget_spin.setValue(30.0)
+    widget.name_edit.setText("finetuned")
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.plot.summary()["steps"] >= 2, timeout=120000)
+    pid = widget.runner.job.pid
+    widget.cancel_button.click()
+    assert not widget.cancel_button.isEnabled()
+    _wait_done(qtbot, widget, timeout_ms=60000)
+
+    assert widget.last_event.kind == "cancelled"
+    assert "cancelled" in widget.status_label.text().lower()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the child process is gone (and with it any GPU memory)
+    assert _digest(previous) == before, "cancel must not touch the model fine-tuned from"
+    assert not (tmp_path / "models" / "finetuned" / "model.pt").exists() or \
+        widget.last_result.model_dir is not None
+    assert widget.start_button.isEnabled()
+    assert not _errors()
+
+
+def test_bad_dataset_folder_is_one_clear_notification(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, qtbot)
+    empty = tmp_path / "not_a_dataset"
+    empty.mkdir()
+    widget.folder_radio.setChecked(True)
+    widget.folder_edit.setText(str(empty))
+    widget.config_overrides = dict(TINY)
+    widget.start_button.click()
+    _wait_done(qtbot, widget, timeout_ms=60000)
+    assert widget.last_event.kind == "error"
+    errors = _errors()
+    assert len(errors) == 1
+    assert "dataset.json" in errors[0] and "Traceback" not in errors[0]
+    assert widget.status_label.text() == errors[0]
+    assert list_models() == []
+
+
+def test_no_pairs_or_empty_labels_refuse_to_start(make_napari_viewer, qtbot, hippo_cases):
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, qtbot)
+    widget.start_button.click()
+    assert not widget.runner.running
+    assert any("at least one" in e for e in _errors())
+    image, _ = hippo_cases(1)[0]
+    from napari_medseg._reader import read_path
+
+    data, kwargs, _kind = read_path(image)[0]
+    viewer.add_image(data, **kwargs)
+    viewer.add_labels(np.zeros(data.shape, dtype=np.uint8), name="hippocampus_001 labels")
+    widget.start_button.click()
+    assert not widget.runner.running
+    assert any("no annotation" in e for e in _errors())
+
+
+def _case(image_path, label_path):
+    from napari_medseg.dataset import Case
+    from napari_medseg.io import read_volume
+
+    image = read_volume(image_path)
+    labels = read_volume(label_path).array
+    return Case(case_id=Path(image_path).name.split(".")[0], image=image, labels=labels)

@@ -1,0 +1,109 @@
+"""Evaluate dock: metrics table from real layers, CSV export, difference overlay."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from napari_medseg.metrics import evaluate_case
+from napari_medseg.ui.evaluate_widget import EvaluateWidget, difference_map
+
+PLUGIN = "napari-medseg"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+def _errors() -> list[str]:
+    from napari.utils.notifications import notification_manager
+
+    return [str(n.message) for n in notification_manager.records
+            if str(n.severity).lower().endswith("error")]
+
+
+@pytest.fixture
+def setup(make_napari_viewer, qtbot, hippo_cases):
+    image_path, labels_path = hippo_cases(1)[0]
+    viewer = make_napari_viewer()
+    viewer.open(str(image_path), plugin=PLUGIN)
+    (gt,) = viewer.open(str(labels_path), plugin=PLUGIN)
+    from scipy import ndimage as ndi
+
+    pred_data = gt.data.copy()
+    pred_data[ndi.binary_dilation(gt.data == 1) & (gt.data == 0)] = 1  # over-segment class 1
+    pred_data[gt.data == 2] = np.where(np.arange(pred_data[gt.data == 2].size) % 4 == 0, 0, 2)
+    pred = viewer.add_labels(pred_data, name="prediction", scale=gt.scale,
+                             translate=gt.translate, metadata=dict(gt.metadata))
+    widget = EvaluateWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.pred_combo.set_layer(pred)
+    widget.gt_combo.set_layer(gt)
+    return viewer, widget, pred, gt
+
+
+def test_compute_metrics_table(setup, qtbot):
+    _viewer, widget, pred, gt = setup
+    widget.compute_button.click()
+    qtbot.waitUntil(lambda: widget.table.rowCount() == 2, timeout=30000)
+    expected = evaluate_case(pred.data, gt.data, gt.scale, labels={1: "Anterior",
+                                                                   2: "Posterior"})
+    names = [widget.table.item(r, 0).text() for r in range(2)]
+    assert names == ["Anterior", "Posterior"]
+    headers = [widget.table.horizontalHeaderItem(c).text()
+               for c in range(widget.table.columnCount())]
+    for title in ("Dice", "Jaccard", "Sensitivity", "Specificity", "HD95 (mm)", "ASSD (mm)"):
+        assert title in headers
+    dice_col = headers.index("Dice")
+    for r, name in enumerate(names):
+        assert float(widget.table.item(r, dice_col).text()) == pytest.approx(
+            expected[name]["dice"], abs=1e-3)
+    assert 0.5 < expected["Anterior"]["dice"] < 1.0
+
+
+def test_export_csv(setup, qtbot, tmp_path):
+    _viewer, widget, _pred, _gt = setup
+    widget.compute_button.click()
+    qtbot.waitUntil(lambda: bool(widget.results), timeout=30000)
+    out = widget.export_csv(tmp_path / "m.csv")
+    rows = list(csv.DictReader(out.open()))
+    assert [r["class"] for r in rows] == ["Anterior", "Posterior"]
+    assert float(rows[0]["dice"]) == pytest.approx(widget.results["Anterior"]["dice"])
+
+
+def test_difference_overlay(setup):
+    viewer, widget, pred, gt = setup
+    widget.diff_button.click()
+    overlay = viewer.layers[-1]
+    assert type(overlay).__name__ == "Labels"
+    assert "errors" in overlay.name
+    np.testing.assert_array_equal(overlay.data == 1, (pred.data > 0) & (gt.data == 0))
+    np.testing.assert_array_equal(overlay.data == 2, (gt.data > 0) & (pred.data == 0))
+    classes = overlay.metadata["medseg"]["classes"]
+    assert "false positive" in classes[1]["name"] and "false negative" in classes[2]["name"]
+    np.testing.assert_allclose(overlay.scale, gt.scale)
+
+
+def test_difference_map_values():
+    pred = np.array([[0, 1, 1, 2]])
+    gt = np.array([[0, 0, 1, 1]])
+    np.testing.assert_array_equal(difference_map(pred, gt), [[0, 1, 0, 3]])
+    np.testing.assert_array_equal(difference_map(gt, pred), [[0, 2, 0, 3]])  # roles swapped
+    np.testing.assert_array_equal(difference_map(np.array([[0, 1]]), np.array([[2, 1]])),
+                                  [[2, 0]])
+
+
+def test_bad_choices_notify(setup, make_napari_viewer):
+    viewer, widget, pred, gt = setup
+    n = len(_errors())
+    widget.export_button.click()  # nothing computed yet
+    widget.gt_combo.set_layer(pred)  # same layer twice
+    widget.compute_button.click()
+    other = viewer.add_labels(np.zeros((3, 3, 3), np.uint8), name="small")
+    widget.gt_combo.set_layer(other)  # different grid
+    widget.diff_button.click()
+    assert len(_errors()) == n + 3
+    assert "different grids" in _errors()[-1]

@@ -1,0 +1,87 @@
+"""The tabbed MedSeg dock and the launcher."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import pytest
+
+from napari_medseg.ui import main_widget
+from napari_medseg.ui.main_widget import TABS, MedSegWidget, UnavailableTab
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+def test_tabs_in_workflow_order(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = MedSegWidget(viewer)
+    qtbot.addWidget(widget)
+    titles = [widget.tabs.tabText(i) for i in range(widget.tabs.count())]
+    assert titles == ["Load", "Annotate", "Train", "Infer", "Edit", "Evaluate", "Project"]
+    for title in ("Load", "Annotate", "Edit", "Evaluate"):
+        assert not isinstance(widget.page(title), UnavailableTab), title
+    for i in range(widget.tabs.count()):
+        assert widget.tabs.tabToolTip(i)
+    widget.show_tab("Edit")
+    assert widget.tabs.tabText(widget.tabs.currentIndex()) == "Edit"
+
+
+def test_broken_tab_becomes_placeholder(make_napari_viewer, qtbot, monkeypatch):
+    broken = types.ModuleType("napari_medseg.ui._broken_for_test")
+
+    class Exploding:
+        def __init__(self, viewer):
+            raise RuntimeError("GPU driver missing")
+
+    broken.Exploding = Exploding
+    monkeypatch.setitem(sys.modules, "napari_medseg.ui._broken_for_test", broken)
+    monkeypatch.setattr(main_widget, "TABS", TABS[:1] + (
+        ("Train", "napari_medseg.ui._broken_for_test", "Exploding", "boom"),
+        ("Infer", "napari_medseg.ui._not_a_module", "Nope", "missing"),
+    ))
+    viewer = make_napari_viewer()
+    widget = MedSegWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.tabs.count() == 3
+    train = widget.page("Train")
+    assert isinstance(train, UnavailableTab) and not train.isEnabled()
+    assert "GPU driver missing" in train.text()
+    assert "_not_a_module" in widget.page("Infer").text()
+
+
+def test_dock_through_plugin_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "MedSeg (all steps)")
+    assert isinstance(widget, MedSegWidget)
+
+
+def test_launcher_help():
+    out = subprocess.run([sys.executable, "-m", "napari_medseg.ui.launch", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "--screenshot" in out.stdout
+
+
+def test_open_viewer_with_sample(make_napari_viewer, monkeypatch):
+    import napari
+
+    from napari_medseg.ui import launch
+
+    made = []
+
+    def fake_viewer(*args, **kwargs):
+        kwargs.pop("title", None)
+        kwargs.pop("show", None)
+        v = make_napari_viewer()
+        made.append(v)
+        return v
+
+    monkeypatch.setattr(napari, "Viewer", fake_viewer)
+    viewer, widget = launch.open_viewer(None, "hippocampus", tab="Annotate")
+    assert [type(ly).__name__ for ly in viewer.layers] == ["Image", "Labels"]
+    assert widget.tabs.tabText(widget.tabs.currentIndex()) == "Annotate"

@@ -159,9 +159,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = list_input_images(args.input)
     device = resolve_device(args.device)
     loaded = load_model(args.model, device=device)
+    card = loaded[1]
+    if card.in_channels != 1:
+        raise ValueError(
+            f"The model {card.describe()} expects {card.in_channels} image channel(s) "
+            f"({', '.join(card.channel_names)}); each input file holds 1."
+        )
     written = []
     with tqdm(total=len(files), desc="predict", unit="image", file=sys.stderr,
-              disable=args.quiet, dynamic_ncols=True) as bar:
+              disable=args.quiet, dynamic_ncols=True, delay=0.5) as bar:
         for event in predict_folder(loaded, args.input, args.out, tta=args.tta, device=device,
                                     keep_largest=args.keep_largest, overlap=args.overlap):
             if event.kind == "step":

@@ -534,7 +534,8 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     if saved and dist.is_main:
         final = read_card(out)
         final.metrics_history = history
-        final.train_config = dict(final.train_config, stop_reason=reason, steps=step)
+        final.train_config = dict(final.train_config, stop_reason=reason, steps=step,
+                                  world_size=dist.world_size)
         _write_card(out, final)
     yield Event("finished", step=step, total=total_steps, epoch=epoch, result=result,
                 message=f"Training finished ({reason}); best validation Dice "

@@ -1,0 +1,132 @@
+"""The napari-medseg command line, run as a real subprocess (exit codes, stderr, outputs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_medseg.dataset import Case, write_msd_dataset
+from napari_medseg.io import Volume, read_nifti, write_nifti
+
+TINY = ["--patch-size", "16", "16", "16", "--base-channels", "4", "--steps-per-epoch", "3",
+        "--device", "cpu", "--threads", "1"]
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "napari_medseg.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=240, cwd=cwd)
+
+
+def _case(i: int) -> Case:
+    rng = np.random.default_rng(i)
+    z, y, x = np.indices((16, 16, 16))
+    c = rng.integers(5, 11, 3)
+    r2 = (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2
+    labels = (r2 < 20).astype(np.uint8) + (r2 < 5)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = (4.0, -2.0, 7.0)
+    return Case(f"blob_{i:03d}", Volume((labels + rng.normal(0, 0.3, labels.shape)).astype(np.float32),
+                                        (1.0, 1.0, 1.0), affine), labels)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli") / "Task09_Blobs"
+    return write_msd_dataset([_case(i) for i in range(4)], root,
+                             {0: "background", 1: "outer", 2: "core"}, name="Blobs", modality="MRI")
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli_model") / "model"
+    proc = cli("train", dataset, "--out", out, "--max-epochs", "2", "--seed", "1",
+               "--val-fraction", "0.25", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_info_json_and_bad_path(dataset, tmp_path):
+    proc = cli("info", dataset / "imagesTr" / "blob_000.nii.gz")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert {"shape", "spacing", "affine", "modality", "series"} <= set(info)
+    assert info["shape"] == [16, 16, 16]
+    bad = cli("info", tmp_path / "missing.nii.gz")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert len(bad.stderr.strip().splitlines()) == 1 and "not found" in bad.stderr
+
+
+def test_train_writes_model_and_reports(trained):
+    out, proc = trained
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["epochs"] == 2
+    assert (out / "model.pt").is_file() and (out / "model_card.json").is_file()
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["task"] == "Blobs" and [c["name"] for c in card["classes"]] == ["background", "outer", "core"]
+    assert "train" in proc.stderr  # progress bar on stderr
+
+
+def test_predict_file_and_folder_then_evaluate(trained, dataset, tmp_path):
+    model, _ = trained
+    out = tmp_path / "pred"
+    proc = cli("predict", "--model", model, dataset / "imagesTr", "--out", out, "--tta", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"blob_{i:03d}.nii.gz" for i in range(4)]
+    for name in names:
+        src, dst = read_nifti(dataset / "imagesTr" / name), read_nifti(out / name)
+        assert dst.shape == src.shape
+        np.testing.assert_allclose(dst.affine, src.affine)
+    single = tmp_path / "single"
+    proc = cli("predict", "--model", model, dataset / "imagesTr" / "blob_001.nii.gz", "--out", single)
+    assert proc.returncode == 0 and (single / "blob_001.nii.gz").is_file()
+    csv_path = tmp_path / "metrics.csv"
+    proc = cli("evaluate", out, dataset / "labelsTr", "--csv", csv_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "outer" in proc.stdout and "core" in proc.stdout and "mean Dice" in proc.stdout
+    assert csv_path.read_text().count("\n") == 1 + 4 * 2
+
+
+def test_train_errors_exit_2_and_write_nothing(dataset, tmp_path):
+    broken = tmp_path / "broken"
+    write_msd_dataset([_case(i) for i in range(2)], broken, {0: "bg", 1: "a", 2: "b"})
+    (broken / "dataset.json").unlink()
+    proc = cli("train", broken, "--out", tmp_path / "m1", "--max-epochs", "1", *TINY)
+    assert proc.returncode == 2 and "dataset.json" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "m1").exists()
+
+    mismatch = tmp_path / "mismatch"
+    write_msd_dataset([_case(i) for i in range(2)], mismatch, {0: "bg", 1: "a", 2: "b"})
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 12), np.uint8), np.eye(4)),
+             str(mismatch / "labelsTr" / "blob_001.nii.gz"))
+    proc = cli("train", mismatch, "--out", tmp_path / "m2", "--max-epochs", "1", *TINY)
+    assert proc.returncode == 2 and "shape" in proc.stderr and "blob_001" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "m2").exists()
+
+
+def test_predict_errors_exit_2_and_write_nothing(trained, dataset, tmp_path):
+    model, _ = trained
+    out = tmp_path / "out"
+    two = tmp_path / "two_channel.nii.gz"
+    write_nifti(Volume(np.zeros((16, 16, 16), np.float32)), two)
+    card = json.loads((model / "model_card.json").read_text())
+    other = tmp_path / "other_model"
+    other.mkdir()
+    (other / "model.pt").write_bytes((model / "model.pt").read_bytes())
+    card["in_channels"] = 2
+    (other / "model_card.json").write_text(json.dumps(card))
+    proc = cli("predict", "--model", other, two, "--out", out)
+    assert proc.returncode == 2 and "channel" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+    proc = cli("predict", "--model", tmp_path / "nope", two, "--out", out)
+    assert proc.returncode == 2 and "not found" in proc.stderr and not out.exists()
+    # fine-tuning a 3D model as a 2D one: a model from a different task
+    proc = cli("train", dataset, "--out", tmp_path / "m3", "--init", model, "--dims", "2",
+               "--max-epochs", "1", *TINY)
+    assert proc.returncode == 2 and "different task" in proc.stderr
+    assert not (tmp_path / "m3").exists()

@@ -1,0 +1,145 @@
+"""Inference: predict() on the input grid, TTA, 2D models, post-processing, folders, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_medseg.inference import (
+    keep_largest_component,
+    list_input_images,
+    load_model,
+    predict,
+    predict_folder,
+    predict_volume,
+    resolve_device,
+)
+from napari_medseg.io import Volume, read_nifti, write_nifti
+from napari_medseg.models import ModelCard, ModelLoadError, build_network, plan_network, save_model
+
+
+def _model_dir(tmp_path, dims=3, in_channels=1, spacing=(1.0, 1.0, 1.0), name="m", classes=3):
+    torch.manual_seed(0)
+    spec = plan_network(dims, in_channels, classes, [(2,) * dims, (2,) * dims], base_channels=4,
+                        max_channels=8)
+    card = ModelCard(
+        task="Blobs",
+        classes=[{"value": v, "name": f"c{v}", "color": [0, 0, 0]} for v in range(classes)],
+        dims=dims, in_channels=in_channels, patch_size=[16] * dims, network=spec,
+        normalisation=[{"scheme": "zscore"}] * in_channels,
+        spacing=list(spacing) if dims == 3 else [None, *spacing[-2:]],
+    )
+    return save_model(build_network(spec), card, tmp_path / name)
+
+
+def _volume(shape=(20, 24, 18), spacing=(2.0, 1.0, 1.0)):
+    rng = np.random.default_rng(0)
+    affine = np.array([[0, 0, -spacing[2], 10.0], [0, spacing[1], 0, -5.0],
+                       [spacing[0], 0, 0, 3.0], [0, 0, 0, 1]])
+    return Volume(rng.normal(size=shape).astype(np.float32), spacing, affine, "MR", name="vol")
+
+
+def test_predict_returns_labels_on_the_input_grid(tmp_path):
+    model_dir = _model_dir(tmp_path)
+    vol = _volume()  # spacing differs from the model's: resampled there and back
+    events = list(predict(model_dir, vol, device="cpu"))
+    assert [e.kind for e in events] == ["start", "step", "finished"]
+    result = events[-1].result
+    assert result.labels.shape == vol.shape and result.labels.dtype == np.uint8
+    assert result.probabilities.shape == (3, *vol.shape)
+    np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-4)
+    assert result.entropy.shape == vol.shape and 0 <= result.entropy.min() <= result.entropy.max() <= 1
+    np.testing.assert_array_equal(result.labels, result.probabilities.argmax(0))
+    out = result.to_volume(vol)
+    np.testing.assert_array_equal(out.affine, vol.affine)
+    assert out.spacing == vol.spacing
+
+
+def test_tta_runs_all_mirror_passes_and_stays_normalised(tmp_path):
+    model = load_model(_model_dir(tmp_path))
+    vol = _volume(spacing=(1.0, 1.0, 1.0))
+    events = list(predict(model, vol, tta=True, device="cpu"))
+    assert sum(e.kind == "step" for e in events) == 8
+    res = events[-1].result
+    np.testing.assert_allclose(res.probabilities.sum(0), 1.0, atol=1e-4)
+    plain = predict_volume(model, vol, device="cpu")
+    assert not np.allclose(plain.probabilities, res.probabilities)
+    light = predict_volume(model, vol, device="cpu", return_probabilities=False)
+    assert light.probabilities is None and light.entropy is None
+
+
+def test_predict_cancel_between_passes(tmp_path):
+    model = load_model(_model_dir(tmp_path))
+    events = list(predict(model, _volume(), tta=True, device="cpu", should_stop=lambda: True))
+    assert events[-1].kind == "cancelled"
+
+
+def test_2d_model_on_3d_and_2d_inputs(tmp_path):
+    model = load_model(_model_dir(tmp_path, dims=2))
+    vol = _volume(shape=(5, 20, 18))
+    res = predict_volume(model, vol, device="cpu", tta=True)
+    assert res.labels.shape == (5, 20, 18)
+    flat = Volume(np.random.default_rng(0).random((20, 18)).astype(np.float32), (1.0, 1.0))
+    assert predict_volume(model, flat, device="cpu").labels.shape == (20, 18)
+
+
+def test_input_that_does_not_fit_the_model(tmp_path):
+    two_channel = _model_dir(tmp_path, in_channels=2, name="two")
+    with pytest.raises(ModelLoadError, match="expects 2 image channel"):
+        predict_volume(two_channel, _volume(), device="cpu")
+    res = predict_volume(two_channel, [_volume(), _volume()], device="cpu")
+    assert res.labels.shape == _volume().shape
+    three_d = _model_dir(tmp_path, name="three")
+    flat = Volume(np.zeros((20, 18), np.float32), (1.0, 1.0))
+    with pytest.raises(ModelLoadError, match="needs a 3D volume"):
+        predict_volume(three_d, flat, device="cpu")
+
+
+def test_keep_largest_component():
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[1:4, 1:4, 1:4] = 1
+    labels[7:9, 7:9, 7:9] = 1
+    labels[5, 5, 5] = 2
+    out = keep_largest_component(labels)
+    assert (out == 1).sum() == 27 and (out == 2).sum() == 1
+    assert (labels == 1).sum() == 35  # input untouched
+
+
+def test_predict_folder_writes_same_geometry(tmp_path):
+    model_dir = _model_dir(tmp_path)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    vols = [_volume(shape=(12, 14, 10 + i)) for i in range(2)]
+    for i, v in enumerate(vols):
+        write_nifti(v, inp / f"case{i}.nii.gz")
+    write_nifti(vols[0], inp / "plain.nii")
+    out = tmp_path / "out"
+    written = []
+    gen = predict_folder(model_dir, inp, out, device="cpu")
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            written = stop.value
+            break
+    assert sorted(p.name for p in written) == ["case0.nii.gz", "case1.nii.gz", "plain.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["case0.nii.gz", "case1.nii.gz", "plain.nii.gz"]
+    for i, v in enumerate(vols):
+        back = read_nifti(out / f"case{i}.nii.gz")
+        assert back.shape == v.shape
+        np.testing.assert_allclose(back.affine, v.affine, atol=1e-5)
+    with pytest.raises(ValueError, match="overwrite its input"):
+        list(predict_folder(model_dir, out, out, device="cpu"))
+    with pytest.raises(ValueError, match="No NIfTI"):
+        list_input_images(tmp_path / "m")
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="Unknown device"):
+        resolve_device("tpu")

@@ -1,0 +1,270 @@
+"""Training: masked losses, patch sampling, augmentation, the train() generator, cancel, fine-tune."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_medseg.dataset import Case, DatasetError
+from napari_medseg.events import IGNORE_LABEL, Event
+from napari_medseg.io import Volume
+from napari_medseg.models import ModelLoadError, load_model, read_card
+from napari_medseg.training import (
+    LOSSES,
+    AugmentationConfig,
+    PatchSampler,
+    SegmentationLoss,
+    TrainConfig,
+    TrainResult,
+    augment_batch,
+    train,
+)
+
+
+def _blob_case(case_id: str, seed: int, shape=(16, 16, 16), classes=2) -> Case:
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape)
+    c = rng.integers(5, 11, 3)
+    r2 = (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2
+    labels = np.zeros(shape, np.uint8)
+    labels[r2 < 20] = 1
+    if classes > 1:
+        labels[r2 < 5] = 2
+    image = labels * 1.0 + rng.normal(0, 0.3, shape)
+    return Case(case_id, Volume(image.astype(np.float32), (1.0, 1.0, 1.0), modality="MR"), labels)
+
+
+def _cases(n=4, classes=2):
+    return [_blob_case(f"blob_{i}", i, classes=classes) for i in range(n)]
+
+
+def _tiny_config(**kw) -> TrainConfig:
+    base = dict(patch_size=(16, 16, 16), batch_size=2, steps_per_epoch=4, max_epochs=3,
+                base_channels=4, max_channels=16, device="cpu", val_fraction=0.25, seed=0,
+                label_names={0: "background", 1: "outer", 2: "core"}, task_name="Blobs")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _run(gen):
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            return events, stop.value
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+def test_ignored_voxels_do_not_change_the_loss(kind):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8, 8, requires_grad=True)
+    target = torch.randint(0, 3, (2, 8, 8, 8))
+    target[:, :4] = IGNORE_LABEL
+    loss_fn = SegmentationLoss(kind)
+    loss = loss_fn(logits, target)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.all(logits.grad[:, :, :4] == 0)  # no gradient through unannotated voxels
+    changed = logits.detach().clone()
+    changed[:, :, :4] = torch.randn_like(changed[:, :, :4]) * 10
+    assert loss_fn(changed, target) == pytest.approx(float(loss.detach()), rel=1e-5)
+
+
+def test_loss_edge_cases():
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    all_ignored = torch.full((1, 4, 4), IGNORE_LABEL)
+    loss = SegmentationLoss()(logits, all_ignored)
+    assert float(loss) == 0.0
+    loss.backward()
+    target = torch.randint(0, 3, (1, 4, 4))
+    perfect = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 50
+    assert float(SegmentationLoss("dice")(perfect, target)) < 1e-3
+    assert float(SegmentationLoss("dice")(perfect, target[:, None])) < 1e-3  # (B, 1, ...) target
+    deep = torch.stack([perfect, perfect], 1)
+    assert float(SegmentationLoss("dice_ce")(deep, target)) < 1e-3
+    with pytest.raises(ValueError, match="Unknown loss"):
+        SegmentationLoss("hinge")
+
+
+# ---------------------------------------------------------------------------- sampling, augmentation
+
+
+def test_patch_sampler_shapes_padding_and_foreground():
+    case = _blob_case("a", 0, shape=(10, 20, 12))
+    img = case.image.array[None].astype(np.float32)
+    sampler = PatchSampler([img], [case.labels], (16, 16, 16), foreground_fraction=1.0, seed=0)
+    x, y = sampler.sample_batch(6)
+    assert x.shape == (6, 1, 16, 16, 16) and y.shape == (6, 16, 16, 16) and y.dtype == torch.int64
+    assert all(int((y[b] > 0).sum()) > 0 for b in range(6))  # every patch centred on foreground
+    # 2D: slices of a 3D volume
+    s2 = PatchSampler([img], [case.labels], (16, 16), seed=0)
+    x2, y2 = s2.sample_batch(3)
+    assert x2.shape == (3, 1, 16, 16) and y2.shape == (3, 16, 16)
+
+
+def test_sampler_2d_prefers_annotated_slices():
+    case = _blob_case("a", 0)
+    lab = np.full(case.labels.shape, IGNORE_LABEL, np.uint8)
+    lab[7] = case.labels[7]
+    sampler = PatchSampler([case.image.array[None]], [lab], (16, 16), foreground_fraction=0.0, seed=1)
+    for _ in range(5):
+        _, y = sampler.sample_batch(2)
+        assert bool((y != IGNORE_LABEL).any(dim=(1, 2)).all())
+
+
+def test_augmentation_keeps_shapes_and_labels():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 1, 12, 16, 20)
+    y = torch.randint(0, 3, (4, 12, 16, 20))
+    y[:, :2] = IGNORE_LABEL
+    cfg = AugmentationConfig(p_rotate=1.0, p_scale=1.0, p_gamma=1.0, p_noise=1.0,
+                             p_brightness=1.0, p_contrast=1.0)
+    xa, ya = augment_batch(x, y, cfg, gen)
+    assert xa.shape == x.shape and ya.shape == y.shape and ya.dtype == y.dtype
+    assert set(torch.unique(ya).tolist()) <= {0, 1, 2, IGNORE_LABEL}
+    assert not torch.equal(xa, x)
+    xb, yb = augment_batch(x, y, None)
+    assert xb is x and yb is y
+    # flips only: image and labels move together
+    img = y.float()[:, None].clone()
+    fa, fl = augment_batch(img, y, AugmentationConfig(p_rotate=0, p_scale=0, p_brightness=0,
+                                                      p_contrast=0, p_gamma=0, p_noise=0,
+                                                      p_flip=1.0), gen)
+    assert torch.equal(fa[:, 0].long(), fl)
+    x2, y2 = augment_batch(torch.randn(2, 1, 16, 16), torch.zeros(2, 16, 16, dtype=torch.long),
+                           AugmentationConfig(p_rotate=1.0, p_scale=1.0), gen)
+    assert x2.shape == (2, 1, 16, 16)
+
+
+# ---------------------------------------------------------------------------- train()
+
+
+def test_train_generator_events_and_model_dir(tmp_path):
+    out = tmp_path / "model"
+    events, result = _run(train(_tiny_config(), _cases(), out))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "finished"
+    assert kinds.count("step") == 12 and kinds.count("epoch") == 3
+    epoch = next(e for e in events if e.kind == "epoch")
+    assert "dice_mean" in epoch.metrics and "dice/outer" in epoch.metrics
+    assert isinstance(result, TrainResult) and result.status == "finished"
+    assert result.stop_reason == "max_epochs" and result.steps == 12
+    assert events[-1].result is result
+    for e in events:  # small and picklable for child processes
+        assert isinstance(e, Event)
+        pickle.dumps(e)
+    net, card = load_model(out)
+    assert card.task == "Blobs" and card.num_classes == 3 and card.dims == 3
+    assert card.patch_size == [16, 16, 16] and len(card.metrics_history) == 3
+    assert len(card.training_cases) == 3 and len(card.validation_cases) == 1
+    assert card.version == 1 and card.parent_version is None
+    assert card.best_metric == pytest.approx(max(h["dice_mean"] for h in card.metrics_history))
+
+
+def test_training_learns_blobs(tmp_path):
+    cfg = _tiny_config(max_epochs=6, steps_per_epoch=6, base_channels=8, learning_rate=1e-2,
+                       val_fraction=0.0)
+    events, result = _run(train(cfg, _cases(), tmp_path / "m"))
+    losses = [e.loss for e in events if e.kind == "epoch"]
+    assert losses[-1] < 0.7 * losses[0]
+    assert result.model_dir is not None  # without validation the latest model is kept
+
+
+def test_cancel_keeps_previous_best(tmp_path):
+    out = tmp_path / "model"
+    stop = threading.Event()
+    saved_hash = None
+    gen = train(_tiny_config(max_epochs=50), _cases(), out, should_stop=stop)
+    events = []
+    for event in gen:
+        events.append(event)
+        if event.kind == "epoch" and event.epoch == 2:
+            saved_hash = hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
+            card_text = (out / "model_card.json").read_text()
+            stop.set()
+    assert events[-1].kind == "cancelled"
+    assert events[-1].result.status == "cancelled"
+    assert hashlib.sha256((out / "model.pt").read_bytes()).hexdigest() == saved_hash
+    assert (out / "model_card.json").read_text() == card_text
+    load_model(out)
+
+
+def test_generator_close_leaves_model_loadable(tmp_path):
+    out = tmp_path / "model"
+    gen = train(_tiny_config(max_epochs=50, val_fraction=0.0), _cases(), out,
+                should_stop=lambda: False)
+    for event in gen:
+        if event.kind == "step" and event.step == 6:  # mid-epoch, after one save
+            before = (out / "model.pt").read_bytes()
+            gen.close()
+            break
+    assert (out / "model.pt").read_bytes() == before
+    load_model(out)
+
+
+def test_time_budget_and_early_stopping(tmp_path):
+    events, result = _run(train(_tiny_config(max_epochs=1000, time_budget_s=4.0), _cases(),
+                                tmp_path / "a"))
+    assert result.stop_reason == "time_budget" and result.elapsed_s < 8.0
+    cfg = _tiny_config(max_epochs=100, early_stopping_patience=2, learning_rate=1e-9,
+                       steps_per_epoch=1)
+    _, result = _run(train(cfg, _cases(), tmp_path / "b"))
+    assert result.stop_reason == "early_stopping" and result.epochs < 100
+
+
+def test_fine_tune_to_new_label_set(tmp_path):
+    parent = tmp_path / "parent"
+    _run(train(_tiny_config(max_epochs=1), _cases(), parent))
+    child = tmp_path / "child"
+    cfg = _tiny_config(max_epochs=1, label_names={0: "background", 1: "blob"})
+    events, result = _run(train(cfg, _cases(classes=1), child, init_model=parent))
+    text = " ".join(e.message for e in events if e.kind == "message")
+    assert "output layer starts afresh" in text and "Re-initialised" in text
+    card, parent_card = read_card(child), read_card(parent)
+    assert card.num_classes == 2 and card.version == 2 and card.parent_id == parent_card.model_id
+    assert card.parent_version == 1
+
+
+def test_init_from_a_different_task_is_refused(tmp_path):
+    parent = tmp_path / "parent2d"
+    _run(train(_tiny_config(max_epochs=1, dims=2, patch_size=(16, 16)), _cases(), parent))
+    assert read_card(parent).dims == 2
+    gen = train(_tiny_config(dims=3), _cases(), tmp_path / "x", init_model=parent)
+    first = next(gen)
+    assert first.kind == "error" and "different task" in first.message
+    with pytest.raises(ModelLoadError):
+        next(gen)
+    assert not (tmp_path / "x").exists()
+
+
+def test_sparse_in_memory_cases_train(tmp_path):
+    cases = []
+    for i, case in enumerate(_cases()):
+        annotated = np.zeros(case.image.shape, bool)
+        annotated[6:10] = True
+        cases.append((case.image, case.labels, annotated) if i % 2 else
+                     Case(case.case_id, case.image, case.labels, annotated))
+    events, result = _run(train(_tiny_config(max_epochs=1, label_names=None), cases, tmp_path / "m"))
+    assert result.status == "finished"
+    assert read_card(tmp_path / "m").label_names == {0: "background", 1: "label 1", 2: "label 2"}
+
+
+def test_bad_training_input(tmp_path):
+    with pytest.raises(DatasetError, match="No training cases"):
+        _run(train(_tiny_config(), [], tmp_path / "m"))
+    unlabelled = [_blob_case("a", 0)]
+    unlabelled[0].labels = np.full((16, 16, 16), IGNORE_LABEL, np.uint8)
+    with pytest.raises(DatasetError, match="annotated"):
+        _run(train(_tiny_config(), unlabelled, tmp_path / "m"))
+    with pytest.raises(ValueError, match="dims"):
+        TrainConfig(dims=4)
+    assert not (tmp_path / "m").exists()

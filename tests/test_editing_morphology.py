@@ -146,7 +146,8 @@ def test_closing_matches_scikit_image():
 masks = arrays(bool, st.tuples(st.integers(3, 7), st.integers(3, 9), st.integers(3, 9)))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(
     mask=masks,
     radius=st.sampled_from([0.5, 1.0, 1.7, 2.5, 3.2]),

@@ -38,7 +38,7 @@ from napari_medseg.editing.morphology import (
 __all__ = ["EditPatch", "make_patch", "apply_operation", "OPERATIONS", "UndoStack"]
 
 
-@dataclass
+@dataclass(eq=False)
 class EditPatch:
     """The region an edit changed: a bounding box with the values before and after.
 

@@ -307,3 +307,19 @@ def test_all_labels_mode_leaves_unannotated_voxels_alone():
     shrunk = shrink_label(labels, 0, 1.0, (1.0, 1.0, 1.0))
     np.testing.assert_array_equal(shrunk == 255, labels == 255)
     assert not np.any(shrunk == 1)
+
+
+def test_neighbour_counts_fft_equals_direct(monkeypatch):
+    from napari_medseg.editing import morphology
+
+    rng = np.random.default_rng(5)
+    mask = random_blob(rng, (9, 23, 21))
+    mask[:, :, 0] = True  # border replication matters
+    fp = ellipsoid_footprint(3.0, (1.0, 0.8, 0.8))
+    assert fp.sum() > morphology.FFT_COUNT_THRESHOLD
+    direct = ndi.correlate(mask.astype(np.int32), fp.astype(np.int32), mode="nearest")
+    np.testing.assert_array_equal(morphology.neighbour_counts(mask, fp), direct)
+    labels = mask.astype(np.uint8)
+    fast = smooth_label(labels, 1, 3.0, (1.0, 0.8, 0.8))
+    monkeypatch.setattr(morphology, "FFT_COUNT_THRESHOLD", 10**9)
+    np.testing.assert_array_equal(smooth_label(labels, 1, 3.0, (1.0, 0.8, 0.8)), fast)

@@ -222,6 +222,29 @@ def close_label(
                         lambda m, s: close_mask(m, r, s, method=method), overwrite=overwrite)
 
 
+#: Footprints with more voxels than this count neighbours by FFT convolution instead of directly.
+FFT_COUNT_THRESHOLD = 125
+
+
+def neighbour_counts(mask: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Number of ``mask`` voxels in the footprint around every voxel (edges replicated).
+
+    Equals ``scipy.ndimage.correlate(mask, fp, mode="nearest")`` exactly; large footprints use an
+    FFT convolution (rounded; exact for counts far below 2**40) so the cost does not grow as r^3.
+    """
+    m = np.asarray(mask, dtype=bool)
+    f = np.asarray(fp, dtype=bool)
+    if f.sum() <= FFT_COUNT_THRESHOLD:
+        return ndi.correlate(m.astype(np.int32), f.astype(np.int32), mode="nearest")
+    from scipy.signal import fftconvolve
+
+    pad = [(k // 2, k // 2) for k in f.shape]
+    padded = np.pad(m, pad, mode="edge").astype(np.float64)
+    # the footprint is symmetric, so convolution equals correlation
+    counts = fftconvolve(padded, f.astype(np.float64), mode="valid")
+    return np.rint(counts).astype(np.int32)
+
+
 def _majority(mask: np.ndarray, fp: np.ndarray) -> np.ndarray:
     """Voxels where more than half of the footprint neighbourhood is in ``mask`` (median filter)."""
     box = bbox(mask)
@@ -229,7 +252,7 @@ def _majority(mask: np.ndarray, fp: np.ndarray) -> np.ndarray:
     if box is None:
         return out
     crop = expand_bbox(box, footprint_margin(fp), mask.shape)
-    counts = ndi.correlate(mask[crop].astype(np.int32), fp.astype(np.int32), mode="nearest")
+    counts = neighbour_counts(mask[crop], fp)
     out[crop] = 2 * counts > int(fp.sum())
     return out
 
@@ -250,7 +273,8 @@ def smooth_label(
     neighbourhood belong to it (the binary median filter; image edges replicate the border
     voxels). Removes bumps and fills dents smaller than about the radius, keeps the volume roughly
     unchanged. With ``label=None`` every voxel takes the majority label of its neighbourhood
-    (background included; ties keep the current value).
+    (background included; ties keep the current value; voxels of
+    :data:`~napari_medseg.events.IGNORE_LABEL` stay as they are and do not spread).
 
     Parameters as :func:`grow_label` (``overwrite`` lets the smoothed label take voxels of other
     labels).
@@ -264,13 +288,13 @@ def smooth_label(
         out = sub.copy()
         counts_current = np.zeros(sub.shape, dtype=np.int32)
         for v in values:
-            counts = ndi.correlate((sub == v).astype(np.int32), fp, mode="nearest")
+            counts = neighbour_counts(sub == v, fp)
             better = counts > best_count
             out[better] = v
             best_count[better] = counts[better]
             counts_current = np.where(sub == v, counts, counts_current)
-        # ties keep the current value
-        keep = counts_current == best_count
+        # ties keep the current value; unannotated voxels (IGNORE_LABEL) neither change nor spread
+        keep = (counts_current == best_count) | (sub == IGNORE_LABEL) | (out == IGNORE_LABEL)
         out[keep] = sub[keep]
         return out
 

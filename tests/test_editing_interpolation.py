@@ -67,3 +67,22 @@ def test_adjacent_slices_unchanged_and_errors():
         interpolate_slices(labels[0], 1, 0)
     with pytest.raises(EditingError, match="Axis"):
         interpolate_slices(labels, 1, 3)
+
+
+def test_marked_empty_slice_stops_the_interpolation():
+    shape = (9, 31, 31)
+    labels = np.zeros(shape, np.uint8)
+    labels[0][disc(shape[1:], (15, 15), 6)] = 1
+    labels[8][disc(shape[1:], (15, 15), 6)] = 1
+    free = interpolate_slices(labels, 1, 0)
+    assert all((free[k] == 1).sum() == (labels[0] == 1).sum() for k in range(9))
+    stopped = interpolate_slices(labels, 1, 0, annotated=[0, 4, 8])
+    np.testing.assert_array_equal(stopped, labels)  # 4 is marked and empty: nothing to fill
+    labels[3][disc(shape[1:], (15, 15), 6)] = 1
+    partly = interpolate_slices(labels, 1, 0, annotated=[6])
+    # 0-3 interpolated; 3-6 and 6-8 not (6 is marked empty)
+    assert np.all(partly[1:3] == free[1:3]) and not partly[4:8].any()
+    np.testing.assert_array_equal(interpolate_slices(labels, 1, 0, annotated=[0, 3, 8]),
+                                  interpolate_slices(labels, 1, 0))
+    with pytest.raises(EditingError, match="outside"):
+        interpolate_slices(labels, 1, 0, annotated=[12])

@@ -14,6 +14,7 @@ from napari_medseg.editing._validation import (
     check_labels,
     check_spacing,
     expand_bbox,
+    plane_index,
     present_labels,
     require_label,
 )
@@ -41,12 +42,13 @@ def signed_distance(mask: np.ndarray, spacing: Sequence[float] | None = None) ->
 
 
 def _interpolate_one(out: np.ndarray, original: np.ndarray, value: int, ax: int,
-                     sp2: tuple[float, ...]) -> None:
+                     sp2: tuple[float, ...], annotated: set[int]) -> None:
     mask = original == value
     other = tuple(i for i in range(original.ndim) if i != ax)
-    present = np.flatnonzero(mask.any(axis=other))
-    for k0, k1 in zip(present[:-1], present[1:], strict=False):
-        if k1 - k0 < 2:
+    has_label = mask.any(axis=other)
+    keys = sorted(set(np.flatnonzero(has_label).tolist()) | annotated)
+    for k0, k1 in zip(keys[:-1], keys[1:], strict=False):
+        if k1 - k0 < 2 or not (has_label[k0] and has_label[k1]):
             continue
         a = np.take(mask, k0, axis=ax)
         b = np.take(mask, k1, axis=ax)
@@ -69,10 +71,12 @@ def interpolate_slices(
     axis: int = 0,
     *,
     spacing: Sequence[float] | None = None,
+    annotated: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Fill the slices between annotated slices of a label by shape-based interpolation.
 
-    The annotated slices of a label are the slices along ``axis`` where it has voxels. For each
+    The annotated slices of a label are the slices along ``axis`` where it has voxels, plus the
+    slices listed in ``annotated`` (slices the annotator marked as done, possibly empty). For each
     pair of consecutive annotated slices ``k0 < k1`` with empty slices between them, slice
     ``k = k0 + t (k1 - k0)`` receives the voxels where the linear blend
     ``(1 - t) * sd(k0) + t * sd(k1)`` of their signed distance maps is <= 0, so the shape morphs
@@ -95,6 +99,10 @@ def interpolate_slices(
     spacing : sequence of float, optional
         Voxel size in mm (3 values, array order); only the in-plane values matter, for the
         distance maps. Default isotropic.
+    annotated : sequence of int, optional
+        Slice indices along ``axis`` marked as annotated. They are never changed, and a marked
+        slice without the label stops the interpolation there (the structure has ended), so
+        nothing is filled between it and its neighbouring key slices.
 
     Returns
     -------
@@ -111,7 +119,10 @@ def interpolate_slices(
         todo = [value]
     else:
         todo = present_labels(lab)
+    marks: set[int] = set()
+    for k in annotated or ():
+        marks.add(plane_index(lab.shape, ax, k)[ax])
     out = lab.copy()
     for v in todo:
-        _interpolate_one(out, lab, v, ax, sp2)
+        _interpolate_one(out, lab, v, ax, sp2, marks)
     return out

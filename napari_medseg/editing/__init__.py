@@ -16,6 +16,24 @@ interpolation  shape-based interpolation between annotated slices
 contours       per-slice outlines as polygons (mm, or voxel indices for napari Shapes)
 presegment     Otsu/window threshold, region growing, k-means, Gaussian mixture, watershed
 patches        EditPatch / make_patch / apply_operation / UndoStack for undo and redo
+
+Quick reference (``L`` label map, ``sp`` spacing in mm; common keywords: ``axis=None,
+slice_index=None`` 2D editing, ``overwrite=False``, ``method="auto"``)
+-----------------------------------------------------------------------------------------
+grow_label(L, label, radius_mm, sp)      shrink_label(L, label, radius_mm, sp)
+open_label(L, label, radius_mm, sp)      close_label(L, label, radius_mm, sp)
+smooth_label(L, label, radius_mm, sp)    hollow_label(L, label, thickness_mm, sp, side="inside")
+fill_holes(L, label)                     remove_islands(L, label, min_volume_mm3, sp)
+keep_largest(L, label)                   keep_component(L, label, point)
+combine_labels(L, a, b, op, other=None)  interpolate_slices(L, label, axis=0, spacing=, annotated=)
+component_table(L, label, sp, origin)    -> list of dicts (id, label, voxels, volume_ml, ...)
+label_contours(L, label, axis, sp, origin) -> [(slice, (N, 2) mm)]
+label_contours_for_shapes(L, label, axis)  -> [(N, 3) voxel-index polygons]
+threshold_segment(img, "otsu"|"window"|"multiotsu", low, high)   region_grow(img, seed, tol)
+kmeans_segment(img, n)   gmm_segment(img, n)   watershed_segment(img, markers)
+intensity_mask(img, low, high)   constrain_paint(old_L, new_L, img, low, high)
+patch = apply_operation(L, "close_label", label=1, radius_mm=3, spacing=sp)  # in place
+UndoStack(max_bytes).push(patch) / .undo(L) / .redo(L)
 """
 
 from napari_medseg.editing._structuring import (

@@ -365,3 +365,43 @@ def labels_layers(viewer: Any) -> list[Any]:
 def copy_medseg_metadata(layer: Any) -> dict[str, Any]:
     """Deep copy of ``layer.metadata["medseg"]`` (empty dict when absent)."""
     return copy.deepcopy(_medseg_meta(layer))
+
+
+def apply_labels_edit(
+    layer: Any, new: np.ndarray, where: tuple[slice, ...] | None = None
+) -> int:
+    """Write an edit into a Labels layer as ONE step of the layer's own undo history.
+
+    The changed voxels go through ``Labels.data_setitem`` inside ``block_history()``, so
+    napari's Ctrl+Z / Ctrl+Shift+Z (``layer.undo()`` / ``layer.redo()``) undo brush strokes
+    and these edits alike, and only the changed region of the canvas is refreshed.
+
+    Parameters
+    ----------
+    layer : napari.layers.Labels
+    new : np.ndarray
+        New label values for ``layer.data[where]`` (the whole array when ``where`` is None).
+    where : tuple of slice, optional
+        Region (bounding box) that ``new`` replaces.
+
+    Returns
+    -------
+    int
+        Number of voxels changed (0: nothing recorded).
+    """
+    data = layer.data
+    where = where if where is not None else tuple(slice(0, n) for n in data.shape)
+    old = np.asarray(data[where])
+    new = np.asarray(new)
+    if new.shape != old.shape:
+        raise ValueError(f"edit of shape {new.shape} does not fit region of shape {old.shape}")
+    changed = old != new
+    n = int(np.count_nonzero(changed))
+    if n == 0:
+        return 0
+    offsets = [s.start or 0 for s in where]
+    indices = tuple(idx + off for idx, off in zip(np.nonzero(changed), offsets, strict=True))
+    values = new[changed].astype(data.dtype, copy=False)
+    with layer.block_history():
+        layer.data_setitem(indices, values)
+    return n

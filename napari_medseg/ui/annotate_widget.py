@@ -78,6 +78,7 @@ class AnnotateWidget(QWidget):
         self.viewer = napari_viewer
         self.seed: tuple[int, ...] | None = None
         self._constrained_layers: set[int] = set()
+        self._brush_synced: set[int] = set()
         self._reverting = False
         layout = QVBoxLayout(self)
 
@@ -277,6 +278,9 @@ class AnnotateWidget(QWidget):
 
     def _on_labels_changed(self, *_: Any) -> None:
         layer = self.labels_combo.layer()
+        if layer is not None and id(layer) not in self._brush_synced:
+            layer.events.brush_size.connect(self._on_layer_brush_size)
+            self._brush_synced.add(id(layer))
         self._fill_class_table()
         self._apply_brush_size()
         self._update_marks_label()
@@ -386,6 +390,21 @@ class AnnotateWidget(QWidget):
         px = max(1, int(round(mm / in_plane)))
         layer.brush_size = px
         self.brush_px.setText(f"= {px} voxels")
+
+    def _on_layer_brush_size(self, event: Any = None) -> None:
+        """napari's brush slider moved: show the new size in mm too."""
+        try:
+            layer = self.labels_combo.layer()
+            if layer is None or (event is not None and event.source is not layer):
+                return
+            in_plane = min(volume_from_layer(layer).spacing[-2:])
+            px = int(layer.brush_size)
+            self.brush_mm.blockSignals(True)
+            self.brush_mm.setValue(px * in_plane)
+            self.brush_mm.blockSignals(False)
+            self.brush_px.setText(f"= {px} voxels")
+        except RuntimeError:  # widget already deleted
+            pass
 
     # ------------------------------------------------------------------ intensity constraint
     def _on_window_from_display(self) -> None:

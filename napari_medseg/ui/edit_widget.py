@@ -134,7 +134,7 @@ class EditWidget(QWidget):
         self.other_label_combo.setToolTip("The second label")
         self.combine_button = button("Apply", "Combine the label above with this one; the "
                                      "result is stored in the label above", self._on_combine)
-        row.addWidget(QLabel("Label"))
+        row.addWidget(QLabel("Selected label"))
         row.addWidget(self.combine_op)
         row.addWidget(self.other_label_combo, 1)
         row.addWidget(self.combine_button)
@@ -312,11 +312,11 @@ class EditWidget(QWidget):
         polygons = label_contours_for_shapes(np.asarray(layer.data), label, axis)
         if not polygons:
             raise ValueError(f"label {label} is empty: no outline to draw")
-        color = layer_classes(layer).get(label, {}).get("color", "yellow")
+        entry = layer_classes(layer).get(label, {})
         shapes = self.viewer.add_shapes(
-            polygons, shape_type="polygon", edge_color=color, face_color="transparent",
-            edge_width=0.5, scale=layer.scale, translate=layer.translate,
-            name=f"{layer.name} label {label} contours",
+            polygons, shape_type="polygon", edge_color=entry.get("color", "yellow"),
+            face_color="transparent", edge_width=0.3, scale=layer.scale,
+            translate=layer.translate, name=f"{entry.get('name', f'label {label}')} contours",
         )
         self.status.setText(f"{len(polygons)} outlines of label {label} in '{shapes.name}'.")
         return shapes
@@ -336,7 +336,9 @@ class EditWidget(QWidget):
             cells = (str(row["label"]), str(row["id"]), f"{row['volume_ml']:.3f}", centroid)
             for c, text in enumerate(cells):
                 self.component_table.setItem(r, c, QTableWidgetItem(text))
-        self.status.setText(f"{len(rows)} connected pieces.")
+        n = len(rows)
+        self.status.setText(f"{n} connected piece{'s' if n != 1 else ''}; click a row to "
+                            "jump to it.")
         return self.components
 
     @catch_errors("Jump to component")

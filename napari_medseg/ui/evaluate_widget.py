@@ -118,12 +118,15 @@ class EvaluateWidget(QWidget):
         form.addRow(row)
         layout.addWidget(box)
 
-        self.table = QTableWidget(0, len(METRIC_COLUMNS) + 1)
-        self.table.setHorizontalHeaderLabels(["Class"] + [c[1] for c in METRIC_COLUMNS])
-        self.table.verticalHeader().setVisible(False)
+        # one row per metric, one column per class: fits a narrow dock without scrolling
+        self.table = QTableWidget(len(METRIC_COLUMNS), 0)
+        self.table.setVerticalHeaderLabels([c[1] for c in METRIC_COLUMNS])
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.setToolTip("Per-class metrics; n/a = undefined (class empty in both)")
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setToolTip("Metrics per class (columns); n/a = undefined (class empty in "
+                              "both layers). HD95/ASSD in mm, volumes in mL")
+        self._fit_table_height()
         layout.addWidget(self.table)
         self.export_button = button("Export CSV…", "Save the table as a CSV file",
                                     self._on_export)
@@ -173,13 +176,28 @@ class EvaluateWidget(QWidget):
     def show_results(self, results: dict[str, dict[str, float]]) -> None:
         """Fill the table with ``evaluate_case`` output."""
         self.results = dict(results)
-        self.table.setRowCount(len(results))
-        for r, (name, row) in enumerate(results.items()):
-            item = QTableWidgetItem(name)
-            item.setToolTip(f"label value {row.get('label', '')}")
-            self.table.setItem(r, 0, item)
-            for c, (key, _title, pattern) in enumerate(METRIC_COLUMNS, start=1):
+        self.table.setColumnCount(len(results))
+        self.table.setHorizontalHeaderLabels(list(results))
+        for c, (name, row) in enumerate(results.items()):
+            self.table.horizontalHeaderItem(c).setToolTip(f"{name}: label value "
+                                                          f"{row.get('label', '')}")
+            for r, (key, _title, pattern) in enumerate(METRIC_COLUMNS):
                 self.table.setItem(r, c, QTableWidgetItem(_fmt(row.get(key, ""), pattern)))
+        self._fit_table_height()
+
+    def _fit_table_height(self) -> None:
+        """Show every metric row without a vertical scroll bar."""
+        self.table.resizeRowsToContents()
+        rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
+        header = self.table.horizontalHeader().sizeHint().height()
+        scroll = self.table.horizontalScrollBar().sizeHint().height()
+        self.table.setFixedHeight(rows + header + scroll + 2 * self.table.frameWidth())
+
+    def metric(self, class_name: str, key: str) -> str:
+        """Text shown for metric ``key`` (e.g. ``"dice"``) of ``class_name``."""
+        names = [self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())]
+        keys = [k for k, _t, _p in METRIC_COLUMNS]
+        return self.table.item(keys.index(key), names.index(class_name)).text()
 
     def export_csv(self, path: str | Path) -> Path:
         """Write the shown metrics to ``path`` (one row per class)."""
@@ -210,7 +228,7 @@ class EvaluateWidget(QWidget):
         pred, gt = self._pair()
         diff = difference_map(np.asarray(pred.data), np.asarray(gt.data))
         layer = add_labels_for_image(self.viewer, gt, data=diff,
-                                     name=f"{pred.name} vs {gt.name} errors",
+                                     name=f"errors of {pred.name}",
                                      classes=DIFFERENCE_CLASSES)
         layer.opacity = 0.8
         n_fp, n_fn, n_wrong = (int(np.count_nonzero(diff == v)) for v in (1, 2, 3))

@@ -59,6 +59,16 @@ def open_viewer(path: str | None = None, sample: str = "hippocampus", tab: str =
     return viewer, widget
 
 
+def _close_toasts(viewer: Any) -> None:
+    """Close napari's transient notification pop-ups (they would cover the screenshot)."""
+    from qtpy.QtWidgets import QWidget
+
+    window = viewer.window._qt_window
+    for child in window.findChildren(QWidget):
+        if type(child).__name__ == "NapariQtNotification":
+            child.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -75,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.screenshot).expanduser()
 
         def shoot() -> None:
+            _close_toasts(viewer)
             out.parent.mkdir(parents=True, exist_ok=True)
             viewer.window.screenshot(str(out), canvas_only=False)
             print(f"screenshot saved to {out}")

@@ -85,7 +85,7 @@ class LoadWidget(QWidget):
         self.labels_check.setChecked(get_setting("load/open_labels", True))
         self.labels_check.toggled.connect(lambda on: set_setting("load/open_labels", on))
         open_layout.addWidget(self.labels_check)
-        self.status = QLabel("")
+        self.status = QLabel("Tip: you can also drag files or DICOM folders onto the viewer.")
         self.status.setWordWrap(True)
         open_layout.addWidget(self.status)
         layout.addWidget(open_box)
@@ -106,6 +106,7 @@ class LoadWidget(QWidget):
             header.setSectionResizeMode(c, QHeaderView.ResizeToContents)
         self.series_table.setToolTip("Double-click a series to open it")
         self.series_table.cellDoubleClicked.connect(lambda *_: self._open_selected_series())
+        self.series_table.setMaximumHeight(160)
         series_layout.addWidget(self.series_table)
         self.series_button = button("Open selected series", "Open the highlighted DICOM series",
                                     self._open_selected_series)

@@ -78,6 +78,9 @@ def test_brush_size_in_mm(setup):
     widget.brush_mm.setValue(7.0)  # hippocampus: 1 mm voxels
     assert labels.brush_size == 7
     assert "7 voxels" in widget.brush_px.text()
+    labels.brush_size = 10  # napari's own slider: the mm field follows
+    assert widget.brush_mm.value() == pytest.approx(10.0)
+    assert "10 voxels" in widget.brush_px.text()
 
 
 def test_intensity_constrained_painting_and_undo(setup, qtbot):

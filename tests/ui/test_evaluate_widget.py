@@ -48,19 +48,19 @@ def setup(make_napari_viewer, qtbot, hippo_cases):
 def test_compute_metrics_table(setup, qtbot):
     _viewer, widget, pred, gt = setup
     widget.compute_button.click()
-    qtbot.waitUntil(lambda: widget.table.rowCount() == 2, timeout=30000)
+    qtbot.waitUntil(lambda: widget.table.columnCount() == 2, timeout=30000)
     expected = evaluate_case(pred.data, gt.data, gt.scale, labels={1: "Anterior",
                                                                    2: "Posterior"})
-    names = [widget.table.item(r, 0).text() for r in range(2)]
+    names = [widget.table.horizontalHeaderItem(c).text() for c in range(2)]
     assert names == ["Anterior", "Posterior"]
-    headers = [widget.table.horizontalHeaderItem(c).text()
-               for c in range(widget.table.columnCount())]
+    rows = [widget.table.verticalHeaderItem(r).text() for r in range(widget.table.rowCount())]
     for title in ("Dice", "Jaccard", "Sensitivity", "Specificity", "HD95 (mm)", "ASSD (mm)"):
-        assert title in headers
-    dice_col = headers.index("Dice")
-    for r, name in enumerate(names):
-        assert float(widget.table.item(r, dice_col).text()) == pytest.approx(
-            expected[name]["dice"], abs=1e-3)
+        assert title in rows
+    for name in names:
+        assert float(widget.metric(name, "dice")) == pytest.approx(expected[name]["dice"],
+                                                                   abs=1e-3)
+        assert float(widget.metric(name, "hd95")) == pytest.approx(expected[name]["hd95"],
+                                                                   abs=1e-2)
     assert 0.5 < expected["Anterior"]["dice"] < 1.0
 
 
@@ -79,7 +79,7 @@ def test_difference_overlay(setup):
     widget.diff_button.click()
     overlay = viewer.layers[-1]
     assert type(overlay).__name__ == "Labels"
-    assert "errors" in overlay.name
+    assert overlay.name == "errors of prediction"
     np.testing.assert_array_equal(overlay.data == 1, (pred.data > 0) & (gt.data == 0))
     np.testing.assert_array_equal(overlay.data == 2, (gt.data > 0) & (pred.data == 0))
     classes = overlay.metadata["medseg"]["classes"]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from napari_medseg.ui import main_widget
@@ -85,3 +86,24 @@ def test_open_viewer_with_sample(make_napari_viewer, monkeypatch):
     viewer, widget = launch.open_viewer(None, "hippocampus", tab="Annotate")
     assert [type(ly).__name__ for ly in viewer.layers] == ["Image", "Labels"]
     assert widget.tabs.tabText(widget.tabs.currentIndex()) == "Annotate"
+
+
+def test_launcher_screenshot_smoke(tmp_path):
+    """``napari-medseg-gui --screenshot`` starts napari with the dock and the sample, saves a
+    picture of the whole window and quits (needs a display: Xvfb in CI)."""
+    import os
+
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("no X display (run under xvfb-run)")
+    out = tmp_path / "launch.png"
+    env = {**os.environ, "NAPARI_MEDSEG_SETTINGS": str(tmp_path / "s.ini")}
+    proc = subprocess.run([sys.executable, "-m", "napari_medseg.ui.launch", "--screenshot",
+                           str(out), "--size", "1200x800"], capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.is_file()
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(out))
+    assert pixels.shape[0] >= 700 and pixels.shape[1] >= 1100
+    assert pixels[..., :3].std() > 10

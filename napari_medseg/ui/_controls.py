@@ -29,6 +29,10 @@ class LayerCombo(QComboBox):
         ``layers_of(viewer) -> list[Layer]``, e.g. :func:`~napari_medseg.ui._layers.image_layers`.
     placeholder : str
         Text shown when no layer qualifies.
+    default : {"newest", "oldest"}
+        Layer chosen when nothing is chosen yet.
+    follow_new : bool
+        Select a qualifying layer as soon as it is added (e.g. a fresh prediction).
     """
 
     def __init__(
@@ -37,11 +41,16 @@ class LayerCombo(QComboBox):
         layers_of: Callable[[Any], list[Any]],
         placeholder: str = "(no layer)",
         parent: QWidget | None = None,
+        *,
+        default: str = "newest",
+        follow_new: bool = False,
     ) -> None:
         super().__init__(parent)
         self._viewer = viewer
         self._layers_of = layers_of
         self._placeholder = placeholder
+        self._default = default
+        self._follow_new = follow_new
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(12)
         events = viewer.layers.events
@@ -53,10 +62,11 @@ class LayerCombo(QComboBox):
 
     def _on_layers_changed(self, event: Any = None) -> None:
         try:
-            layer = getattr(event, "value", None)
-            if layer is not None and hasattr(layer, "events"):
-                layer.events.name.connect(self._on_layers_changed)
             self.refresh()
+            layer = getattr(event, "value", None)
+            if (self._follow_new and getattr(event, "type", "") == "inserted"
+                    and layer in self.layers()):
+                self.set_layer(layer)
         except RuntimeError:  # the widget was deleted while napari still holds the callback
             pass
 
@@ -72,13 +82,14 @@ class LayerCombo(QComboBox):
         self.clear()
         for layer in layers:
             self.addItem(layer.name, layer)
+            layer.events.name.connect(self._on_layers_changed)  # napari ignores duplicates
         if not layers:
             self.addItem(self._placeholder, None)
         self.setEnabled(bool(layers))
         if current is not None and current in layers:
             self.setCurrentIndex(layers.index(current))
         elif layers:
-            self.setCurrentIndex(len(layers) - 1)  # newest layer
+            self.setCurrentIndex(0 if self._default == "oldest" else len(layers) - 1)
         self.blockSignals(False)
         self.currentIndexChanged.emit(self.currentIndex())
 

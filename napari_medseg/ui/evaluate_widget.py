@@ -94,14 +94,14 @@ class EvaluateWidget(QWidget):
 
         box = QGroupBox("Compare")
         form = QFormLayout(box)
-        self.pred_combo = LayerCombo(self.viewer, labels_layers, "(no labels layer)")
+        self.pred_combo = LayerCombo(self.viewer, labels_layers, "(no labels layer)",
+                                     follow_new=True)
         self.pred_combo.setToolTip("Labels layer to score (e.g. a model prediction)")
         form.addRow("Prediction", self.pred_combo)
-        self.gt_combo = LayerCombo(self.viewer, labels_layers, "(no labels layer)")
+        self.gt_combo = LayerCombo(self.viewer, labels_layers, "(no labels layer)",
+                                   default="oldest")
         self.gt_combo.setToolTip("Reference labels (manual ground truth)")
         form.addRow("Ground truth", self.gt_combo)
-        if self.gt_combo.count() > 1:
-            self.gt_combo.setCurrentIndex(0)
         self.surface_check = QCheckBox("Surface distances (HD95, ASSD)")
         self.surface_check.setToolTip("Hausdorff 95 % and average surface distance in mm; "
                                       "slower on large volumes")

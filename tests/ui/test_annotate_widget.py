@@ -227,3 +227,19 @@ def test_buttons_without_layers_notify(make_napari_viewer, qtbot):
               widget.preseg_button):
         b.click()
     assert len(_errors()) == n + 5
+
+
+def test_pick_seed_by_clicking(setup):
+    viewer, widget, image, _labels, _ = setup
+    widget.method_combo.setCurrentIndex(widget.method_combo.findData("region_grow"))
+    widget.seed_button.click()
+    assert widget.seed_button.isChecked()
+    assert widget._seed_callback in viewer.mouse_drag_callbacks
+
+    class Click:
+        position = tuple(image.data_to_world((17, 25, 17)))
+
+    widget._seed_callback(viewer, Click())
+    assert widget.seed == (17, 25, 17)
+    assert not widget.seed_button.isChecked()
+    assert widget._seed_callback not in viewer.mouse_drag_callbacks

@@ -103,7 +103,23 @@ def test_bad_choices_notify(setup, make_napari_viewer):
     widget.gt_combo.set_layer(pred)  # same layer twice
     widget.compute_button.click()
     other = viewer.add_labels(np.zeros((3, 3, 3), np.uint8), name="small")
+    assert widget.pred_combo.layer() is other  # a new labels layer becomes the prediction
+    widget.pred_combo.set_layer(pred)
     widget.gt_combo.set_layer(other)  # different grid
     widget.diff_button.click()
     assert len(_errors()) == n + 3
     assert "different grids" in _errors()[-1]
+
+
+def test_default_choices_follow_workflow(make_napari_viewer, qtbot, hippo_cases):
+    """Ground truth = the first labels opened; prediction = the newest labels layer."""
+    _image_path, labels_path = hippo_cases(1)[0]
+    viewer = make_napari_viewer()
+    widget = EvaluateWidget(viewer)
+    qtbot.addWidget(widget)
+    (gt,) = viewer.open(str(labels_path), plugin=PLUGIN)
+    pred = viewer.add_labels(np.zeros_like(gt.data), name="model output")
+    assert widget.gt_combo.layer() is gt
+    assert widget.pred_combo.layer() is pred
+    pred.name = "renamed"
+    assert widget.pred_combo.currentText() == "renamed"

@@ -224,7 +224,7 @@ class ProcessJob:
     """
 
     def __init__(self, fn: Callable[..., Any], *args: Any, stop_kwarg: str | None = "should_stop",
-                 what: str = "The job", cancel_grace_s: float = 20.0, nice: int = 5,
+                 what: str = "The job", cancel_grace_s: float = 20.0, nice: int = 10,
                  num_threads: int | None = None, **kwargs: Any) -> None:
         self.fn = fn
         self.args = args

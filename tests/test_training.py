@@ -23,6 +23,7 @@ from napari_medseg.training import (
     TrainResult,
     augment_batch,
     train,
+    validate,
 )
 
 
@@ -268,3 +269,19 @@ def test_bad_training_input(tmp_path):
     with pytest.raises(ValueError, match="dims"):
         TrainConfig(dims=4)
     assert not (tmp_path / "m").exists()
+
+
+def test_batched_validation_matches_sliding_window():
+    torch.manual_seed(0)
+    from napari_medseg.models import build_network, plan_network
+
+    net = build_network(plan_network(3, 1, 3, [(2, 2, 2)] * 2, base_channels=4, max_channels=8))
+    cases = [_blob_case(f"c{i}", i, shape=(12 + i, 16, 14)) for i in range(3)]
+    images = [c.image.array[None].astype(np.float32) for c in cases]
+    labels = [c.labels for c in cases]
+    names = {0: "background", 1: "outer", 2: "core"}
+    args = (net, images, labels, (16, 16, 16), 3, names, torch.device("cpu"))
+    batched = validate(*args, batch_size=2)
+    single = validate(*args, batch_size=0)
+    assert batched == pytest.approx(single)
+    assert set(batched) == {"dice_mean", "dice/outer", "dice/core"}

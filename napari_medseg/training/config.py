@@ -52,6 +52,10 @@ class TrainConfig:
         DynUNet only.
     max_patch_voxels : int
         Upper bound on the automatic patch size.
+    early_validation_every : int
+        During the first half of the run (by steps or time budget) validate only every this many
+        epochs (the best model almost always comes late, with the decayed learning rate); the
+        first epoch and every epoch of the second half are validated.
     val_overlap : float
         Sliding-window overlap during validation.
     label_names : dict or None
@@ -88,6 +92,7 @@ class TrainConfig:
     max_channels: int = 256
     deep_supervision: bool = False
     max_patch_voxels: int = 128**3
+    early_validation_every: int = 3
     val_overlap: float = 0.25
     label_names: dict[int, str] | None = None
     modality: str | None = None

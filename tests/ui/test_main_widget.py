@@ -107,3 +107,32 @@ def test_launcher_screenshot_smoke(tmp_path):
     pixels = np.asarray(Image.open(out))
     assert pixels.shape[0] >= 700 and pixels.shape[1] >= 1100
     assert pixels[..., :3].std() > 10
+
+
+@pytest.mark.parametrize("title", ["Load", "Annotate", "Edit", "Evaluate"])
+def test_every_control_explains_itself(make_napari_viewer, qtbot, title):
+    """Buttons, boxes, sliders and tables all carry a tooltip (checked, not hoped for)."""
+    from qtpy.QtWidgets import (
+        QAbstractButton,
+        QAbstractSpinBox,
+        QComboBox,
+        QLineEdit,
+        QSlider,
+        QTableWidget,
+    )
+
+    viewer = make_napari_viewer()
+    widget = MedSegWidget(viewer)
+    qtbot.addWidget(widget)
+    page = widget.page(title)
+    missing = []
+    for kind in (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QSlider, QTableWidget):
+        for child in page.findChildren(kind):
+            if isinstance(child, QLineEdit) and isinstance(
+                    child.parent(), (QAbstractSpinBox, QComboBox)):
+                continue  # the text field inside a spin box / combo box
+            if isinstance(child, QAbstractButton) and isinstance(child.parent(), QTableWidget):
+                continue  # the table's corner button
+            if not child.toolTip().strip():
+                missing.append(f"{type(child).__name__} {getattr(child, 'text', lambda: '')()!r}")
+    assert missing == [], missing

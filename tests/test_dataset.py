@@ -131,3 +131,17 @@ def test_real_hippocampus_cases(hippo_dir, hippo_split):
         assert set(np.unique(case.labels)) == {0, 1, 2}
     train, val = read_splits(hippo_dir / "splits_suggested.json")
     assert len(train) == 180 and len(val) == 40
+
+
+def test_training_list_in_dataset_json_is_honoured(msd_dir):
+    meta = json.loads((msd_dir / "dataset.json").read_text())
+    meta["training"] = meta["training"][:2]
+    (msd_dir / "dataset.json").write_text(json.dumps(meta))
+    assert load_msd_dataset(msd_dir).case_ids == ["blob_000", "blob_001"]
+    meta["training"].append({"image": "./imagesTr/gone.nii.gz", "label": "./labelsTr/gone.nii.gz"})
+    (msd_dir / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="gone.nii.gz.*does not exist"):
+        load_msd_dataset(msd_dir)
+    del meta["training"]  # nnU-Net v2 style: every label file in labelsTr
+    (msd_dir / "dataset.json").write_text(json.dumps(meta))
+    assert len(load_msd_dataset(msd_dir).cases) == 3

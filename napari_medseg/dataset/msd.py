@@ -262,27 +262,52 @@ def _modality_from_name(name: str) -> str:
     return "unknown"
 
 
+def _images_for(images_dir: Path, case_id: str, suffix: str, n_channels: int,
+                listed: Path | None = None) -> list[Path]:
+    if listed is not None and listed.is_file() and n_channels == 1:
+        return [listed]
+    single = images_dir / f"{case_id}{suffix}"
+    per_channel = [images_dir / f"{case_id}_{c:04d}{suffix}" for c in range(n_channels)]
+    if n_channels == 1 and single.is_file():
+        return [single]
+    if all(p.is_file() for p in per_channel):
+        return per_channel
+    raise DatasetError(f"No image in imagesTr/ for case {case_id}.")
+
+
 def list_msd_cases(dataset_dir: str | os.PathLike) -> list[tuple[str, list[Path], Path]]:
-    """``[(case_id, [image path per channel], label path)]`` for every labelled case, sorted."""
+    """``[(case_id, [image path per channel], label path)]`` for every labelled case, sorted.
+
+    Uses the ``training`` list of ``dataset.json`` when it has one (MSD), otherwise every label
+    file in ``labelsTr/`` (nnU-Net v2).
+    """
     root = Path(dataset_dir)
     meta = read_dataset_json(root)
     n_channels = len(_channel_names(meta))
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
     cases: list[tuple[str, list[Path], Path]] = []
-    for label_path in sorted(labels_dir.iterdir()):
-        if label_path.name.startswith(".") or not label_path.name.endswith(NIFTI_SUFFIXES):
-            continue
-        case_id = _strip_nifti_suffix(label_path.name)
-        suffix = label_path.name[len(case_id):]
-        single = images_dir / label_path.name
-        per_channel = [images_dir / f"{case_id}_{c:04d}{suffix}" for c in range(n_channels)]
-        if n_channels == 1 and single.is_file():
-            paths = [single]
-        elif all(p.is_file() for p in per_channel):
-            paths = per_channel
-        else:
-            raise DatasetError(f"No image in imagesTr/ for label file {label_path.name}.")
-        cases.append((case_id, paths, label_path))
+    training = meta.get("training")
+    if isinstance(training, list) and training:
+        for entry in training:
+            if not isinstance(entry, dict) or "label" not in entry:
+                raise DatasetError(f"dataset.json training entry {entry!r} has no 'label'.")
+            label_path = (root / entry["label"]).resolve()
+            if not label_path.is_file():
+                raise DatasetError(f"dataset.json lists {entry['label']}, which does not exist.")
+            case_id = _strip_nifti_suffix(label_path.name)
+            suffix = label_path.name[len(case_id):]
+            listed = (root / entry["image"]).resolve() if "image" in entry else None
+            cases.append((case_id, _images_for(images_dir, case_id, suffix, n_channels, listed),
+                          label_path))
+        cases.sort(key=lambda c: c[0])
+    else:
+        for label_path in sorted(labels_dir.iterdir()):
+            if label_path.name.startswith(".") or not label_path.name.endswith(NIFTI_SUFFIXES):
+                continue
+            case_id = _strip_nifti_suffix(label_path.name)
+            suffix = label_path.name[len(case_id):]
+            cases.append((case_id, _images_for(images_dir, case_id, suffix, n_channels),
+                          label_path))
     if not cases:
         raise DatasetError(f"{labels_dir} contains no NIfTI label files.")
     return cases

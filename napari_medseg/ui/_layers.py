@@ -367,14 +367,22 @@ def copy_medseg_metadata(layer: Any) -> dict[str, Any]:
     return copy.deepcopy(_medseg_meta(layer))
 
 
+#: Edits changing more voxels than this are recorded as one bounding-box patch (memory:
+#: 2 bytes per voxel of the box) instead of per-voxel indices (25 bytes per changed voxel).
+LARGE_EDIT_VOXELS = 1_000_000
+
+
 def apply_labels_edit(
     layer: Any, new: np.ndarray, where: tuple[slice, ...] | None = None
 ) -> int:
     """Write an edit into a Labels layer as ONE step of the layer's own undo history.
 
-    The changed voxels go through ``Labels.data_setitem`` inside ``block_history()``, so
-    napari's Ctrl+Z / Ctrl+Shift+Z (``layer.undo()`` / ``layer.redo()``) undo brush strokes
-    and these edits alike, and only the changed region of the canvas is refreshed.
+    napari's Ctrl+Z / Ctrl+Shift+Z (``layer.undo()`` / ``layer.redo()``) then undo brush
+    strokes and these edits alike. Small edits go through ``Labels.data_setitem`` (only the
+    changed region of the canvas is refreshed); large ones (> :data:`LARGE_EDIT_VOXELS`) are
+    stored as the core's :class:`~napari_medseg.editing.EditPatch` (bounding box with old and
+    new values) in napari's history format ``(slices, old, new)``, which napari replays with
+    plain slicing.
 
     Parameters
     ----------
@@ -389,6 +397,8 @@ def apply_labels_edit(
     int
         Number of voxels changed (0: nothing recorded).
     """
+    from napari_medseg.editing import make_patch
+
     data = layer.data
     where = where if where is not None else tuple(slice(0, n) for n in data.shape)
     old = np.asarray(data[where])
@@ -400,8 +410,17 @@ def apply_labels_edit(
     if n == 0:
         return 0
     offsets = [s.start or 0 for s in where]
-    indices = tuple(idx + off for idx, off in zip(np.nonzero(changed), offsets, strict=True))
-    values = new[changed].astype(data.dtype, copy=False)
+    new = new.astype(data.dtype, copy=False)
+    if n <= LARGE_EDIT_VOXELS:
+        indices = tuple(idx + off for idx, off in zip(np.nonzero(changed), offsets, strict=True))
+        with layer.block_history():
+            layer.data_setitem(indices, new[changed])
+        return n
+    patch = make_patch(old, new)
+    bbox = tuple(slice(b.start + off, b.stop + off) for b, off in zip(patch.bbox, offsets,
+                                                                         strict=True))
     with layer.block_history():
-        layer.data_setitem(indices, values)
+        layer._save_history((bbox, patch.old.copy(), patch.new.copy()))
+    data[bbox] = patch.new
+    layer.refresh()
     return n

@@ -173,3 +173,22 @@ def test_errors_become_notifications(make_napari_viewer, qtbot):
     widget.contours_button.click()  # empty: message
     assert len(_errors()) >= n + 2
     assert all("Traceback" not in e for e in _errors())
+
+
+def test_large_edits_use_bbox_patches_with_exact_undo(setup, monkeypatch):
+    """Edits above LARGE_EDIT_VOXELS are stored as one bounding-box patch; undo/redo exact."""
+    from napari_medseg.ui import _layers
+
+    monkeypatch.setattr(_layers, "LARGE_EDIT_VOXELS", 0)
+    _viewer, widget, _image, labels = setup
+    original = labels.data.copy()
+    widget.radius_spin.setValue(2.0)
+    widget.op_buttons["grow_label"].click()
+    grown = labels.data.copy()
+    assert (grown != original).any()
+    atom = labels._undo_history[-1][0]
+    assert all(isinstance(s, slice) for s in atom[0])  # a bounding box, not voxel indices
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, original)
+    labels.redo()
+    np.testing.assert_array_equal(labels.data, grown)

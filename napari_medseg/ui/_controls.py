@@ -204,3 +204,63 @@ def hint(text: str) -> QLabel:
     label.setTextInteractionFlags(Qt.TextSelectableByMouse)
     label.setStyleSheet("color: gray; font-size: small;")
     return label
+
+
+#: Label edits on volumes larger than this run in a background thread (the viewer stays
+#: responsive); smaller ones run at once (instant, and simpler to follow).
+BACKGROUND_VOXELS = 4_000_000
+
+
+def edit_labels(
+    layer: Any,
+    compute: Callable[[Any], Any],
+    on_done: Callable[[int], None],
+    action: str,
+    busy: Callable[[bool], None] | None = None,
+) -> Any:
+    """Run ``compute(labels_array) -> new_array`` and write the result as one undo step.
+
+    Small volumes are edited immediately. Large ones are computed in a ``thread_worker`` on a
+    snapshot; when it returns, only the voxels the operation changed are written, so brush
+    strokes made meanwhile elsewhere are kept.
+
+    Parameters
+    ----------
+    layer : napari.layers.Labels
+    compute : callable
+        Core call, e.g. ``lambda a: grow_label(a, 1, 2.0, spacing)``.
+    on_done : callable
+        Receives the number of changed voxels (main thread).
+    action : str
+        Prefix of error notifications.
+    busy : callable, optional
+        ``busy(True)`` while a background edit runs, ``busy(False)`` after.
+
+    Returns
+    -------
+    napari.qt.threading.FunctionWorker or None
+        The worker for background edits, ``None`` when the edit was done at once.
+    """
+    import numpy as np
+
+    from napari_medseg.ui._layers import apply_labels_edit
+
+    data = np.asarray(layer.data)
+    if data.size <= BACKGROUND_VOXELS:
+        on_done(apply_labels_edit(layer, compute(data)))
+        return None
+    snapshot = data.copy()
+
+    def returned(result: Any) -> None:
+        result = np.asarray(result)
+        changed = snapshot != result
+        merged = np.array(layer.data, copy=True)
+        merged[changed] = result[changed]
+        on_done(apply_labels_edit(layer, merged))
+
+    if busy is not None:
+        busy(True)
+    worker = run_in_worker(compute, snapshot, on_returned=returned, action=action)
+    if busy is not None:
+        worker.finished.connect(lambda: busy(False))
+    return worker

@@ -26,10 +26,18 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.ui._controls import LayerCombo, button, double_spin, hint, spin
+from napari_medseg.ui._controls import (
+    BACKGROUND_VOXELS,
+    LayerCombo,
+    button,
+    double_spin,
+    edit_labels,
+    hint,
+    run_in_worker,
+    spin,
+)
 from napari_medseg.ui._layers import (
     add_labels_for_image,
-    apply_labels_edit,
     default_class_color,
     image_layers,
     labels_for_saving,
@@ -77,6 +85,7 @@ class AnnotateWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.seed: tuple[int, ...] | None = None
+        self.worker: Any = None  # background job on a large volume (tests wait on it)
         self._constrained_layers: set[int] = set()
         self._brush_synced: set[int] = set()
         self._reverting = False
@@ -489,7 +498,7 @@ class AnnotateWidget(QWidget):
 
     # ------------------------------------------------------------------ slices
     @catch_errors("Interpolate")
-    def _on_interpolate(self) -> int:
+    def _on_interpolate(self) -> Any:
         from napari_medseg.editing import interpolate_slices
 
         layer = self._labels()
@@ -498,10 +507,21 @@ class AnnotateWidget(QWidget):
             raise ValueError("interpolation needs a 3D labels layer")
         axis = current_slice_axis(self.viewer, volume.ndim)
         label = self.selected_class()
-        new = interpolate_slices(volume.array, label, axis, spacing=volume.spacing)
-        n = apply_labels_edit(layer, new)
-        self.save_label.setText(f"Interpolation filled {n} voxels of class {label}.")
-        return n
+        spacing = volume.spacing
+
+        def done(n: int) -> None:
+            self.save_label.setText(f"Interpolation filled {n} voxels of class {label}.")
+
+        self.worker = edit_labels(
+            layer, lambda a: interpolate_slices(a, label, axis, spacing=spacing), done,
+            "Interpolate", self._set_busy)
+        return self.worker
+
+    def _set_busy(self, busy: bool) -> None:
+        for b in (self.interp_button, self.preseg_button):
+            b.setEnabled(not busy)
+        if busy:
+            self.save_label.setText("Working … (you can keep painting)")
 
     def annotated_slices(self) -> list[int]:
         """Slice indices (axis 0) marked as annotated on the current labels layer."""
@@ -589,45 +609,70 @@ class AnnotateWidget(QWidget):
         self.seed = tuple(int(p) for p in point)
         self.seed_label.setText("seed at voxel " + ", ".join(map(str, self.seed)))
 
-    @catch_errors("Pre-segmentation")
-    def _on_presegment(self) -> Any:
+    def _segmenter(self) -> tuple[str, Any]:
+        """(method key, function image -> label map) for the chosen pre-segmentation."""
         from napari_medseg import editing
 
-        image = self.image_combo.require("image")
-        volume = volume_from_layer(image)
         method = self.method_combo.currentData()
         low, high = sorted((self.low_spin.value(), self.high_spin.value()))
+        n_classes = self.n_classes_spin.value()
         if method == "threshold":
             if self.otsu_check.isChecked():
-                result = editing.threshold_segment(volume.array, method="otsu")
-            else:
-                result = editing.threshold_segment(volume.array, method="window", low=low,
-                                                   high=high)
-        elif method == "region_grow":
+                return method, lambda img: editing.threshold_segment(img, method="otsu")
+            return method, lambda img: editing.threshold_segment(img, method="window", low=low,
+                                                                 high=high)
+        if method == "region_grow":
             if self.seed is None:
                 raise ValueError("pick a seed point first (button 'Pick seed point', then click)")
-            result = editing.region_grow(volume.array, self.seed,
-                                         tolerance=self.tolerance_spin.value())
-        elif method == "kmeans":
-            result = editing.kmeans_segment(volume.array, self.n_classes_spin.value())
-        else:
-            result = editing.gmm_segment(volume.array, self.n_classes_spin.value())
-        result = np.asarray(result)
-        n_values = int(result.max(initial=0))
-        if self.target_combo.currentData() == "new":
-            from napari_medseg.ui._layers import default_classes
+            seed, tolerance = self.seed, self.tolerance_spin.value()
+            return method, lambda img: editing.region_grow(img, seed, tolerance=tolerance)
+        if method == "kmeans":
+            return method, lambda img: editing.kmeans_segment(img, n_classes)
+        return method, lambda img: editing.gmm_segment(img, n_classes)
 
-            layer = add_labels_for_image(self.viewer, image, data=result.astype(np.uint8),
-                                         name=f"{image.name} {method}",
-                                         classes=default_classes(max(n_values, 1)))
-            self.labels_combo.set_layer(layer)
-            return layer
+    @catch_errors("Pre-segmentation")
+    def _on_presegment(self) -> Any:
+        image = self.image_combo.require("image")
+        array = volume_from_layer(image).array
+        method, segment = self._segmenter()
+        if self.target_combo.currentData() == "new":
+            def add(result: Any) -> None:
+                self._add_presegmentation(image, method, np.asarray(result))
+
+            if array.size <= BACKGROUND_VOXELS:
+                add(segment(array))
+                return None
+            self._set_busy(True)
+            self.worker = run_in_worker(segment, array, on_returned=add,
+                                        action="Pre-segmentation")
+            self.worker.finished.connect(lambda: self._set_busy(False))
+            return self.worker
         layer = self._labels()
-        current = np.asarray(layer.data)
+        if tuple(layer.data.shape) != tuple(array.shape):
+            raise ValueError(f"labels '{layer.name}' and image '{image.name}' differ in shape")
         label = self.selected_class()
-        values = np.where(result > 0, label if n_values <= 1 else result, 0)
-        new = np.where((current == 0) & (values > 0), values, current).astype(current.dtype)
-        apply_labels_edit(layer, new)
+
+        def compute(current: np.ndarray) -> np.ndarray:
+            result = np.asarray(segment(array))
+            values = np.where(result > 0, label if result.max(initial=0) <= 1 else result, 0)
+            fill = (current == 0) & (values > 0)
+            return np.where(fill, values, current).astype(current.dtype)
+
+        def done(n: int) -> None:
+            self.save_label.setText(f"{PRESEG_METHODS[method]}: {n} background voxels "
+                                    "labelled (Ctrl+Z undoes it).")
+
+        self.worker = edit_labels(layer, compute, done, "Pre-segmentation", self._set_busy)
+        return self.worker
+
+    def _add_presegmentation(self, image: Any, method: str, result: np.ndarray) -> Any:
+        from napari_medseg.ui._layers import default_classes
+
+        n_values = int(result.max(initial=0))
+        layer = add_labels_for_image(self.viewer, image, data=result.astype(np.uint8),
+                                     name=f"{image.name} {method}",
+                                     classes=default_classes(max(n_values, 1)))
+        self.labels_combo.set_layer(layer)
         return layer
 
     # ------------------------------------------------------------------ save

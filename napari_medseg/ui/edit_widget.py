@@ -26,9 +26,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.ui._controls import LayerCombo, button, double_spin, hint
+from napari_medseg.ui._controls import LayerCombo, button, double_spin, edit_labels, hint
 from napari_medseg.ui._layers import (
-    apply_labels_edit,
     labels_layers,
     layer_classes,
     volume_from_layer,
@@ -73,6 +72,7 @@ class EditWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.components: list[dict[str, Any]] = []
+        self.worker: Any = None  # background edit of a large volume (tests wait on it)
         layout = QVBoxLayout(self)
 
         # --- target ------------------------------------------------------------------
@@ -226,57 +226,77 @@ class EditWidget(QWidget):
         return tuple(int(np.clip(p, 0, n - 1)) for p, n in zip(point, layer.data.shape,
                                                                 strict=True))
 
-    def run_operation(self, name: str) -> int | None:
-        """Run the editing-core function ``name`` on the chosen label; one undo step.
+    def run_operation(self, name: str) -> Any:
+        """Run the editing-core function ``name`` on the chosen label as one undo step.
 
-        Returns the number of voxels changed (``None`` when it failed; the user was told).
+        Returns the background worker for large volumes, else ``None`` (the edit is done).
+        Errors become notifications.
         """
         from napari_medseg.ui._notify import notify_errors
 
-        with notify_errors(name.replace("_", " ").capitalize()):
-            return self._run_operation(name)
+        action = name.replace("_", " ").capitalize()
+        with notify_errors(action):
+            layer, compute, what = self._operation(name)
+            self.worker = edit_labels(layer, compute, lambda n: self._report(what, n), action,
+                                      self._set_busy)
+            return self.worker
         return None
 
-    def _run_operation(self, name: str) -> int:
+    def _operation(self, name: str) -> tuple[Any, Callable[[np.ndarray], np.ndarray], str]:
+        """(layer, compute(labels) -> new labels, description) for core function ``name``."""
         from napari_medseg import editing
 
         layer = self.labels_combo.require("Labels layer")
         volume = volume_from_layer(layer)
+        spacing = volume.spacing
         label = self.selected_label()
         axis, slice_index = self._plane(layer)
         func = getattr(editing, name)
         params: dict[str, Any] = {
-            "spacing": volume.spacing,
+            "spacing": spacing,
             "overwrite": self.overwrite_check.isChecked(),
             "axis": axis,
             "slice_index": slice_index,
         }
-        if name in ("grow_label", "shrink_label", "open_label", "close_label", "smooth_label"):
-            new = _call_with_supported(func, volume.array, label, self.radius_spin.value(),
-                                       **params)
-        elif name == "hollow_label":
-            new = _call_with_supported(func, volume.array, label, self.radius_spin.value(),
-                                       **params)
+        radius = self.radius_spin.value()
+        if name in ("grow_label", "shrink_label", "open_label", "close_label", "smooth_label",
+                    "hollow_label"):
+            def compute(a: np.ndarray) -> np.ndarray:
+                return _call_with_supported(func, a, label, radius, **params)
         elif name == "remove_islands":
-            new = _call_with_supported(func, volume.array, label, self.min_volume_spin.value(),
-                                       **params)
+            min_volume = self.min_volume_spin.value()
+
+            def compute(a: np.ndarray) -> np.ndarray:
+                return _call_with_supported(func, a, label, min_volume, **params)
         elif name == "keep_component":
-            new = func(volume.array, label, self._cursor_voxel(layer))
+            point = self._cursor_voxel(layer)
+
+            def compute(a: np.ndarray) -> np.ndarray:
+                return func(a, label, point)
         elif name == "interpolate_slices":
             if volume.ndim != 3:
                 raise ValueError("slice interpolation needs a 3D labels layer")
             axis = current_slice_axis(self.viewer, volume.ndim)
-            new = func(volume.array, label, axis, spacing=volume.spacing)
+
+            def compute(a: np.ndarray) -> np.ndarray:
+                return func(a, label, axis, spacing=spacing)
         else:  # fill_holes, keep_largest
-            new = _call_with_supported(func, volume.array, label, **params)
-        n = apply_labels_edit(layer, new)
+            def compute(a: np.ndarray) -> np.ndarray:
+                return _call_with_supported(func, a, label, **params)
         where = "this slice" if axis is not None and name != "interpolate_slices" else "3D"
-        self.status.setText(f"{name.replace('_', ' ')} on label {label} ({where}): "
-                            f"{n} voxels changed. Ctrl+Z undoes it.")
-        return n
+        return layer, compute, f"{name.replace('_', ' ')} on label {label} ({where})"
+
+    def _report(self, what: str, n: int) -> None:
+        self.status.setText(f"{what}: {n} voxels changed. Ctrl+Z undoes it.")
+
+    def _set_busy(self, busy: bool) -> None:
+        for b in [*self.op_buttons.values(), self.combine_button]:
+            b.setEnabled(not busy)
+        if busy:
+            self.status.setText("Working … (the viewer stays usable)")
 
     @catch_errors("Combine labels")
-    def _on_combine(self) -> int:
+    def _on_combine(self) -> Any:
         from napari_medseg.editing import combine_labels
 
         layer = self.labels_combo.require("Labels layer")
@@ -284,11 +304,13 @@ class EditWidget(QWidget):
         b = self.other_label_combo.currentData()
         if b is None or int(b) == a:
             raise ValueError("choose a second, different label")
-        new = combine_labels(np.asarray(layer.data), a, int(b), self.combine_op.currentData(),
-                             overwrite=self.overwrite_check.isChecked())
-        n = apply_labels_edit(layer, new)
-        self.status.setText(f"Combined label {b} into {a}: {n} voxels changed.")
-        return n
+        op = self.combine_op.currentData()
+        overwrite = self.overwrite_check.isChecked()
+        self.worker = edit_labels(
+            layer, lambda arr: combine_labels(arr, a, int(b), op, overwrite=overwrite),
+            lambda n: self._report(f"{op} label {b} with {a}", n), "Combine labels",
+            self._set_busy)
+        return self.worker
 
     # ------------------------------------------------------------------ history
     @catch_errors("Undo")

@@ -243,3 +243,26 @@ def test_pick_seed_by_clicking(setup):
     assert widget.seed == (17, 25, 17)
     assert not widget.seed_button.isChecked()
     assert widget._seed_callback not in viewer.mouse_drag_callbacks
+
+
+def test_presegmentation_in_background_for_large_volumes(setup, qtbot, monkeypatch):
+    from napari_medseg.ui import _controls, annotate_widget
+
+    monkeypatch.setattr(_controls, "BACKGROUND_VOXELS", 0)
+    monkeypatch.setattr(annotate_widget, "BACKGROUND_VOXELS", 0)
+    viewer, widget, image, labels, _ = setup
+    widget.method_combo.setCurrentIndex(widget.method_combo.findData("threshold"))
+    widget.otsu_check.setChecked(True)
+    n = len(viewer.layers)
+    widget.preseg_button.click()
+    assert widget.worker is not None
+    qtbot.waitUntil(lambda: len(viewer.layers) == n + 1, timeout=20000)
+    assert viewer.layers[-1].data.any()
+    qtbot.waitUntil(lambda: widget.preseg_button.isEnabled(), timeout=5000)
+    widget.target_combo.setCurrentIndex(widget.target_combo.findData("current"))
+    widget.labels_combo.set_layer(labels)
+    widget.preseg_button.click()
+    qtbot.waitUntil(lambda: labels.data.any(), timeout=20000)
+    qtbot.waitUntil(lambda: widget.preseg_button.isEnabled(), timeout=5000)
+    labels.undo()
+    assert not labels.data.any()

@@ -192,3 +192,38 @@ def test_large_edits_use_bbox_patches_with_exact_undo(setup, monkeypatch):
     np.testing.assert_array_equal(labels.data, original)
     labels.redo()
     np.testing.assert_array_equal(labels.data, grown)
+
+
+def test_large_volume_edits_run_in_background_and_keep_concurrent_strokes(setup, qtbot,
+                                                                           monkeypatch):
+    import time
+
+    from napari_medseg.ui import _controls, edit_widget
+
+    monkeypatch.setattr(_controls, "BACKGROUND_VOXELS", 0)  # treat the volume as "large"
+    real = edit_widget._call_with_supported
+
+    def slow(*args, **kwargs):
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(edit_widget, "_call_with_supported", slow)
+    _viewer, widget, _image, labels = setup
+    original = labels.data.copy()
+    from napari_medseg.editing import grow_label
+    from napari_medseg.ui._layers import volume_from_layer
+
+    expected = grow_label(original, 1, 2.0, volume_from_layer(labels).spacing)
+    widget.radius_spin.setValue(2.0)
+    widget.op_buttons["grow_label"].click()
+    assert widget.worker is not None
+    assert not widget.op_buttons["shrink_label"].isEnabled()  # busy while it runs
+    labels.data_setitem((np.array([0]), np.array([0]), np.array([0])), 3)  # user keeps painting
+    qtbot.waitUntil(lambda: widget.op_buttons["shrink_label"].isEnabled(), timeout=20000)
+    assert labels.data[0, 0, 0] == 3
+    expected[0, 0, 0] = 3
+    np.testing.assert_array_equal(labels.data, expected)
+    labels.undo()  # the grow
+    assert labels.data[0, 0, 0] == 3
+    labels.undo()  # the stroke
+    np.testing.assert_array_equal(labels.data, original)

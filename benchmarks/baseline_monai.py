@@ -128,7 +128,7 @@ def train_baseline(
                                 "time_s": round(time.perf_counter() - t0, 1)})
                 if score > best:
                     best, best_state = score, copy.deepcopy(model.state_dict())
-                log(f"baseline it {it} epoch {epoch} loss {float(loss):.4f} val Dice {score:.4f}")
+                log(f"baseline it {it} epoch {epoch} loss {loss.item():.4f} val Dice {score:.4f}")
     if val_images:
         score = _val_dice(model, val_images, val_labels)
         if score > best:

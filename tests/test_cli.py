@@ -61,6 +61,13 @@ def test_info_json_and_bad_path(dataset, tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1 and "not found" in bad.stderr
 
 
+def test_info_dicom_folder_lists_series(samples_dir):
+    proc = cli("info", samples_dir / "mr_dicom_hippocrop")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert len(info["series"]) >= 2 and all("uid" in s for s in info["series"])
+
+
 def test_train_writes_model_and_reports(trained):
     out, proc = trained
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

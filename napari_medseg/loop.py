@@ -117,8 +117,12 @@ def evaluate_model(
     label_names: Mapping[int, str],
     keep_largest: bool = False,
     device: str = "auto",
+    tta: bool = False,
 ) -> dict[str, float]:
     """Predict every case with a model and score it against the case labels (annotated voxels).
+
+    ``keep_largest`` post-processes, ``tta`` averages mirrored predictions (as in the product's
+    inference options).
 
     Returns the :func:`dice_metrics` dictionary plus ``n_cases``.
     """
@@ -130,7 +134,8 @@ def evaluate_model(
     model = load_model(model_dir, device=dev)
     preds, refs = [], []
     for case in cases:
-        result = predict_volume(model, case.channels, device=dev, return_probabilities=False,
+        result = predict_volume(model, case.channels, device=dev, tta=tta,
+                                return_probabilities=False,
                                 return_entropy=False, keep_largest=keep_largest)
         preds.append(result.labels)
         refs.append(case.training_labels())
@@ -174,6 +179,7 @@ def retrain(
     device: str = "auto",
     from_scratch: bool = False,
     note: str = "",
+    tta: bool = False,
 ) -> Generator[Event, None, RetrainResult]:
     """Fine-tune the project's current model on all accepted cases and register a new version.
 
@@ -201,6 +207,8 @@ def retrain(
         Ignore the current model and start a new one.
     note : str
         Text kept with the version.
+    tta : bool
+        Mirror test-time augmentation when measuring.
 
     Yields
     ------
@@ -229,7 +237,7 @@ def retrain(
             yield Event("message", message=f"Scoring {parent} on {len(new_ids)} case(s) it has "
                                            "not seen yet")
             scores = evaluate_model(init_model, project.training_cases(new_ids),
-                                    project.label_names, keep_largest, device)
+                                    project.label_names, keep_largest, device, tta)
             previous = {f"new_cases/{k}": v for k, v in scores.items()}
             project.update_model_metrics(parent, previous)
 
@@ -272,7 +280,7 @@ def retrain(
             yield Event("message", message=f"Measuring the new model on {len(val_cases)} "
                                            "validation case(s)")
             metrics = evaluate_model(out_dir, val_cases, project.label_names, keep_largest,
-                                     device)
+                                     device, tta)
         else:
             metrics = _engine_metrics(train_result)
         metrics["train_time_s"] = float(getattr(train_result, "elapsed_s", 0.0) or 0.0)

@@ -1,0 +1,150 @@
+"""Correct-and-retrain loop: versions advance, warm start, new-case scoring, cancel, benchmark CLI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_medseg.dataset.msd import Case, read_image
+from napari_medseg.dataset.project import Project, ProjectError
+from napari_medseg.events import IGNORE_LABEL
+from napari_medseg.loop import (
+    RetrainResult,
+    default_retrain_config,
+    dice_metrics,
+    retrain,
+    run_to_end,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = {0: "background", 1: "Anterior", 2: "Posterior"}
+
+
+def test_dice_metrics_ignores_unannotated_voxels():
+    ref = np.array([[1, 1, IGNORE_LABEL, IGNORE_LABEL], [2, 2, 0, 0]], np.uint8)
+    pred = np.array([[1, 1, 2, 2], [2, 0, 0, 0]], np.uint8)
+    m = dice_metrics([pred], [ref], NAMES)
+    assert m["dice/Anterior"] == pytest.approx(1.0)  # the 2s under IGNORE do not count
+    assert m["dice/Posterior"] == pytest.approx(2 * 1 / (1 + 2))
+    assert m["dice_mean"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert dice_metrics([], [], NAMES) == {}
+    with pytest.raises(ValueError, match="differs"):
+        dice_metrics([pred[:1]], [ref], NAMES)
+
+
+def _case(paths, slices=None):
+    image_path, label_path = paths
+    image = read_image(image_path)
+    image.modality = "MR"
+    labels = np.asarray(read_image(label_path).array).astype(np.uint8)
+    return image, labels, slices
+
+
+def _tiny_config(project, **kw):
+    # step-limited (not time-limited) so the test is deterministic and short on any machine
+    return default_retrain_config(project, 60.0, dims=2, max_epochs=1, steps_per_epoch=3,
+                                  batch_size=4, base_channels=8, device="cpu", **kw)
+
+
+@pytest.fixture
+def project(tmp_path):
+    return Project.create(tmp_path / "proj", "Hippocampus", {1: "Anterior", 2: "Posterior"}, "MR")
+
+
+def test_retrain_rounds_advance_versions(project, hippo_cases):
+    cases = hippo_cases(4)
+    image, labels, _ = _case(cases[0])
+    project.accept_case(image, labels, annotated_slices=[10, 15, 20])
+    image2, labels2, _ = _case(cases[1])
+    project.accept_case(image2, labels2)
+    val_image, val_labels, _ = _case(cases[3])
+    val = [Case("val", val_image, val_labels)]
+
+    events = []
+    result = run_to_end(retrain(project, config=_tiny_config(project), val_cases=val),
+                        events.append)
+    assert isinstance(result, RetrainResult)
+    assert result.version == "v001" and result.parent is None
+    assert project.current_model == "v001"
+    assert 0.0 <= result.metrics["dice_mean"] <= 1.0
+    assert events[0].kind == "start" and events[-1].kind == "finished"
+    assert any(e.kind == "step" for e in events)
+    assert (project.model_dir("v001") / "model.pt").is_file()
+    assert sorted(result.training_cases) == project.accepted_ids()
+
+    # round 2: a new case is accepted; v001 is scored on it first, then v002 warm-starts
+    image3, labels3, _ = _case(cases[2])
+    project.accept_case(image3, labels3, annotated_slices=[12, 18])
+    result2 = run_to_end(retrain(project, config=_tiny_config(project)))
+    assert result2.version == "v002" and result2.parent == "v001"
+    assert "new_cases/dice_mean" in result2.previous_new_case_metrics
+    models = {m["version"]: m for m in project.models()}
+    assert "new_cases/dice_mean" in models["v001"]["metrics"]
+    assert models["v002"]["parent"] == "v001"
+    assert len(models["v002"]["training_cases"]) == 3
+    assert project.current_model == "v002"
+    # the project folder holds the accepted cases as a valid MSD dataset
+    assert len(list((project.root / "labelsTr").glob("*.nii.gz"))) == 3
+    # no temporary training folders are left behind
+    assert [p.name for p in (project.root / "models").iterdir()] == ["v001", "v002"]
+
+
+def test_retrain_uses_runner_and_can_be_cancelled(project, hippo_cases):
+    image, labels, _ = _case(hippo_cases(1)[0])
+    project.accept_case(image, labels, annotated_slices=[15])
+    calls = []
+
+    def runner(fn, *args, **kwargs):
+        calls.append(kwargs)
+        return (yield from fn(*args, **kwargs))
+
+    result = run_to_end(retrain(project, config=_tiny_config(project), runner=runner,
+                                should_stop=lambda: True))
+    assert calls and calls[0]["dataset"] == str(project.root)
+    assert result.status == "cancelled" and result.version is None
+    assert project.models() == [] and project.current_model is None
+    assert [p.name for p in (project.root / "models").iterdir()] == []
+
+
+def test_retrain_needs_accepted_cases(project):
+    with pytest.raises(ProjectError, match="Accept at least one"):
+        run_to_end(retrain(project, time_budget_s=5))
+
+
+def test_failed_training_changes_nothing(project, hippo_cases):
+    image, labels, _ = _case(hippo_cases(1)[0])
+    project.accept_case(image, labels, annotated_slices=[15])
+
+    def broken_runner(fn, *args, **kwargs):
+        from napari_medseg.events import Event
+
+        yield Event("error", message="The training process ran out of memory.", level="error")
+
+    with pytest.raises(ProjectError, match="out of memory"):
+        run_to_end(retrain(project, config=_tiny_config(project), runner=broken_runner))
+    assert project.models() == []
+    assert [p.name for p in (project.root / "models").iterdir()] == []
+
+
+def test_benchmark_cli_quick_ends_with_contract_line(hippo_dir, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "loop.py"), "--data", str(hippo_dir), "--quick",
+         "--retrain-budget-s", "8", "--dims", "2", "--no-tta", "--threads", "1",
+         "--out", str(tmp_path / "bench")],
+        capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
+                                                          "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"final_dice=(\d\.\d{4}) corrected_slices=(\d+) rounds=(\d+)", last)
+    assert match, last
+    assert 0.0 <= float(match.group(1)) <= 1.0
+    assert int(match.group(2)) == 8 and int(match.group(3)) == 1
+    bench = Project.open(tmp_path / "bench")
+    assert [m["version"] for m in bench.models()] == ["v001", "v002"]
+    assert bench.annotation_cost() == 8

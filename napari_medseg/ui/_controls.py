@@ -120,6 +120,7 @@ def run_in_worker(
     on_returned: Callable[[Any], None] | None = None,
     action: str | None = None,
     on_errored: Callable[[BaseException], bool | None] | None = None,
+    on_finished: Callable[[], None] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Run ``func(*args, **kwargs)`` in a napari ``thread_worker`` and start it.
@@ -132,6 +133,9 @@ def run_in_worker(
         Prefix of the error notification (e.g. ``"Open image"``).
     on_errored : callable, optional
         Called first with the exception; return ``True`` when it was handled (no notification).
+    on_finished : callable, optional
+        Called on the main thread after success or failure (connected before the start, so a
+        fast job cannot finish unseen).
 
     Returns
     -------
@@ -157,6 +161,8 @@ def run_in_worker(
 
     worker.returned.connect(_returned)
     worker.errored.connect(_errored)
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
     worker.start()
     return worker
 
@@ -260,7 +266,5 @@ def edit_labels(
 
     if busy is not None:
         busy(True)
-    worker = run_in_worker(compute, snapshot, on_returned=returned, action=action)
-    if busy is not None:
-        worker.finished.connect(lambda: busy(False))
-    return worker
+    return run_in_worker(compute, snapshot, on_returned=returned, action=action,
+                         on_finished=(lambda: busy(False)) if busy is not None else None)

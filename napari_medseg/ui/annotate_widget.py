@@ -644,8 +644,8 @@ class AnnotateWidget(QWidget):
                 return None
             self._set_busy(True)
             self.worker = run_in_worker(segment, array, on_returned=add,
-                                        action="Pre-segmentation")
-            self.worker.finished.connect(lambda: self._set_busy(False))
+                                        action="Pre-segmentation",
+                                        on_finished=lambda: self._set_busy(False))
             return self.worker
         layer = self._labels()
         if tuple(layer.data.shape) != tuple(array.shape):

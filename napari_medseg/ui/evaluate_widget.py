@@ -169,8 +169,8 @@ class EvaluateWidget(QWidget):
         self.worker = run_in_worker(evaluate_case, np.asarray(pred.data), np.asarray(gt.data),
                                     volume.spacing, labels=names or None,
                                     surface=self.surface_check.isChecked(),
-                                    on_returned=done, action="Compute metrics")
-        self.worker.finished.connect(finished)
+                                    on_returned=done, action="Compute metrics",
+                                    on_finished=finished)
         return self.worker
 
     def show_results(self, results: dict[str, dict[str, float]]) -> None:

@@ -29,7 +29,7 @@ def _case(i: int) -> Case:
 def test_single_process_context_is_a_no_op():
     ctx = DistributedContext.from_env(torch.device("cpu"))
     assert ctx.is_main and not ctx.enabled
-    assert ctx.max_flag(3) == 3 and ctx.broadcast_values([1.5]) == [1.5]
+    assert ctx.agree_max([3.0, 1.0]) == [3.0, 1.0] and ctx.broadcast_values([1.5]) == [1.5]
     model = torch.nn.Linear(2, 2)
     assert ctx.wrap(model) is model
 

@@ -54,13 +54,13 @@ class DistributedContext:
     def _comm_device(self) -> torch.device:
         return self.device if torch_dist.get_backend() == "nccl" else torch.device("cpu")
 
-    def max_flag(self, value: int) -> int:
-        """Largest ``value`` over all ranks."""
+    def agree_max(self, values: list[float]) -> list[float]:
+        """Element-wise maximum of ``values`` over all ranks (e.g. stop flag, elapsed time)."""
         if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.int64, device=self._comm_device())
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
         torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
-        return int(t.item())
+        return [float(v) for v in t.tolist()]
 
     def broadcast_values(self, values: list[float]) -> list[float]:
         """Rank 0's ``values`` on every rank."""

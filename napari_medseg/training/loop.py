@@ -450,10 +450,12 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     status, reason = "finished", "max_epochs"
     current_lr = lr
 
+    elapsed = 0.0  # agreed between ranks, so every rank uses the same learning rate
+
     def progress() -> float:
         p = step / total_steps
         if budget:
-            p = max(p, (time.perf_counter() - t0) / budget)
+            p = max(p, elapsed / budget)
         return min(p, 1.0)
 
     while epoch < config.max_epochs:
@@ -462,11 +464,13 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
         flag = 0
         for _ in range(config.steps_per_epoch):
             local = 0
+            now = time.perf_counter() - t0
             if stop_requested():
                 local = 2
-            elif budget and (time.perf_counter() - t0) + 1.2 * val_time + step_time > budget:
+            elif budget and now + 1.2 * val_time + step_time > budget:
                 local = 1
-            flag = dist.max_flag(local)
+            agreed = dist.agree_max([float(local), now])
+            flag, elapsed = int(agreed[0]), agreed[1]
             if flag:
                 break
             ts = time.perf_counter()
@@ -492,10 +496,9 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             losses.append(float(loss.detach()))
             dt = time.perf_counter() - ts
             step_time = dt if step_time == 0 else 0.9 * step_time + 0.1 * dt
-            elapsed = time.perf_counter() - t0
             eta = step_time * (total_steps - step)
             if budget:
-                eta = min(eta, max(budget - elapsed, 0.0))
+                eta = min(eta, max(budget - (time.perf_counter() - t0), 0.0))
             yield Event("step", step=step, total=total_steps, epoch=epoch + 1,
                         loss=losses[-1], eta_s=eta)
         if flag == 2:
@@ -521,7 +524,9 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                 improved = float(metrics["dice_mean"] > best)
             else:
                 improved = 1.0
-        improved = dist.broadcast_values([improved])[0] > 0
+        # rank 0 decides; every rank follows (early stopping must stop all ranks together)
+        improved_f, validated_f = dist.broadcast_values([improved, float(validate_now)])
+        improved, validate_now = improved_f > 0, validated_f > 0
         entry = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "lr": current_lr,
                  "time_s": round(time.perf_counter() - t0, 2), **metrics}
         history.append(entry)

@@ -33,6 +33,7 @@ from napari_medseg.ui._layers import (
     volume_from_layer,
 )
 from napari_medseg.ui._notify import catch_errors
+from napari_medseg.ui._settings import get_setting, set_setting
 from napari_medseg.ui.annotate_widget import current_slice_axis, current_slice_index
 
 COMPONENT_COLUMNS = ("Label", "Piece", "Volume (mL)", "Centroid (mm)")
@@ -99,12 +100,15 @@ class EditWidget(QWidget):
         row.addWidget(self.slice_radio)
         row.addWidget(self.volume_radio)
         form.addRow("Scope", scope)
-        self.radius_spin = double_spin(2.0, 0.1, 100.0, "Radius (or shell thickness) in mm; "
+        self.radius_spin = double_spin(get_setting("edit/radius_mm", 2.0), 0.1, 100.0, "Radius (or shell thickness) in mm; "
                                        "anisotropic voxels give an ellipsoid in voxels", " mm")
+        self.radius_spin.valueChanged.connect(lambda v: set_setting("edit/radius_mm", v))
         form.addRow("Radius", self.radius_spin)
-        self.min_volume_spin = double_spin(50.0, 0.0, 1e7, "Islands smaller than this are "
+        self.min_volume_spin = double_spin(get_setting("edit/min_island_mm3", 50.0), 0.0, 1e7, "Islands smaller than this are "
                                            "removed (mm³; mm² on a single slice)", " mm³",
                                            decimals=0, step=10)
+        self.min_volume_spin.valueChanged.connect(
+            lambda v: set_setting("edit/min_island_mm3", v))
         form.addRow("Min. island", self.min_volume_spin)
         self.overwrite_check = QCheckBox("Overwrite other labels")
         self.overwrite_check.setToolTip("Let the edited label take voxels of other labels "

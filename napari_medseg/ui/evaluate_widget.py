@@ -28,7 +28,7 @@ from napari_medseg.ui._layers import (
     volume_from_layer,
 )
 from napari_medseg.ui._notify import catch_errors
-from napari_medseg.ui._settings import last_folder, remember_folder
+from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
 #: (result key, column title, format) of the metrics table.
 METRIC_COLUMNS = (
@@ -105,7 +105,8 @@ class EvaluateWidget(QWidget):
         self.surface_check = QCheckBox("Surface distances (HD95, ASSD)")
         self.surface_check.setToolTip("Hausdorff 95 % and average surface distance in mm; "
                                       "slower on large volumes")
-        self.surface_check.setChecked(True)
+        self.surface_check.setChecked(get_setting("evaluate/surface", True))
+        self.surface_check.toggled.connect(lambda on: set_setting("evaluate/surface", on))
         form.addRow(self.surface_check)
         row = QHBoxLayout()
         self.compute_button = button("Compute metrics", "Score the prediction against the "

@@ -136,3 +136,20 @@ def test_every_control_explains_itself(make_napari_viewer, qtbot, title):
             if not child.toolTip().strip():
                 missing.append(f"{type(child).__name__} {getattr(child, 'text', lambda: '')()!r}")
     assert missing == [], missing
+
+
+def test_settings_persist_between_sessions(make_napari_viewer, qtbot):
+    from napari_medseg.ui.edit_widget import EditWidget
+    from napari_medseg.ui.evaluate_widget import EvaluateWidget
+
+    viewer = make_napari_viewer()
+    edit, evaluate = EditWidget(viewer), EvaluateWidget(viewer)
+    qtbot.addWidget(edit)
+    qtbot.addWidget(evaluate)
+    edit.radius_spin.setValue(4.5)
+    evaluate.surface_check.setChecked(False)
+    again, evaluate_again = EditWidget(viewer), EvaluateWidget(viewer)  # a "new session"
+    qtbot.addWidget(again)
+    qtbot.addWidget(evaluate_again)
+    assert again.radius_spin.value() == 4.5
+    assert not evaluate_again.surface_check.isChecked()

@@ -216,3 +216,21 @@ def test_sample_data(make_napari_viewer):
     assert tuple(image.contrast_limits) == (-160.0, 240.0)  # soft-tissue window
     labels = [ly for ly in viewer.layers if type(ly).__name__ == "Labels"][0]
     assert labels.data.max() >= 2
+
+
+def test_writer_uses_scale_for_plain_napari_labels(make_napari_viewer, tmp_path):
+    """A Labels layer made with napari's own button (no MedSeg metadata) still saves in mm."""
+    from napari.plugins.io import save_layers
+
+    viewer = make_napari_viewer()
+    data = np.zeros((4, 5, 6), np.uint8)
+    data[1, 2, 3] = 2
+    layer = viewer.add_labels(data, scale=(2.5, 0.8, 0.7), translate=(10, 20, 30))
+    out = tmp_path / "plain.nii.gz"
+    save_layers(str(out), [layer], plugin=PLUGIN)
+    img = nib.load(str(out))
+    np.testing.assert_allclose(img.header.get_zooms()[:3], (0.7, 0.8, 2.5))
+    np.testing.assert_array_equal(np.asarray(img.dataobj).transpose(2, 1, 0), data)
+    (again,) = viewer.open(str(out), plugin=PLUGIN)
+    np.testing.assert_allclose(again.scale, (2.5, 0.8, 0.7))
+    np.testing.assert_allclose(again.translate, (10, 20, 30))

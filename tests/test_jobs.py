@@ -223,3 +223,38 @@ def test_error_reported_by_the_job_is_not_repeated():
     assert [e.kind for e in events] == ["error"]
     assert events[0].message == "The dataset folder has no dataset.json."
     assert "ValueError" in job.traceback
+
+
+def cuda_hold_job(megabytes, should_stop):
+    import torch
+
+    block = torch.empty(megabytes * 2**20, dtype=torch.uint8, device="cuda")
+    yield Event("message", message="allocated",
+                metrics={"allocated_mb": torch.cuda.memory_allocated() / 2**20})
+    while not should_stop():
+        time.sleep(0.05)
+    yield Event("cancelled", message=f"held {block.numel() // 2**20} MB")
+    # no cleanup on purpose: the process exit must release everything
+
+
+def test_gpu_memory_is_released_when_the_child_ends():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    free_before, _ = torch.cuda.mem_get_info()
+    job = ProcessJob(cuda_hold_job, 1024, what="GPU test")
+    gen = job.events()
+    ev = next(gen)
+    assert ev.metrics["allocated_mb"] >= 1024
+    free_during, _ = torch.cuda.mem_get_info()
+    assert free_before - free_during >= 1024 * 2**20
+    job.cancel()
+    assert [e.kind for e in gen] == ["cancelled"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        free_after, _ = torch.cuda.mem_get_info()
+        if free_before - free_after < 64 * 2**20:
+            break
+        time.sleep(0.2)
+    assert free_before - free_after < 64 * 2**20, "GPU memory still held after the job ended"
+    assert torch.cuda.memory_allocated() == 0  # the viewer's process never held any

@@ -523,7 +523,9 @@ class InferWidget(QWidget):
         voxel_ml = float(np.prod(volume.spacing)) / 1000.0 if volume.ndim == 3 else None
         summary = ", ".join(
             f"{n} {c * voxel_ml:.2f} mL" if voxel_ml else f"{n} {c} px" for n, c in counts.items())
-        extra = " Uncertainty/probability maps added (hidden)." if len(layers) > 1 else ""
+        maps = [ly.name.rsplit(" ", 1)[-1] for ly in layers[1:]]
+        extra = (f" {' and '.join(maps).capitalize()} map{'s' if len(maps) > 1 else ''} added "
+                 "(hidden: click its eye in the layer list)." if maps else "")
         text = f"Added '{layers[0].name}' ({result.elapsed_s:.1f} s): {summary}.{extra}"
         self.status_label.setText(text)
         show_info(f"Segmentation added: {layers[0].name}")

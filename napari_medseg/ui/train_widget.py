@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
+from qtpy.QtGui import QFontMetrics
 from qtpy.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -29,6 +30,7 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QRadioButton,
     QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -86,6 +88,40 @@ def find_training_pairs(viewer: Any) -> list[tuple[Any, Any]]:
             copy_medseg_metadata(im).get("source", {}).get("path", ""))).name == file_name]
         pairs.append(((by_origin or by_name or by_file or same)[0], labels))
     return pairs
+
+
+def _home_short(path: Path) -> str:
+    """``/home/me/x`` -> ``~/x`` (shorter to show)."""
+    try:
+        return "~/" + str(Path(path).resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+
+class ElidedLabel(QLabel):
+    """One-line label that elides its text in the middle instead of widening the dock."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = text
+        self.setMinimumWidth(40)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        metrics = QFontMetrics(self.font())
+        super().setText(metrics.elidedText(self._full, Qt.ElideMiddle, max(self.width(), 40)))
 
 
 class TrainWidget(QWidget):
@@ -202,9 +238,7 @@ class TrainWidget(QWidget):
         self.dims_combo.setCurrentIndex(0 if get_setting("train/dims", 3) == 3 else 1)
         form.addRow("Network", self.dims_combo)
         folder_row = QHBoxLayout()
-        self.models_label = QLabel()
-        self.models_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.models_label.setWordWrap(True)
+        self.models_label = ElidedLabel()
         change = button("Change…", "Choose the folder where models are saved and listed",
                         self._choose_models_folder)
         folder_row.addWidget(self.models_label, 1)
@@ -314,8 +348,8 @@ class TrainWidget(QWidget):
     def refresh_models(self) -> None:
         """Refresh the 'Start from' list and the models-folder label."""
         folder = models_folder()
-        self.models_label.setText(str(folder))
-        self.models_label.setToolTip(str(folder))
+        self.models_label.set_full_text(_home_short(folder))
+        self.models_label.setToolTip(f"New models are saved in {folder}")
         current = self.init_combo.currentData()
         self.init_combo.clear()
         self.init_combo.addItem("New model (from scratch)", None)

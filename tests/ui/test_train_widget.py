@@ -84,6 +84,11 @@ def test_train_button_saves_a_model_and_keeps_labels(make_napari_viewer, qtbot, 
     labels_before = {ly.name: np.array(ly.data, copy=True)
                      for ly in viewer.layers if type(ly).__name__ == "Labels"}
     widget = _widget(viewer, qtbot)
+    from napari_medseg.ui.infer_widget import InferWidget
+
+    infer = InferWidget(viewer)
+    viewer.window.add_dock_widget(infer, name="Infer", area="right")
+    assert infer.model_combo.currentData() is None
     widget.config_overrides = dict(TINY)
     widget.name_edit.setText("hippo tiny")
     saved: list[str] = []
@@ -108,6 +113,7 @@ def test_train_button_saves_a_model_and_keeps_labels(make_napari_viewer, qtbot, 
     # the new model is offered for fine-tuning and listed for Infer
     assert widget.init_combo.findData(str(model_dir)) >= 0
     assert [e.path for e in list_models()] == [model_dir]
+    assert infer.model_combo.currentData() == str(model_dir), "Infer offers the new model"
     # the card records the class names of the labels layers
     card = list_models()[0].card
     assert [c["name"] for c in card.classes if c["value"] != 0] == ["Anterior", "Posterior"]
@@ -203,3 +209,81 @@ def _case(image_path, label_path):
     image = read_volume(image_path)
     labels = read_volume(label_path).array
     return Case(case_id=Path(image_path).name.split(".")[0], image=image, labels=labels)
+
+
+@pytest.mark.slow
+def test_screenshots_train_then_infer(make_napari_viewer, qtbot, hippo_cases, tmp_path,
+                                      monkeypatch):
+    """Train and Infer tabs in use. Set ``MEDSEG_SCREENSHOT_DIR=docs/screenshots`` to refresh
+    the docs (then a real 3-minute training runs so the pictures show a meaningful model)."""
+    from PIL import Image
+
+    from napari_medseg.ui.main_widget import MedSegWidget
+
+    target = os.environ.get("MEDSEG_SCREENSHOT_DIR")
+    out = Path(target) if target else tmp_path / "shots"
+    out.mkdir(parents=True, exist_ok=True)
+    docs_mode = bool(target)
+    if docs_mode:  # show the default models folder, inside a throw-away home (ours only:
+        # napari keeps its real HOME for its icon cache)
+        home = tmp_path / "home"
+        monkeypatch.setattr(Path, "home", classmethod(lambda cls: home))
+        set_models_folder(home / ".napari-medseg" / "models")
+
+    viewer = make_napari_viewer(show=True)
+    _open_pairs(viewer, hippo_cases, 4 if docs_mode else 2)
+    dock = MedSegWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="MedSeg", area="right")
+    viewer.window._qt_window.resize(1500, 950)
+    train_tab, infer_tab = dock.page("Train"), dock.page("Infer")
+    qtbot.waitUntil(lambda: "detecting" not in train_tab.device_label.text(), timeout=60000)
+    # the last pair is left for inference
+    last = train_tab.pair_list.item(train_tab.pair_list.count() - 1)
+    last.setCheckState(0)  # Qt.Unchecked
+    for ly in list(viewer.layers)[-2:]:
+        ly.visible = False
+    if docs_mode:
+        train_tab.config_overrides = {"steps_per_epoch": 20, "seed": 0}
+        train_tab.budget_spin.setValue(3.0)
+    else:
+        train_tab.config_overrides = dict(TINY)
+    train_tab.name_edit.setText("hippo-v1")
+    dock.show_tab("Train")
+
+    def save(name: str) -> None:
+        qtbot.wait(400)
+        pixels = np.asarray(viewer.window.screenshot(canvas_only=False, flash=False))[..., :3]
+        assert pixels.std() > 10
+        Image.fromarray(pixels).quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(
+            out / name, optimize=True)
+        assert (out / name).stat().st_size < 300_000
+
+    train_tab.start_button.click()
+    if docs_mode:  # picture while training: a few epochs on the plot, Cancel enabled
+        qtbot.waitUntil(lambda: train_tab.plot.summary()["epochs"] >= 7, timeout=400000)
+        train_tab.plot.redraw()
+        save("train.png")
+    _wait_done(qtbot, train_tab, timeout_ms=400000)
+    assert train_tab.last_event.kind == "finished", train_tab.last_event.message
+    if not docs_mode:
+        save("train.png")
+
+    image = [ly for ly in viewer.layers if type(ly).__name__ == "Image"][-1]
+    image.visible = True
+    for ly in viewer.layers:
+        if ly is not image:
+            ly.visible = False
+    viewer.layers.selection.active = image
+    infer_tab.refresh_models()
+    infer_tab.image_combo.set_layer(image)
+    infer_tab.uncertainty_check.setChecked(True)
+    dock.show_tab("Infer")
+    infer_tab.run_button.click()
+    _wait_done(qtbot, infer_tab)
+    assert infer_tab.last_event.kind == "finished", infer_tab.last_event.message
+    labels = infer_tab.last_layers[0]
+    np.testing.assert_allclose(labels.scale, image.scale)
+    viewer.dims.set_point(0, float(np.argmax((labels.data > 0).sum(axis=(1, 2)))))
+    viewer.reset_view()
+    save("infer.png")
+    assert (out / "train.png").is_file() and (out / "infer.png").is_file()

@@ -295,3 +295,14 @@ def test_same_seed_same_run(tmp_path):
     other = _tiny_config(max_epochs=1, steps_per_epoch=3, val_fraction=0.0, seed=8)
     third = [e.loss for e in _run(train(other, _cases(), tmp_path / "c"))[0] if e.kind == "step"]
     assert third != pytest.approx(first, rel=1e-5)
+
+
+def test_dynunet_with_deep_supervision_trains(tmp_path):
+    cfg = _tiny_config(max_epochs=1, steps_per_epoch=2, architecture="dynunet",
+                       deep_supervision=True)
+    events, result = _run(train(cfg, _cases(), tmp_path / "m"))
+    assert result.status == "finished"
+    net, card = load_model(tmp_path / "m")
+    assert card.network["architecture"] == "dynunet" and card.network["deep_supervision"]
+    with torch.no_grad():
+        assert net(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)

@@ -26,8 +26,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.ui._controls import LayerCombo, button, double_spin, edit_labels, hint
+from napari_medseg.ui._controls import (
+    BACKGROUND_VOXELS,
+    LayerCombo,
+    button,
+    double_spin,
+    edit_labels,
+    hint,
+    run_in_worker,
+)
 from napari_medseg.ui._layers import (
+    apply_labels_edit,
     labels_layers,
     layer_classes,
     volume_from_layer,
@@ -37,6 +46,12 @@ from napari_medseg.ui._settings import get_setting, set_setting
 from napari_medseg.ui.annotate_widget import current_slice_axis, current_slice_index
 
 COMPONENT_COLUMNS = ("Label", "Piece", "Volume (mL)", "Centroid (mm)")
+
+#: Classes of the preview layer.
+PREVIEW_CLASSES = {
+    1: {"name": "would be added", "color": "#39ff14"},
+    2: {"name": "would be removed", "color": "#ff3b30"},
+}
 
 #: Button text, tooltip and core function name of each one-click operation.
 OPERATION_BUTTONS: tuple[tuple[str, str, str], ...] = (
@@ -74,6 +89,8 @@ class EditWidget(QWidget):
         self.viewer = napari_viewer
         self.components: list[dict[str, Any]] = []
         self.worker: Any = None  # background edit of a large volume (tests wait on it)
+        self.preview_layer: Any = None
+        self._pending: tuple[Any, np.ndarray, np.ndarray, str] | None = None
         layout = QVBoxLayout(self)
 
         # --- target ------------------------------------------------------------------
@@ -125,6 +142,18 @@ class EditWidget(QWidget):
             b.clicked.connect(lambda *_, n=name: self.run_operation(n))
             self.op_buttons[name] = b
             grid.addWidget(b, i // 3, i % 3)
+        self.preview_check = QCheckBox("Preview before applying")
+        self.preview_check.setToolTip("Show what an operation would add (green) and remove "
+                                      "(red) in a preview layer; then Apply or Discard")
+        self.apply_button = button("Apply", "Apply the previewed operation (one undo step)",
+                                   self._on_apply_preview)
+        self.discard_button = button("Discard", "Drop the preview; the labels stay unchanged",
+                                     self._on_discard_preview)
+        row = QHBoxLayout()
+        row.addWidget(self.preview_check, 1)
+        row.addWidget(self.apply_button)
+        row.addWidget(self.discard_button)
+        grid.addLayout(row, (len(OPERATION_BUTTONS) + 2) // 3, 0, 1, 3)
         layout.addWidget(box)
 
         box = QGroupBox("Combine two labels")
@@ -182,6 +211,7 @@ class EditWidget(QWidget):
         layout.addWidget(box)
         layout.addStretch(1)
         self._fill_label_choices()
+        self._update_preview_buttons()
 
     # ------------------------------------------------------------------ choices
     def _fill_label_choices(self, *_: Any) -> None:
@@ -241,10 +271,79 @@ class EditWidget(QWidget):
         action = name.replace("_", " ").capitalize()
         with notify_errors(action):
             layer, compute, what = self._operation(name)
+            if self.preview_check.isChecked():
+                return self._preview(layer, compute, what, action)
+            self._on_discard_preview()
             self.worker = edit_labels(layer, compute, lambda n: self._report(what, n), action,
                                       self._set_busy)
             return self.worker
         return None
+
+    # ------------------------------------------------------------------ preview
+    def _preview(self, layer: Any, compute: Callable[[np.ndarray], np.ndarray], what: str,
+                 action: str) -> Any:
+        """Compute the operation on a snapshot and show its effect without changing labels."""
+        snapshot = np.array(layer.data, copy=True)
+
+        def show(result: Any) -> None:
+            result = np.asarray(result)
+            diff = np.zeros(snapshot.shape, dtype=np.uint8)
+            diff[(result != snapshot) & (result != 0)] = 1
+            diff[(result != snapshot) & (result == 0)] = 2
+            self._show_preview(layer, diff)
+            self._pending = (layer, snapshot, result, what)
+            added, removed = int((diff == 1).sum()), int((diff == 2).sum())
+            self.status.setText(f"Preview of {what}: +{added} / -{removed} voxels. "
+                                "Apply or Discard.")
+            self._update_preview_buttons()
+
+        if snapshot.size <= BACKGROUND_VOXELS:
+            show(compute(snapshot))
+            return None
+        self._set_busy(True)
+        self.worker = run_in_worker(compute, snapshot, on_returned=show, action=action,
+                                    on_finished=lambda: self._set_busy(False))
+        return self.worker
+
+    def _show_preview(self, layer: Any, diff: np.ndarray) -> None:
+        from napari_medseg.ui._layers import add_labels_for_image
+
+        if self.preview_layer is not None and self.preview_layer in self.viewer.layers \
+                and self.preview_layer.data.shape == diff.shape:
+            self.preview_layer.data = diff
+        else:
+            self._remove_preview_layer()
+            self.preview_layer = add_labels_for_image(
+                self.viewer, layer, data=diff, name="edit preview", classes=PREVIEW_CLASSES)
+        self.preview_layer.opacity = 0.9
+        self.viewer.layers.selection.active = layer
+
+    def _remove_preview_layer(self) -> None:
+        if self.preview_layer is not None and self.preview_layer in self.viewer.layers:
+            self.viewer.layers.remove(self.preview_layer)
+        self.preview_layer = None
+
+    def _update_preview_buttons(self) -> None:
+        self.apply_button.setEnabled(self._pending is not None)
+        self.discard_button.setEnabled(self._pending is not None)
+
+    @catch_errors("Apply preview")
+    def _on_apply_preview(self) -> int:
+        if self._pending is None:
+            raise ValueError("nothing to apply: run an operation with 'Preview' ticked first")
+        layer, snapshot, result, what = self._pending
+        changed = snapshot != result
+        merged = np.array(layer.data, copy=True)
+        merged[changed] = result[changed]  # strokes made since the preview are kept
+        n = apply_labels_edit(layer, merged)
+        self._on_discard_preview()
+        self._report(what, n)
+        return n
+
+    def _on_discard_preview(self) -> None:
+        self._pending = None
+        self._remove_preview_layer()
+        self._update_preview_buttons()
 
     def _operation(self, name: str) -> tuple[Any, Callable[[np.ndarray], np.ndarray], str]:
         """(layer, compute(labels) -> new labels, description) for core function ``name``."""

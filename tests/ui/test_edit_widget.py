@@ -227,3 +227,31 @@ def test_large_volume_edits_run_in_background_and_keep_concurrent_strokes(setup,
     assert labels.data[0, 0, 0] == 3
     labels.undo()  # the stroke
     np.testing.assert_array_equal(labels.data, original)
+
+
+def test_preview_then_apply_or_discard(setup):
+    from napari_medseg.editing import shrink_label
+    from napari_medseg.ui._layers import volume_from_layer
+
+    viewer, widget, _image, labels = setup
+    original = labels.data.copy()
+    widget.radius_spin.setValue(1.0)
+    assert not widget.apply_button.isEnabled()
+    widget.preview_check.setChecked(True)
+    widget.op_buttons["shrink_label"].click()
+    np.testing.assert_array_equal(labels.data, original)  # nothing changed yet
+    preview = widget.preview_layer
+    assert preview is not None and preview in viewer.layers
+    expected = shrink_label(original, 1, 1.0, volume_from_layer(labels).spacing)
+    np.testing.assert_array_equal(preview.data == 2, (expected != original) & (expected == 0))
+    assert not (preview.data == 1).any()
+    assert widget.apply_button.isEnabled()
+    widget.discard_button.click()
+    assert preview not in viewer.layers
+    np.testing.assert_array_equal(labels.data, original)
+    widget.op_buttons["shrink_label"].click()
+    widget.apply_button.click()
+    np.testing.assert_array_equal(labels.data, expected)
+    assert widget.preview_layer is None and not widget.apply_button.isEnabled()
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, original)

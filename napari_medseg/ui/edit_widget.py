@@ -145,7 +145,8 @@ class EditWidget(QWidget):
         self.preview_check = QCheckBox("Preview before applying")
         self.preview_check.setToolTip("Show what an operation would add (green) and remove "
                                       "(red) in a preview layer; then Apply or Discard")
-        self.apply_button = button("Apply", "Apply the previewed operation (one undo step)",
+        self.apply_button = button("Apply preview", "Apply the previewed operation (one undo "
+                                   "step)",
                                    self._on_apply_preview)
         self.discard_button = button("Discard", "Drop the preview; the labels stay unchanged",
                                      self._on_discard_preview)
@@ -387,7 +388,8 @@ class EditWidget(QWidget):
             def compute(a: np.ndarray) -> np.ndarray:
                 return _call_with_supported(func, a, label, **params)
         where = "this slice" if axis is not None and name != "interpolate_slices" else "3D"
-        return layer, compute, f"{name.replace('_', ' ')} on label {label} ({where})"
+        title = {n: t for t, _tip, n in OPERATION_BUTTONS}.get(name, name.replace("_", " "))
+        return layer, compute, f"{title}, label {label} ({where})"
 
     def _report(self, what: str, n: int) -> None:
         self.status.setText(f"{what}: {n} voxels changed. Ctrl+Z undoes it.")

@@ -112,10 +112,12 @@ def test_screenshot_edit(app, qtbot, out_dir, hippo_cases):
     edit.set_label(1)
     k = int(np.argmax((labels.data == 1).reshape(labels.data.shape[0], -1).sum(1)))
     viewer.dims.set_point(0, float(labels.data_to_world((k, 0, 0))[0]))
-    edit.radius_spin.setValue(1.0)
-    edit.op_buttons["grow_label"].click()
     edit.contours_button.click()
     edit.components_button.click()
+    edit.radius_spin.setValue(2.0)
+    edit.preview_check.setChecked(True)
+    edit.op_buttons["grow_label"].click()  # preview: what growing by 2 mm would add
+    assert edit.preview_layer is not None
     viewer.layers.selection.active = labels
     widget.show_tab("Edit")
     _zoom(viewer)

@@ -207,7 +207,7 @@ def test_describe_device_in_child_process():
     from napari_medseg.jobs import describe_device
 
     events, text = _collect(ProcessJob(describe_device, "cpu", stop_kwarg=None))
-    assert text.startswith("CPU (") and "threads" in text
+    assert text.startswith("CPU (") and "thread" in text
     events, text = _collect(ProcessJob(describe_device, "auto", stop_kwarg=None))
     assert text.startswith(("CPU (", "GPU: "))
 

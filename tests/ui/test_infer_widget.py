@@ -51,6 +51,9 @@ def _isolated(tmp_path, monkeypatch, models_dir):
     monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     set_models_folder(models_dir)
+    from napari.utils.notifications import notification_manager
+
+    notification_manager.records.clear()  # records are global: count this test's only
 
 
 def _errors() -> list[str]:

@@ -25,6 +25,9 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the training child
     set_models_folder(tmp_path / "models")
+    from napari.utils.notifications import notification_manager
+
+    notification_manager.records.clear()  # records are global: count this test's only
 
 
 def _errors() -> list[str]:

@@ -50,7 +50,15 @@ from napari_medseg.ui._layers import (
 from napari_medseg.ui._notify import catch_errors, show_error_message
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
-VERSION_COLUMNS = ("Version", "Dice", "Dice new cases", "Cases", "Slices", "From", "Created")
+VERSION_COLUMNS = ("Version", "Dice", "Dice new", "Cases", "Slices")
+VERSION_TIPS = (
+    "Model version (bold = in use)",
+    "Mean Dice on validation cases, when the project has any",
+    "Mean Dice of this version on the cases accepted after it was trained: cases it never saw, "
+    "measured when the next version is trained",
+    "Accepted cases it was trained on",
+    "Annotated slices in those cases (the annotation effort)",
+)
 #: Milliseconds of quiet after a labels change before it is autosaved.
 AUTOSAVE_DELAY_MS = 1500
 #: Autosave anything unsaved at least this often (ms).
@@ -89,6 +97,7 @@ class ProjectWidget(QWidget):
         self._entropy: dict[tuple[str, str | None], np.ndarray] = {}
         self.last_ranking: list[tuple[str, float]] = []
         self.last_slices: list[int] = []
+        self.setMinimumWidth(390)  # room for the version table's columns
         layout = QVBoxLayout(self)
 
         # --- project -------------------------------------------------------------------
@@ -153,17 +162,21 @@ class ProjectWidget(QWidget):
         col.addWidget(self.train_label)
         self.version_table = QTableWidget(0, len(VERSION_COLUMNS))
         self.version_table.setHorizontalHeaderLabels(VERSION_COLUMNS)
+        for c, tip in enumerate(VERSION_TIPS):
+            self.version_table.horizontalHeaderItem(c).setToolTip(tip)
         self.version_table.verticalHeader().setVisible(False)
         self.version_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.version_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.version_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.version_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.version_table.horizontalHeader().setStretchLastSection(True)
+        header = self.version_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
         self.version_table.setToolTip(
             "Model versions. Dice: on validation cases (when there are any). Dice new cases: "
             "the version's Dice on the cases accepted after it was trained (cases it never "
             "saw). Bold = in use.")
-        self.version_table.setMinimumHeight(110)
+        self.version_table.setMinimumHeight(90)
+        self.version_table.setMaximumHeight(160)
         col.addWidget(self.version_table)
         self.use_version_button = button("Use selected version", "Predict and retrain from "
                                          "the selected version from now on",
@@ -267,10 +280,11 @@ class ProjectWidget(QWidget):
         else:
             classes = ", ".join(c["name"] for c in p.classes.values())
             self.project_label.setText(
-                f"<b>{p.name}</b> ({p.modality}; {classes})<br>{p.root}<br>"
+                f"<b>{p.name}</b> ({p.modality}: {classes})<br>folder <i>{p.root.name}</i><br>"
                 f"{len(p.accepted_ids())} accepted case(s), {p.annotation_cost()} annotated "
-                f"slices; {len(p.unlabelled_ids())} in the pool; model "
-                f"{p.current_model or 'none yet'}")
+                f"slices<br>{len(p.unlabelled_ids())} image(s) in the pool; model "
+                f"<b>{p.current_model or 'none yet'}</b>")
+            self.project_label.setToolTip(str(p.root))
         self._fill_versions()
         self._update_enabled()
 
@@ -283,16 +297,19 @@ class ProjectWidget(QWidget):
             metrics = m.get("metrics") or {}
             values = (m["version"], _fmt(metrics.get("dice_mean")),
                       _fmt(metrics.get("new_cases/dice_mean")),
-                      str(len(m.get("training_cases") or [])), str(m.get("annotation_cost", "")),
-                      m.get("parent") or "—", str(m.get("created", ""))[:16].replace("T", " "))
+                      str(len(m.get("training_cases") or [])), str(m.get("annotation_cost", "")))
+            created = str(m.get("created", ""))[:16].replace("T", " ")
+            tip = "\n".join([f"{m['version']}: fine-tuned from {m.get('parent') or 'nothing (new)'}",
+                             f"created {created}"]
+                            + ([f"note: {m['note']}"] if m.get("note") else [])
+                            + [f"{k}: {v:.4g}" for k, v in sorted(metrics.items())])
             for c, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 if m["version"] == current:
                     font = QFont()
                     font.setBold(True)
                     item.setFont(font)
-                if c == 1 and metrics:
-                    item.setToolTip("\n".join(f"{k}: {v:.4g}" for k, v in sorted(metrics.items())))
+                item.setToolTip(tip)
                 table.setItem(r, c, item)
 
     def _update_enabled(self) -> None:

@@ -177,20 +177,28 @@ def test_autosave_and_restore_on_reopen(make_napari_viewer, qtbot, hippo_cases, 
     assert not _errors()
 
 
-@pytest.fixture
-def trained_project(tmp_path, hippo_cases):
-    """A project with one accepted case, a tiny model and two pool images."""
+def _make_project(root, hippo_cases, n_accepted=1, config=None, rounds=1):
+    """A project with accepted cases, ``rounds`` trained versions and two pool images
+    (every round after the first accepts one more case, sparse: every 4th slice)."""
     from napari_medseg.dataset.msd import read_image
 
-    project = Project.create(tmp_path / "proj", "Hippocampus", CLASSES, "MR")
-    cases = hippo_cases(3)
-    image = read_image(cases[0][0])
-    labels = np.asarray(read_image(cases[0][1]).array).astype(np.uint8)
-    project.accept_case(image, labels)
-    run_to_end(retrain(project, config=default_retrain_config(project, 60, **TINY)))
-    for img, _ in cases[1:]:
+    project = Project.create(root, "Hippocampus", CLASSES, "MR")
+    cases = hippo_cases(n_accepted + rounds + 1)
+    for i, (img, lab) in enumerate(cases[: n_accepted + rounds - 1]):
+        labels = np.asarray(read_image(lab).array).astype(np.uint8)
+        slices = None if i < n_accepted else list(range(2, labels.shape[0], 4))
+        project.accept_case(read_image(img), labels, slices)
+        if i >= n_accepted - 1:
+            run_to_end(retrain(project, config=config or default_retrain_config(project, 60,
+                                                                                 **TINY)))
+    for img, _ in cases[n_accepted + rounds - 1:]:
         project.add_unlabelled(img)
     return project
+
+
+@pytest.fixture
+def trained_project(tmp_path, hippo_cases):
+    return _make_project(tmp_path / "proj", hippo_cases)
 
 
 def test_next_case_and_next_slices(make_napari_viewer, qtbot, trained_project):
@@ -225,21 +233,28 @@ def test_buttons_explain_missing_project(make_napari_viewer, qtbot):
     assert any("create or open a project first" in m for m in _errors())
 
 
-def test_screenshot_project_dock(make_napari_viewer, qtbot, trained_project, hippo_cases,
-                                 tmp_path):
+def test_screenshot_project_dock(make_napari_viewer, qtbot, hippo_cases, tmp_path):
+    """Screenshot; with MEDSEG_SCREENSHOT_DIR set (refreshing the docs) the model is a real one
+    (about a minute of 3D training on 4 cases), else the tiny test model."""
     from PIL import Image
 
+    target = os.environ.get("MEDSEG_SCREENSHOT_DIR")
+    config = None
+    if target:
+        probe = Project.create(tmp_path / "probe", "x", CLASSES, "MR")
+        config = default_retrain_config(probe, 60.0, dims=3, device="cpu", seed=0)
+    project = _make_project(tmp_path / "proj", hippo_cases, 4 if target else 1, config,
+                            rounds=2)
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1500, 950)
     widget = _widget(viewer)
-    widget.open_project(trained_project.root)
+    widget.open_project(project.root)
     _click(qtbot, widget.next_case_button)
     _wait(qtbot, widget)
     _click(qtbot, widget.next_slices_button)
     _wait(qtbot, widget)
     widget.version_table.selectRow(0)
     qtbot.wait(300)
-    target = os.environ.get("MEDSEG_SCREENSHOT_DIR")
     folder = Path(target) if target else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     pixels = np.asarray(viewer.window.screenshot(canvas_only=False, flash=False))[..., :3]

@@ -11,11 +11,12 @@ and appears in the Infer dock.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtGui import QFontMetrics
 from qtpy.QtWidgets import (
     QButtonGroup,
@@ -61,8 +62,42 @@ from napari_medseg.ui._settings import get_setting, last_folder, remember_folder
 logger = logging.getLogger("napari_medseg")
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-#: Device descriptions already probed in this session (probing imports torch in a child).
+#: Device descriptions probed in this session (probing imports torch in a child process).
 _DEVICE_TEXT: dict[str, str] = {}
+_PROBING: set[str] = set()
+_PROBE_LOCK = threading.Lock()
+
+
+def device_description(device: str) -> str | None:
+    """Text for the processor ``device`` resolves to, or None while it is being probed.
+
+    The first call per device starts the probe: :func:`~napari_medseg.jobs.describe_device`
+    in a child process (so the viewer's process never creates a CUDA context), driven by a
+    daemon thread that touches no Qt object (so it may outlive any widget safely).
+    """
+    with _PROBE_LOCK:
+        if device in _DEVICE_TEXT:
+            return _DEVICE_TEXT[device]
+        if device in _PROBING:
+            return None
+        _PROBING.add(device)
+
+    def probe() -> None:
+        text = "unknown (device check failed)"
+        try:
+            job = ProcessJob(describe_device, device, stop_kwarg=None, what="Device check",
+                             nice=0)
+            for _ev in job.events():
+                pass
+            if isinstance(job.result, str):
+                text = job.result
+        finally:
+            with _PROBE_LOCK:
+                _DEVICE_TEXT[device] = text
+                _PROBING.discard(device)
+
+    threading.Thread(target=probe, name=f"medseg-device-probe-{device}", daemon=True).start()
+    return None
 
 
 def find_training_pairs(viewer: Any) -> list[tuple[Any, Any]]:
@@ -150,7 +185,9 @@ class TrainWidget(QWidget):
         self.last_result: Any = None
         self.last_event: Event | None = None
         self._out_dir: Path | None = None
-        self._device_worker: Any = None
+        self._device_timer = QTimer(self)
+        self._device_timer.setInterval(250)
+        self._device_timer.timeout.connect(self._poll_device)
         self.runner = JobRunner(self)
         self.runner.event.connect(self._on_event)
         self.runner.done.connect(self._on_done)
@@ -369,34 +406,19 @@ class TrainWidget(QWidget):
 
     # ------------------------------------------------------------------ device
     def _probe_device(self, *_: Any) -> None:
-        """Show which processor training will use (probed in a child process, once)."""
+        """Show which processor training will use (probed once per session, in a child)."""
         device = self.device_combo.currentText()
-        if device in _DEVICE_TEXT:
-            self.device_label.setText(_DEVICE_TEXT[device])
-            return
-        from napari.qt.threading import create_worker
+        text = device_description(device)
+        self.device_label.setText(text or "detecting…")
+        if text is None and not self._device_timer.isActive():
+            self._device_timer.start()
 
-        self.device_label.setText("detecting…")
-
-        def probe() -> str:
-            job = ProcessJob(describe_device, device, stop_kwarg=None, what="Device check",
-                             nice=0)
-            for _ev in job.events():
-                pass
-            return job.result if isinstance(job.result, str) else "unknown"
-
-        def show(text: str) -> None:
-            _DEVICE_TEXT[device] = text
-            try:
-                if self.device_combo.currentText() == device:
-                    self.device_label.setText(text)
-            except RuntimeError:
-                pass
-
-        worker = create_worker(probe, _start_thread=False)
-        worker.returned.connect(show)
-        self._device_worker = worker
-        worker.start()
+    def _poll_device(self) -> None:
+        device = self.device_combo.currentText()
+        text = device_description(device)
+        if text is not None:
+            self._device_timer.stop()
+            self.device_label.setText(text)
 
     # ------------------------------------------------------------------ actions
     @catch_errors("Choose dataset folder")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -133,6 +135,26 @@ def test_predict_folder_writes_same_geometry(tmp_path):
         list(predict_folder(model_dir, out, out, device="cpu"))
     with pytest.raises(ValueError, match="No NIfTI"):
         list_input_images(tmp_path / "m")
+
+
+def test_predict_dicom_series_folder(tmp_path, samples_dir):
+    import shutil
+
+    from napari_medseg.io import list_dicom_series, read_volume
+
+    series = min((s for s in list_dicom_series(samples_dir / "mr_dicom_hippocrop") if s.is_image),
+                 key=lambda s: s.n_slices)
+    series_dir = tmp_path / "one_series"
+    series_dir.mkdir()
+    for f in series.files:
+        shutil.copy(f, series_dir / Path(f).name)
+    assert list_input_images(series_dir) == [series_dir]
+    out = tmp_path / "out"
+    list(predict_folder(_model_dir(tmp_path), series_dir, out, device="cpu"))
+    written = out / f"{series_dir.name}.nii.gz"
+    src, back = read_volume(series_dir), read_nifti(written)
+    assert back.shape == src.shape
+    np.testing.assert_allclose(back.affine, src.affine, atol=1e-4)
 
 
 def test_resolve_device():

@@ -228,7 +228,12 @@ def _strip_suffix(name: str) -> str:
 
 
 def list_input_images(input_path: str | os.PathLike) -> list[Path]:
-    """NIfTI files to segment: the file itself, or every ``.nii``/``.nii.gz`` in a folder."""
+    """Images to segment: a file, every ``.nii``/``.nii.gz`` in a folder, or a DICOM folder.
+
+    A folder without NIfTI files but with DICOM files is one input (its single image series).
+    """
+    from napari_medseg.io import folder_has_dicom
+
     path = Path(input_path)
     if path.is_file():
         return [path]
@@ -236,9 +241,11 @@ def list_input_images(input_path: str | os.PathLike) -> list[Path]:
         files = sorted(p for p in path.iterdir()
                        if p.is_file() and p.name.endswith((".nii", ".nii.gz"))
                        and not p.name.startswith("."))
-        if not files:
-            raise ValueError(f"No NIfTI images (.nii, .nii.gz) in {path}.")
-        return files
+        if files:
+            return files
+        if folder_has_dicom(path):
+            return [path]
+        raise ValueError(f"No NIfTI images (.nii, .nii.gz) or DICOM files in {path}.")
     raise ValueError(f"Input not found: {path}")
 
 
@@ -252,7 +259,10 @@ def predict_folder(
     should_stop: StopFlag = None,
     **kwargs,
 ) -> Generator[Event, None, list[Path]]:
-    """Segment a file or every NIfTI image in a folder into ``out_dir/<name>.nii.gz``.
+    """Segment a file, every NIfTI image in a folder, or a DICOM series into ``out_dir``.
+
+    Outputs are named ``<input name without .nii/.nii.gz>.nii.gz`` (a DICOM folder gives
+    ``<folder name>.nii.gz``).
 
     Each output has the input's shape and affine and is written atomically (temp + rename).
     Yields one ``"step"`` per finished image; returns the written paths.

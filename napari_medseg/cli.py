@@ -272,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="segment a NIfTI file or every NIfTI file in a folder")
+    p = sub.add_parser("predict", help="segment a NIfTI file, every NIfTI file in a folder, or a DICOM series folder")
     p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("input", help="image file or folder")
+    p.add_argument("input", help="image file, folder of NIfTI files, or DICOM series folder")
     p.add_argument("--out", required=True, help="output folder (<name>.nii.gz per input)")
     p.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
     p.add_argument("--keep-largest", action="store_true",

@@ -92,6 +92,13 @@ def test_input_that_does_not_fit_the_model(tmp_path):
         predict_volume(two_channel, _volume(), device="cpu")
     res = predict_volume(two_channel, [_volume(), _volume()], device="cpu")
     assert res.labels.shape == _volume().shape
+    mr_model = _model_dir(tmp_path, name="mr")
+    card_path = mr_model / "model_card.json"
+    card_path.write_text(card_path.read_text().replace('"modality": "unknown"', '"modality": "MR"'))
+    ct = _volume()
+    ct.modality = "CT"
+    with pytest.raises(ModelLoadError, match="trained on MR images; this image is CT"):
+        predict_volume(mr_model, ct, device="cpu")
     three_d = _model_dir(tmp_path, name="three")
     flat = Volume(np.zeros((20, 18), np.float32), (1.0, 1.0))
     with pytest.raises(ModelLoadError, match="needs a 3D volume"):

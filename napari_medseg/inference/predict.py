@@ -155,6 +155,12 @@ def predict(
             f"({', '.join(card.channel_names)}); the input has {len(channels)}."
         )
     ref = channels[0]
+    known = {"CT", "MR", "PT", "US", "XA"}
+    if card.modality in known and ref.modality in known and card.modality != ref.modality:
+        raise ModelLoadError(
+            f"The model {card.describe()} was trained on {card.modality} images; this image is "
+            f"{ref.modality}. It belongs to a different task."
+        )
     if card.dims == 3 and ref.ndim != 3:
         raise ModelLoadError(f"The model {card.describe()} needs a 3D volume; the input is 2D.")
     spacing = ref.spacing

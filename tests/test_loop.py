@@ -148,3 +148,20 @@ def test_benchmark_cli_quick_ends_with_contract_line(hippo_dir, tmp_path):
     bench = Project.open(tmp_path / "bench")
     assert [m["version"] for m in bench.models()] == ["v001", "v002"]
     assert bench.annotation_cost() == 8
+
+
+def test_cli_train_works_on_a_project_folder(project, hippo_cases, tmp_path, capsys):
+    """`napari-medseg train PROJECT_DIR` reads the project as an MSD dataset (sparse cases too)."""
+    from napari_medseg.cli import main
+    from napari_medseg.models.card import read_card
+
+    image, labels, _ = _case(hippo_cases(1)[0])
+    project.accept_case(image, labels, annotated_slices=[10, 20])
+    project.add_unlabelled(_case(hippo_cases(2)[1])[0])  # pool images are not training cases
+    status = main(["train", str(project.root), "--out", str(tmp_path / "model"), "--max-epochs",
+                   "1", "--steps-per-epoch", "2", "--val-fraction", "0", "--base-channels", "4",
+                   "--device", "cpu", "--quiet"])
+    assert status == 0, capsys.readouterr()
+    card = read_card(tmp_path / "model")
+    assert card.training_cases == ["hippocampus_001"]
+    assert card.label_names == {0: "background", 1: "Anterior", 2: "Posterior"}

@@ -138,7 +138,7 @@ class InProcessJob:
         self.result = None
         self.pid = os.getpid()
 
-    def events(self):
+    def events(self, **_ignored):
         self.result = yield from self.fn(*self.args, should_stop=self._stop.is_set,
                                          **self.kwargs)
         return self.result

@@ -262,13 +262,24 @@ class ProcessJob:
         return self._process is not None and self._process.is_alive()
 
     # -- streaming ------------------------------------------------------------------------
-    def events(self, poll_s: float = 0.1) -> Generator[Event, None, Any]:
+    def events(self, poll_s: float = 0.1, abandon: Callable[[], bool] | None = None
+               ) -> Generator[Event, None, Any]:
         """Start the child and yield its events; returns the job's result.
 
         Never raises because of the job: failures, crashes and kills become one ``"error"``
         event (the last one). If the job ends without a ``"finished"``/``"cancelled"``/``"error"``
         event, one is synthesised so consumers always see a terminal event. Closing the generator
-        early (e.g. napari's ``worker.quit()``) cancels and stops the child.
+        early cancels and stops the child.
+
+        Parameters
+        ----------
+        poll_s : float
+            How often (s) the child's liveness, the cancel grace and ``abandon`` are checked
+            while no event arrives.
+        abandon : callable, optional
+            Polled while waiting; once it returns True the job is cancelled with a short grace
+            (3 s) and then stopped. Used when the host quits (napari's ``worker.quit()`` only
+            takes effect between yields, and a job may stay silent for a while).
         """
         out = self._ctx.Queue()
         proc = self._ctx.Process(
@@ -305,6 +316,10 @@ class ProcessJob:
                                 yield Event("error", level="error",
                                             message=describe_exit(proc.exitcode, self.what))
                             return self.result
+                    elif abandon is not None and not self.cancel_requested and abandon():
+                        self.cancel_grace_s = min(self.cancel_grace_s, 3.0)
+                        self.cancel()
+                        continue
                     elif self._overdue():
                         self._force_stop(proc)
                         yield Event("cancelled", level="warning",

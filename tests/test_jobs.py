@@ -258,3 +258,16 @@ def test_gpu_memory_is_released_when_the_child_ends():
         time.sleep(0.2)
     assert free_before - free_after < 64 * 2**20, "GPU memory still held after the job ended"
     assert torch.cuda.memory_allocated() == 0  # the viewer's process never held any
+
+
+def test_abandon_stops_a_silent_child_quickly():
+    job = ProcessJob(stubborn_job, what="Training", cancel_grace_s=60)
+    flag = {"quit": False}
+    t0 = time.monotonic()
+    kinds = []
+    for ev in job.events(abandon=lambda: flag["quit"]):
+        kinds.append(ev.kind)
+        flag["quit"] = True  # the host quits right after the first event
+    assert kinds == ["start", "cancelled"]
+    assert time.monotonic() - t0 < 30  # 3 s grace, not the 60 s configured
+    assert not job.is_alive()

@@ -24,9 +24,9 @@ logger = logging.getLogger("napari_medseg")
 TERMINAL_KINDS = ("finished", "cancelled", "error")
 
 
-def _iterate(job: ProcessJob) -> Generator[Event, None, Any]:
+def _iterate(events: Generator[Event, None, Any]) -> Generator[Event, None, Any]:
     """Worker body: forward the child's events (runs in the worker thread)."""
-    return (yield from job.events())
+    return (yield from events)
 
 
 class JobRunner(QObject):
@@ -51,6 +51,7 @@ class JobRunner(QObject):
         self.worker: Any = None
         self._progress: Any = None
         self._last: Event | None = None
+        self._events: Generator[Event, None, Any] | None = None
         self._desc = ""
         self._t0 = time.monotonic()
         #: Return value of the last job (None while running or after a failure).
@@ -77,7 +78,13 @@ class JobRunner(QObject):
         self._last = None
         self._desc = description
         self._t0 = time.monotonic()
-        worker = create_worker(_iterate, job, _start_thread=False)
+        # Keep the events generator: if napari aborts the worker (``quit()`` on exit), it
+        # stops iterating without closing it; _on_finished closes it, which stops the child.
+        holder: dict[str, Any] = {}
+        self._events = job.events(
+            abandon=lambda: bool(getattr(holder.get("worker"), "abort_requested", False)))
+        worker = create_worker(_iterate, self._events, _start_thread=False)
+        holder["worker"] = worker
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_worker_error)
         worker.finished.connect(self._on_finished)
@@ -133,6 +140,12 @@ class JobRunner(QObject):
                            message=f"{self._desc} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
     def _on_finished(self) -> None:
+        if self._events is not None:
+            try:
+                self._events.close()  # no-op when it ran to the end; else cancels the child
+            except ValueError:  # still executing (cannot happen after 'finished')
+                pass
+            self._events = None
         self._close_progress()
         self.worker = None
         last = self._last or Event("error", level="error",

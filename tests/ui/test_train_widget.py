@@ -170,6 +170,23 @@ def test_cancel_stops_the_child_and_keeps_the_previous_model(make_napari_viewer,
     assert not _errors()
 
 
+def test_napari_quitting_the_worker_stops_the_child(make_napari_viewer, qtbot, hippo_cases):
+    """napari calls quit() on every worker when it exits; the training child must not linger."""
+    viewer = make_napari_viewer()
+    _open_pairs(viewer, hippo_cases, 2)
+    widget = _widget(viewer, qtbot)
+    widget.config_overrides = {**TINY, "max_epochs": 10000}
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: bool(widget.runner.job is not None and widget.runner.job.pid),
+                    timeout=10000)
+    pid = widget.runner.job.pid
+    widget.runner.worker.quit()
+    _wait_done(qtbot, widget, timeout_ms=30000)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert widget.start_button.isEnabled()
+
+
 def test_bad_dataset_folder_is_one_clear_notification(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     widget = _widget(viewer, qtbot)

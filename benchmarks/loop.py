@@ -67,8 +67,11 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None, help="learning rate (engine default)")
     p.add_argument("--no-keep-largest", action="store_true",
                    help="do not keep only the largest component per class in predictions")
-    p.add_argument("--no-tta", dest="tta", action="store_false",
-                   help="no mirror test-time augmentation (default: on, 8 passes in 3D)")
+    p.add_argument("--tta", choices=("auto", "on", "off"), default="auto",
+                   help="mirror test-time augmentation (8 passes in 3D); auto: on unless the "
+                        "images are large (median above 4 million voxels)")
+    p.add_argument("--no-tta", dest="tta", action="store_const", const="off",
+                   help="same as --tta off")
     p.add_argument("--device", default="cpu", help="cpu (the target), auto, cuda")
     p.add_argument("--threads", default="auto",
                    help="torch CPU threads, or auto: time 1 vs all cores and take the faster "
@@ -138,7 +141,10 @@ class CaseLoader:
 
         imgs, lab = self.paths[cid]
         if len(imgs) != 1:
-            raise SystemExit("this benchmark supports single-channel datasets only")
+            if not getattr(self, "_warned", False):
+                print(f"note: {len(imgs)} image channels per case; the loop uses the first "
+                      "(projects hold single-channel images)")
+                self._warned = True
         image = read_image(imgs[0])
         image.modality = self.modality if image.modality == "unknown" else image.modality
         labels = np.asarray(read_image(lab).array).astype(np.uint8)
@@ -179,6 +185,15 @@ def seed_slices(gt: np.ndarray, n: int) -> list[int]:
         return sorted({int(i) for i in np.linspace(0, gt.shape[0] - 1, n).round()})
     picks = fg[np.clip(((np.arange(n) + 0.5) / n * fg.size).astype(int), 0, fg.size - 1)]
     return sorted({int(i) for i in picks})
+
+
+def _median_voxels(loader: CaseLoader, case_ids: list[str]) -> float:
+    """Median voxel count of the images of ``case_ids`` (read from the headers only)."""
+    from napari_medseg.io.nifti import nifti_header_summary
+
+    counts = [float(np.prod(nifti_header_summary(loader.paths[c][0][0])["shape"]))
+              for c in case_ids]
+    return float(np.median(counts)) if counts else 0.0
 
 
 def choose_threads(max_threads: int | None = None) -> int:
@@ -250,9 +265,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         loader.axis, axis_note = int(args.axis), "chosen"
     val_ids = val_ids[: args.val_cases]
-    needed = 2 + args.rounds * args.volumes_per_round
-    if len(pool) < needed:
-        raise SystemExit(f"the dataset has {len(pool)} training cases; {needed} are needed")
+    if len(pool) < 2 + args.rounds:
+        raise SystemExit(f"the dataset has {len(pool)} training cases; at least "
+                         f"{2 + args.rounds} are needed for {args.rounds} round(s)")
+    if len(pool) < 2 + args.rounds * args.volumes_per_round:
+        args.volumes_per_round = (len(pool) - 2) // args.rounds
+        print(f"note: only {len(pool)} training cases: {args.volumes_per_round} new volume(s) "
+              "per round")
+    median_voxels = _median_voxels(loader, pool[:5])
+    if args.tta == "auto":
+        args.tta = "on" if median_voxels <= 4e6 else "off"
+    args.tta = args.tta == "on"
     keep_largest = not args.no_keep_largest
     device = args.device
     print(f"dataset {data.name}: {len(train_ids)} training / {len(val_ids)} validation cases used, "

@@ -165,3 +165,31 @@ def test_cli_train_works_on_a_project_folder(project, hippo_cases, tmp_path, cap
     card = read_card(tmp_path / "model")
     assert card.training_cases == ["hippocampus_001"]
     assert card.label_names == {0: "background", 1: "Anterior", 2: "Posterior"}
+
+
+def test_benchmark_runs_on_another_msd_dataset(tmp_path):
+    """Synthetic two-channel CT-like task without a split file: the contract line still comes."""
+    from napari_medseg.dataset.msd import write_msd_dataset
+    from napari_medseg.io.volume import Volume
+
+    rng = np.random.default_rng(0)
+    cases = []
+    zz, yy, xx = np.mgrid[:16, :20, :20]
+    for i in range(8):
+        centre = rng.uniform(7, 12, 3)
+        ball = ((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2) < 16
+        image = (ball * 200.0 + rng.normal(0, 20, ball.shape) - 100).astype(np.float32)
+        cases.append(Case(f"case_{i:02d}", Volume(image, modality="CT"), ball.astype(np.uint8),
+                          extra_channels=(Volume(image * 0.5, modality="CT"),)))
+    data = write_msd_dataset(cases, tmp_path / "Task99_Ball", {0: "background", 1: "ball"},
+                             name="Ball", modality="CT")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "loop.py"), "--data", str(data), "--quick",
+         "--retrain-budget-s", "6", "--dims", "2", "--threads", "1"],
+        capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
+    assert "uses the first" in proc.stdout  # two channels: the first one is used
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"final_dice=\d\.\d{4} corrected_slices=\d+ rounds=1", last), last

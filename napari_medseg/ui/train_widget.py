@@ -274,6 +274,7 @@ class TrainWidget(QWidget):
         )
         self.dims_combo.setCurrentIndex(0 if get_setting("train/dims", 3) == 3 else 1)
         form.addRow("Network", self.dims_combo)
+        self.init_combo.currentIndexChanged.connect(self._on_init_changed)
         folder_row = QHBoxLayout()
         self.models_label = ElidedLabel()
         change = button("Change…", "Choose the folder where models are saved and listed",
@@ -340,6 +341,7 @@ class TrainWidget(QWidget):
             w.setEnabled(not running)
         if not running:
             self._update_source()
+            self._on_init_changed()
 
     def _update_source(self) -> None:
         use_layers = self.layers_radio.isChecked()
@@ -397,6 +399,24 @@ class TrainWidget(QWidget):
             idx = self.init_combo.findData(current)
             if idx >= 0:
                 self.init_combo.setCurrentIndex(idx)
+
+    def _on_init_changed(self, *_: Any) -> None:
+        """Fine-tuning keeps the chosen model's network: show its 2D/3D and lock the choice."""
+        path = self.init_combo.currentData()
+        card = None
+        if path:
+            from napari_medseg.ui._models import read_model_entry
+
+            card = read_model_entry(path).card
+        if card is not None:
+            self.dims_combo.setCurrentIndex(self.dims_combo.findData(int(card.dims)))
+            self.dims_combo.setEnabled(False)
+            self.dims_combo.setToolTip("Fixed by the model you fine-tune (its network is reused)")
+        else:
+            self.dims_combo.setEnabled(not self.runner.running)
+            self.dims_combo.setToolTip(
+                "3D uses context across slices (best for isotropic volumes); 2D trains on "
+                "single slices (faster, for thick slices or few annotated slices)")
 
     def _on_any_model_saved(self, path: str) -> None:
         try:

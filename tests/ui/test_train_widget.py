@@ -113,8 +113,17 @@ def test_train_button_saves_a_model_and_keeps_labels(make_napari_viewer, qtbot, 
     assert summary["steps"] == TINY["steps_per_epoch"] * TINY["max_epochs"]
     assert summary["epochs"] == TINY["max_epochs"]
     assert summary["best_dice"] is not None
-    # the new model is offered for fine-tuning and listed for Infer
+    # the progress bar was closed
+    from napari.utils import progress
+
+    assert not [p for p in progress._all_instances if str(p).startswith("Training")]
+    # the new model is offered for fine-tuning (which fixes 2D/3D) and listed for Infer
     assert widget.init_combo.findData(str(model_dir)) >= 0
+    widget.dims_combo.setCurrentIndex(1)  # 2D
+    widget.init_combo.setCurrentIndex(widget.init_combo.findData(str(model_dir)))
+    assert widget.dims_combo.currentData() == 3 and not widget.dims_combo.isEnabled()
+    widget.init_combo.setCurrentIndex(0)
+    assert widget.dims_combo.isEnabled()
     assert [e.path for e in list_models()] == [model_dir]
     assert infer.model_combo.currentData() == str(model_dir), "Infer offers the new model"
     # the card records the class names of the labels layers
@@ -185,6 +194,29 @@ def test_napari_quitting_the_worker_stops_the_child(make_napari_viewer, qtbot, h
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert widget.start_button.isEnabled()
+
+
+def test_sparse_slices_become_ignore_label_in_a_copy(make_napari_viewer, qtbot, hippo_cases):
+    from napari_medseg.events import IGNORE_LABEL
+
+    viewer = make_napari_viewer()
+    _open_pairs(viewer, hippo_cases, 1)
+    labels_layer = viewer.layers["hippocampus_001 labels"]
+    meta = dict(labels_layer.metadata)
+    meta["medseg"] = {**meta["medseg"], "annotated_slices": [10, 12]}
+    labels_layer.metadata = meta
+    before = np.array(labels_layer.data, copy=True)
+    widget = _widget(viewer, qtbot)
+    assert "(2 slices annotated)" in widget.pair_list.item(0).text()
+    dataset = widget._collect_cases()
+    case = dataset.cases[0]
+    assert case.case_id == "hippocampus_001"
+    np.testing.assert_array_equal(case.labels[[10, 12]], before[[10, 12]])
+    assert (case.labels[11] == IGNORE_LABEL).all() and (case.labels[0] == IGNORE_LABEL).all()
+    assert dataset.label_names == {0: "background", 1: "Anterior", 2: "Posterior"}
+    np.testing.assert_array_equal(labels_layer.data, before)  # the layer itself is untouched
+    assert not np.shares_memory(case.labels, labels_layer.data)
+    assert not np.shares_memory(case.image.array, viewer.layers["hippocampus_001"].data)
 
 
 def test_bad_dataset_folder_is_one_clear_notification(make_napari_viewer, qtbot, tmp_path):

@@ -217,3 +217,24 @@ def test_folder_output_must_differ_from_input(make_napari_viewer, tmp_path):
     widget.folder_button.click()
     assert not widget.runner.running
     assert any("must differ" in e for e in _errors())
+
+
+@pytest.mark.slow
+def test_weights_that_do_not_load_are_one_clear_notification(make_napari_viewer, qtbot,
+                                                              tmp_path, models_dir,
+                                                              hippo_cases):
+    bad = tmp_path / "models" / "bad-weights"
+    shutil.copytree(models_dir / "hippo3d", bad)
+    (bad / "model.pt").write_bytes(b"this is not a torch file")
+    set_models_folder(tmp_path / "models")
+    viewer = make_napari_viewer()
+    _add_image(viewer, hippo_cases(1)[0][0])
+    widget = _widget(viewer)
+    _select(widget, "bad-weights")
+    widget.run_button.click()
+    _wait_done(qtbot, widget)
+    assert widget.last_event.kind == "error"
+    errors = _errors()
+    assert len(errors) == 1 and "cannot be loaded safely" in errors[0]
+    assert "Traceback" not in errors[0]
+    assert len(viewer.layers) == 1

@@ -59,7 +59,9 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--axis", default="auto",
                    help="slice axis 0/1/2 of the (Z,Y,X) array, or auto: the axis whose slices "
                         "cut the largest cross-sections of the structure")
-    p.add_argument("--dims", type=int, default=3, choices=(2, 3), help="model dimensionality")
+    p.add_argument("--dims", default="auto", choices=("auto", "2", "3"),
+                   help="model dimensionality; auto: 3D when this machine can run enough 3D "
+                        "steps within the budget (measured at start), else 2D")
     p.add_argument("--min-gap", type=int, default=2,
                    help="corrected slices of one volume are at least this far apart")
     p.add_argument("--batch-size", type=int, default=None)
@@ -196,6 +198,47 @@ def _median_voxels(loader: CaseLoader, case_ids: list[str]) -> float:
     return float(np.median(counts)) if counts else 0.0
 
 
+#: 3D steps per training below which a 2D model learns more in the same time (device sweep in
+#: BENCHMARKS.md: ~300 steps -> 2D better, ~650 steps -> 3D better).
+MIN_3D_STEPS = 450
+
+
+def choose_dims(loader: CaseLoader, case_ids: list[str], n_classes: int, budget_s: float,
+                base_channels: int | None = None) -> tuple[int, str]:
+    """3 when a 3D U-Net step is fast enough here for ``MIN_3D_STEPS`` steps, else 2.
+
+    Times three optimisation steps of the network the engine would plan for these images
+    (whole-volume patch, batch 2).
+    """
+    import torch
+
+    from napari_medseg.io.nifti import nifti_header_summary
+    from napari_medseg.models.factory import build_network, plan_network, plan_patch_size
+
+    shapes = [nifti_header_summary(loader.paths[c][0][0])["shape"] for c in case_ids]
+    if any(len(sh) != 3 for sh in shapes):
+        return 2, "2D images"
+    shape = np.median(np.array(shapes, dtype=float), axis=0)
+    shape = np.concatenate([[shape[loader.axis]], np.delete(shape, loader.axis)])
+    patch, strides = plan_patch_size(shape, 128**3)
+    net = build_network(plan_network(3, 1, n_classes, strides, "unet", base_channels or 16))
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    x = torch.randn(2, 1, *patch)
+    y = torch.randint(0, n_classes, (2, *patch))
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    step = float(np.median(times))
+    steps = 0.85 * budget_s / max(step, 1e-6)
+    dims = 3 if steps >= MIN_3D_STEPS else 2
+    return dims, f"auto: about {steps:.0f} 3D steps fit the budget, {MIN_3D_STEPS} wanted"
+
+
 def choose_threads(max_threads: int | None = None) -> int:
     """1 or all CPU threads, whichever runs a small convolution network faster right now.
 
@@ -273,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: only {len(pool)} training cases: {args.volumes_per_round} new volume(s) "
               "per round")
     median_voxels = _median_voxels(loader, pool[:5])
+    if args.dims == "auto":
+        args.dims, dims_note = choose_dims(loader, pool[:5], len(label_names),
+                                           args.retrain_budget_s, args.base_channels)
+    else:
+        args.dims, dims_note = int(args.dims), "chosen"
     if args.tta == "auto":
         args.tta = "on" if median_voxels <= 4e6 else "off"
     args.tta = args.tta == "on"
@@ -280,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device
     print(f"dataset {data.name}: {len(train_ids)} training / {len(val_ids)} validation cases used, "
           f"labels {label_names}, modality {modality}")
-    print(f"slice axis {loader.axis} ({axis_note}); {args.dims}D model; k={args.k} m={args.m} "
+    print(f"slice axis {loader.axis} ({axis_note}); {args.dims}D model ({dims_note}); k={args.k} m={args.m} "
           f"rounds={args.rounds} volumes/round={args.volumes_per_round} "
           f"budget={args.retrain_budget_s:.0f} s; device {device}; "
           f"keep_largest={keep_largest}; tta={args.tta}; "

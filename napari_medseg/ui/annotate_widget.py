@@ -86,6 +86,7 @@ class AnnotateWidget(QWidget):
         self.viewer = napari_viewer
         self.seed: tuple[int, ...] | None = None
         self.worker: Any = None  # background job on a large volume (tests wait on it)
+        self._window_image: Any = None  # image whose display window seeded low/high
         self._constrained_layers: set[int] = set()
         self._brush_synced: set[int] = set()
         self._reverting = False
@@ -96,6 +97,7 @@ class AnnotateWidget(QWidget):
         form = QFormLayout(box)
         self.image_combo = LayerCombo(self.viewer, image_layers, "(no image open)")
         self.image_combo.setToolTip("The image being annotated (labels use its voxel grid)")
+        self.image_combo.currentIndexChanged.connect(self._on_image_changed)
         form.addRow("Image", self.image_combo)
         self.labels_combo = LayerCombo(self.viewer, labels_layers, "(no labels yet)")
         self.labels_combo.setToolTip("The Labels layer the tools below change")
@@ -152,16 +154,17 @@ class AnnotateWidget(QWidget):
                                     decimals=1, step=10)
         self.high_spin = double_spin(200.0, -1e6, 1e6, "Highest intensity that may be painted",
                                      decimals=1, step=10)
-        self.window_button = button("From display", "Use the image's current contrast limits",
+        self.window_button = button("Copy display window", "Use the image's current contrast "
+                                    "limits (set on the Load tab or in layer controls)",
                                     self._on_window_from_display)
         row_w = QWidget()
         r = QHBoxLayout(row_w)
         r.setContentsMargins(0, 0, 0, 0)
-        r.addWidget(self.low_spin)
+        r.addWidget(self.low_spin, 1)
         r.addWidget(QLabel("to"))
-        r.addWidget(self.high_spin)
-        r.addWidget(self.window_button)
+        r.addWidget(self.high_spin, 1)
         form.addRow("Window", row_w)
+        form.addRow(self.window_button)
         layout.addWidget(box)
 
         # --- tools -----------------------------------------------------------------------
@@ -245,6 +248,7 @@ class AnnotateWidget(QWidget):
 
         self._update_method_controls()
         self._on_labels_changed()
+        self._on_image_changed()
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -416,6 +420,13 @@ class AnnotateWidget(QWidget):
             pass
 
     # ------------------------------------------------------------------ intensity constraint
+    def _on_image_changed(self, *_: Any) -> None:
+        """A different image: start the intensity window from its display window."""
+        image = self.image_combo.layer()
+        if image is not None and image is not self._window_image:
+            self._window_image = image
+            self._on_window_from_display()
+
     def _on_window_from_display(self) -> None:
         image = self.image_combo.layer()
         if image is not None:

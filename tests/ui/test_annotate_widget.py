@@ -266,3 +266,13 @@ def test_presegmentation_in_background_for_large_volumes(setup, qtbot, monkeypat
     qtbot.waitUntil(lambda: widget.preseg_button.isEnabled(), timeout=5000)
     labels.undo()
     assert not labels.data.any()
+
+
+def test_intensity_window_defaults_to_the_image_display(setup):
+    viewer, widget, image, _labels, _ = setup
+    lo, hi = image.contrast_limits
+    assert widget.low_spin.value() == pytest.approx(lo, abs=0.05)
+    assert widget.high_spin.value() == pytest.approx(hi, abs=0.05)
+    widget.low_spin.setValue(lo + 5)
+    viewer.add_points([[1, 1, 1]])  # other layers come and go: the user's window stays
+    assert widget.low_spin.value() == pytest.approx(lo + 5, abs=0.05)

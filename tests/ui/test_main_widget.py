@@ -18,6 +18,17 @@ def _isolated_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
 
 
+@pytest.fixture(autouse=True)
+def _workers_done(make_napari_viewer, qtbot):
+    """Let background jobs that tabs start (autosave, scans) finish before the viewer closes:
+    a worker outliving its widget aborts the whole test process."""
+    yield
+    from qtpy.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(20000)
+    qtbot.wait(50)
+
+
 def test_tabs_in_workflow_order(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = MedSegWidget(viewer)

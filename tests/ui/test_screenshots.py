@@ -22,6 +22,17 @@ def _isolated_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
 
 
+@pytest.fixture(autouse=True)
+def _workers_done(make_napari_viewer, qtbot):
+    """Let background jobs that tabs start (autosave, scans) finish before the viewer closes:
+    a worker outliving its widget aborts the whole test process."""
+    yield
+    from qtpy.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(20000)
+    qtbot.wait(50)
+
+
 @pytest.fixture
 def out_dir(tmp_path) -> Path:
     target = os.environ.get("MEDSEG_SCREENSHOT_DIR")

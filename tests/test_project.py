@@ -175,6 +175,15 @@ def test_autosave_restores_labels_on_reopen(tmp_path, project):
     assert again.annotated_slices(cid) == [0, 1, 3]
 
 
+def test_autosave_rejects_values_a_project_cannot_store(project):
+    vol = _volume()
+    big = _labels().astype(np.uint16)
+    big[0, 0, 0] = 300
+    with pytest.raises(ProjectError, match="0..254"):
+        project.autosave_labels(None, big, image=vol)
+    assert project.case_ids() == []
+
+
 def test_failed_replace_leaves_previous_labels(project, monkeypatch):
     vol = _volume()
     cid = project.autosave_labels(None, _labels(), image=vol)

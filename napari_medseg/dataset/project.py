@@ -666,6 +666,10 @@ class Project:
         str
             The case id.
         """
+        labels = np.asarray(labels)
+        if labels.size and (labels.min() < 0 or labels.max() > IGNORE_LABEL):
+            raise ProjectError(f"Label values must lie in 0..{IGNORE_LABEL - 1} to be saved in a "
+                               "project.")
         if case_id is None or case_id not in self._meta["cases"]:
             if image is None:
                 raise ProjectError(

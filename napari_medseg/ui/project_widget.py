@@ -691,7 +691,7 @@ class ProjectWidget(QWidget):
             return None
         if volume.ndim != 3 or np.asarray(labels_layer.data).shape != volume.shape:
             return None
-        data = np.array(labels_layer.data, dtype=np.uint8, copy=True)
+        data = np.array(labels_layer.data, copy=True)
         marks = self._marks(labels_layer)
         case_hint = self._case_id_hint(image_layer)
         self._dirty = False

@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         viewer.window._qt_window.resize(w, h)
     except (ValueError, AttributeError):
         print(f"napari-medseg-gui: ignoring bad --size {args.size!r}", file=sys.stderr)
+    QTimer.singleShot(300, viewer.reset_view)  # fit the image to the canvas beside the dock
     if args.screenshot:
         out = Path(args.screenshot).expanduser()
 

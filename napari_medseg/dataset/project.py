@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_medseg.dataset.msd import Case, DatasetError, read_image
+from napari_medseg.dataset.msd import Case, read_image
 from napari_medseg.events import IGNORE_LABEL
 from napari_medseg.io.volume import Volume
 
@@ -966,7 +966,6 @@ def _stamp_model_card(model_dir: Path, version: str, parent: str | None) -> None
 __all__ = [
     "Project",
     "ProjectError",
-    "DatasetError",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_volume",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QFont
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -171,6 +171,7 @@ class ProjectWidget(QWidget):
         header = self.version_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setStretchLastSection(True)
+        self.version_table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.version_table.setToolTip(
             "Model versions. Dice: on validation cases (when there are any). Dice new cases: "
             "the version's Dice on the cases accepted after it was trained (cases it never "

@@ -121,6 +121,7 @@ def run_in_worker(
     action: str | None = None,
     on_errored: Callable[[BaseException], bool | None] | None = None,
     on_finished: Callable[[], None] | None = None,
+    progress: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """Run ``func(*args, **kwargs)`` in a napari ``thread_worker`` and start it.
@@ -136,6 +137,8 @@ def run_in_worker(
     on_finished : callable, optional
         Called on the main thread after success or failure (connected before the start, so a
         fast job cannot finish unseen).
+    progress : str, optional
+        Show an indeterminate napari progress bar with this text while the job runs.
 
     Returns
     -------
@@ -163,6 +166,11 @@ def run_in_worker(
     worker.errored.connect(_errored)
     if on_finished is not None:
         worker.finished.connect(on_finished)
+    if progress:
+        from napari.utils import progress as napari_progress
+
+        bar = napari_progress(total=0, desc=progress)
+        worker.finished.connect(bar.close)
     worker.start()
     return worker
 
@@ -267,4 +275,5 @@ def edit_labels(
     if busy is not None:
         busy(True)
     return run_in_worker(compute, snapshot, on_returned=returned, action=action,
-                         on_finished=(lambda: busy(False)) if busy is not None else None)
+                         on_finished=(lambda: busy(False)) if busy is not None else None,
+                         progress=action)

@@ -656,7 +656,8 @@ class AnnotateWidget(QWidget):
             self._set_busy(True)
             self.worker = run_in_worker(segment, array, on_returned=add,
                                         action="Pre-segmentation",
-                                        on_finished=lambda: self._set_busy(False))
+                                        on_finished=lambda: self._set_busy(False),
+                                        progress="Pre-segmentation")
             return self.worker
         layer = self._labels()
         if tuple(layer.data.shape) != tuple(array.shape):

@@ -303,7 +303,8 @@ class EditWidget(QWidget):
             return None
         self._set_busy(True)
         self.worker = run_in_worker(compute, snapshot, on_returned=show, action=action,
-                                    on_finished=lambda: self._set_busy(False))
+                                    on_finished=lambda: self._set_busy(False),
+                                    progress=f"Preview: {action}")
         return self.worker
 
     def _show_preview(self, layer: Any, diff: np.ndarray) -> None:

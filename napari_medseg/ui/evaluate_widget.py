@@ -171,7 +171,7 @@ class EvaluateWidget(QWidget):
                                     volume.spacing, labels=names or None,
                                     surface=self.surface_check.isChecked(),
                                     on_returned=done, action="Compute metrics",
-                                    on_finished=finished)
+                                    on_finished=finished, progress="Computing metrics")
         return self.worker
 
     def show_results(self, results: dict[str, dict[str, float]]) -> None:

@@ -207,7 +207,8 @@ class LoadWidget(QWidget):
             return False
 
         self.worker = run_in_worker(read_volume, p, on_returned=lambda v: self._add_image(v, p),
-                                    action=f"Open {p.name}", on_errored=errored)
+                                    action=f"Open {p.name}", on_errored=errored,
+                                    progress=f"Reading {p.name}")
         return self.worker
 
     def _show_series(self, folder: Path, series: list[Any]) -> None:
@@ -244,7 +245,7 @@ class LoadWidget(QWidget):
         uid = getattr(info, "key", None) or info.series_uid
         self.worker = run_in_worker(read_volume, folder, series_uid=uid,
                                     on_returned=lambda v: self._add_image(v, None),
-                                    action="Open series")
+                                    action="Open series", progress="Reading DICOM series")
         return self.worker
 
     def _add_image(self, volume: Any, path: Path | None) -> None:

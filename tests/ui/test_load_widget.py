@@ -144,3 +144,18 @@ def test_last_folder_is_remembered(make_napari_viewer, qtbot, hippo_cases):
     widget.open_button.click()
     _wait_worker(qtbot, widget)
     assert last_folder("open") == str(image.parent)
+
+
+def test_reading_shows_a_progress_bar(make_napari_viewer, qtbot, hippo_cases, monkeypatch):
+    from napari.utils import progress
+
+    image, _ = hippo_cases(1)[0]
+    viewer = make_napari_viewer()
+    widget = LoadWidget(viewer)
+    qtbot.addWidget(widget)
+    seen = []
+    monkeypatch.setattr(progress, "close", lambda self: seen.append(self.desc))
+    widget.path_edit.setText(str(image))
+    widget.open_button.click()
+    qtbot.waitUntil(lambda: bool(seen), timeout=20000)
+    assert seen == [f"Reading {image.name}"]

@@ -236,10 +236,15 @@ def retrain(
         if new_ids:
             yield Event("message", message=f"Scoring {parent} on {len(new_ids)} case(s) it has "
                                            "not seen yet")
-            scores = evaluate_model(init_model, project.training_cases(new_ids),
-                                    project.label_names, keep_largest, device, tta)
-            previous = {f"new_cases/{k}": v for k, v in scores.items()}
-            project.update_model_metrics(parent, previous)
+            try:
+                scores = evaluate_model(init_model, project.training_cases(new_ids),
+                                        project.label_names, keep_largest, device, tta)
+            except (ValueError, RuntimeError, OSError) as exc:  # scoring is a bonus: go on
+                yield Event("message", level="warning",
+                            message=f"Could not score {parent} on the new cases: {exc}")
+            else:
+                previous = {f"new_cases/{k}": v for k, v in scores.items()}
+                project.update_model_metrics(parent, previous)
 
     work = Path(tempfile.mkdtemp(prefix=".training-", dir=project.root / "models"))
     out_dir = work / "model"
@@ -270,11 +275,13 @@ def retrain(
             if event.kind == "start":
                 event = Event("message", message=event.message)
             yield event
-        if not (out_dir / "model.pt").is_file():
+        if status == "cancelled" or not (out_dir / "model.pt").is_file():
+            # a cancelled retraining changes nothing: its partial model is discarded
             result = RetrainResult(None, parent, {}, previous, accepted,
                                    time.perf_counter() - t0, "cancelled", train_result)
+            project.log("retrain_cancelled", parent=parent, cases=len(accepted))
             yield Event("cancelled", result=result,
-                        message="Retraining stopped before a model was saved; nothing changed.")
+                        message="Retraining was cancelled; the current model is unchanged.")
             return result
         if val_cases:
             yield Event("message", message=f"Measuring the new model on {len(val_cases)} "
@@ -286,8 +293,7 @@ def retrain(
         metrics["train_time_s"] = float(getattr(train_result, "elapsed_s", 0.0) or 0.0)
         metrics["annotated_slices"] = float(project.annotation_cost())
         version = project.register_model(out_dir, metrics, parent=parent, move=True,
-                                         note=note or ("cancelled early" if status == "cancelled"
-                                                       else ""),
+                                         note=note,
                                          training_cases=accepted)
     finally:
         shutil.rmtree(work, ignore_errors=True)

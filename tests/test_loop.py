@@ -111,6 +111,27 @@ def test_retrain_uses_runner_and_can_be_cancelled(project, hippo_cases):
     assert [p.name for p in (project.root / "models").iterdir()] == []
 
 
+def test_cancel_after_a_saved_epoch_changes_nothing(project, hippo_cases):
+    image, labels, _ = _case(hippo_cases(1)[0])
+    project.accept_case(image, labels, annotated_slices=[15, 20])
+    checks = []
+
+    def stop_later() -> bool:  # let two epochs of 2 steps save a model, then cancel
+        checks.append(1)
+        return len(checks) > 5
+
+    cfg = default_retrain_config(project, 60.0, dims=2, max_epochs=10, steps_per_epoch=2,
+                                 batch_size=2, base_channels=4, device="cpu")
+    events = []
+    result = run_to_end(retrain(project, config=cfg, should_stop=stop_later), events.append)
+    assert any(e.kind == "epoch" for e in events)  # a model had been saved
+    assert result.status == "cancelled" and result.version is None
+    assert events[-1].kind == "cancelled"
+    assert project.models() == [] and project.current_model is None
+    assert [p.name for p in (project.root / "models").iterdir()] == []
+    assert project.history()[-1]["action"] == "retrain_cancelled"
+
+
 def test_retrain_needs_accepted_cases(project):
     with pytest.raises(ProjectError, match="Accept at least one"):
         run_to_end(retrain(project, time_budget_s=5))

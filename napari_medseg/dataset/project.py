@@ -144,9 +144,21 @@ def atomic_write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool
 
 
 def _remove_stale_partials(root: Path, older_than_s: float = 60.0) -> int:
-    """Delete temp files left by a process killed mid-save. Returns how many were removed."""
+    """Delete temp files left by a process killed mid-save. Returns how many were removed.
+
+    Also removes training work folders (``models/.training-*``) untouched for a day.
+    """
     removed = 0
     now = time.time()
+    models = root / "models"
+    if models.is_dir():
+        for p in models.glob(".training-*"):
+            try:
+                if p.is_dir() and now - p.stat().st_mtime > 86400:
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed += 1
+            except OSError:
+                pass
     for sub in ("", "imagesTr", "labelsTr", "imagesTs", "drafts"):
         folder = root / sub
         if not folder.is_dir():

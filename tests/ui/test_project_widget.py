@@ -139,6 +139,30 @@ def test_two_full_rounds_through_the_buttons(make_napari_viewer, qtbot, hippo_ca
     assert not _errors()
 
 
+def test_cancel_keeps_the_current_model(make_napari_viewer, qtbot, hippo_cases, tmp_path):
+    viewer = make_napari_viewer()
+    (img1, lab1), = hippo_cases(1)
+    image1, labels1 = _open(viewer, [img1, lab1])
+    widget = _widget(viewer)
+    widget.train_overrides = dict(TINY, max_epochs=100000)  # only Cancel ends it
+    project = widget.create_project(tmp_path / "proj", "Hippocampus", CLASSES, "MR")
+    widget.image_combo.set_layer(image1)
+    widget.labels_combo.set_layer(labels1)
+    _click(qtbot, widget.accept_button)
+    _click(qtbot, widget.retrain_button)
+    assert not widget.retrain_button.isEnabled() and widget.cancel_button.isEnabled()
+    # wait until the child is really training (a step event arrived), then cancel
+    qtbot.waitUntil(lambda: widget.train_label.text().startswith(("step", "epoch")),
+                    timeout=120000)
+    _click(qtbot, widget.cancel_button)
+    qtbot.waitUntil(lambda: widget.retrain_worker is None, timeout=120000)
+    assert project.models() == [] and project.current_model is None
+    assert "unchanged" in widget.train_label.text() or "did not change" in \
+        widget.train_label.text()
+    assert widget.retrain_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert not _errors()
+
+
 def test_autosave_and_restore_on_reopen(make_napari_viewer, qtbot, hippo_cases, tmp_path):
     viewer = make_napari_viewer()
     (img1, lab1), = hippo_cases(1)

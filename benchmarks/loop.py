@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                                     keep_largest=keep_largest, device=device, note=label,
                                     tta=args.tta))
         if result is None or result.version is None:
-            raise SystemExit(f"training failed in {label}")
+            raise SystemExit(f"training saved no model in {label}: the budget of "
+                             f"{args.retrain_budget_s:.0f} s is too short on this machine")
         metrics = dict(result.metrics)
         metrics["steps"] = float(getattr(result.train_result, "steps", 0) or 0)
         return metrics, time.perf_counter() - t0

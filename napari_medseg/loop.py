@@ -280,8 +280,11 @@ def retrain(
             result = RetrainResult(None, parent, {}, previous, accepted,
                                    time.perf_counter() - t0, "cancelled", train_result)
             project.log("retrain_cancelled", parent=parent, cases=len(accepted))
+            why = ("Retraining was cancelled" if status == "cancelled" else
+                   "Training ended before a model was saved (the time budget is too short "
+                   "for one round of steps)")
             yield Event("cancelled", result=result,
-                        message="Retraining was cancelled; the current model is unchanged.")
+                        message=f"{why}; the current model is unchanged.")
             return result
         if val_cases:
             yield Event("message", message=f"Measuring the new model on {len(val_cases)} "

@@ -155,7 +155,7 @@ def test_failed_training_changes_nothing(project, hippo_cases):
 def test_benchmark_cli_quick_ends_with_contract_line(hippo_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "loop.py"), "--data", str(hippo_dir), "--quick",
-         "--retrain-budget-s", "8", "--dims", "2", "--no-tta", "--threads", "1",
+         "--retrain-budget-s", "10", "--dims", "2", "--no-tta", "--threads", "1",
          "--out", str(tmp_path / "bench")],
         capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
                                                           "OMP_NUM_THREADS": "1"},
@@ -206,7 +206,7 @@ def test_benchmark_runs_on_another_msd_dataset(tmp_path):
                              name="Ball", modality="CT")
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "loop.py"), "--data", str(data), "--quick",
-         "--retrain-budget-s", "6", "--dims", "2", "--threads", "1"],
+         "--retrain-budget-s", "15", "--dims", "2", "--threads", "1"],
         capture_output=True, text=True, timeout=600,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )

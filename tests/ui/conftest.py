@@ -17,3 +17,12 @@ def _wait_for_background_jobs(make_napari_viewer):
     from qtpy.QtCore import QThreadPool
 
     QThreadPool.globalInstance().waitForDone(60_000)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_notifications():
+    """Start every test with an empty notification history (tests read it to find errors)."""
+    from napari.utils.notifications import notification_manager
+
+    notification_manager.records.clear()
+    yield

@@ -36,7 +36,7 @@ class TrainConfig:
     optimizer : str
         ``"adamw"`` or ``"sgd"`` (nesterov, momentum 0.99).
     learning_rate : float or None
-        Default 2e-3 (AdamW) / 1e-2 (SGD).
+        Peak learning rate; default AdamW 5e-3 from scratch, 2e-3 when fine-tuning; SGD 1e-2.
     warmup_fraction : float
         Share of the run with linear learning-rate warm-up; then polynomial decay to zero.
     early_stopping_patience : int or None

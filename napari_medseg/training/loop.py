@@ -411,7 +411,12 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             yield Event("message", message=f"Re-initialised {len(skipped)} tensor(s) of the output "
                                           "layer for the new classes.")
     net = dist.wrap(model)
-    lr = config.learning_rate or (2e-3 if config.optimizer == "adamw" else 1e-2)
+    if config.learning_rate:
+        lr = config.learning_rate
+    elif config.optimizer == "adamw":
+        lr = 2e-3 if plan.init_state is not None else 5e-3  # gentler when fine-tuning
+    else:
+        lr = 1e-2
     if config.optimizer == "adamw":
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=config.weight_decay)
     else:

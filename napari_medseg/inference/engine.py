@@ -2,12 +2,54 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX, read from Linux).
+
+    ``NAPARI_MEDSEG_CPU_BF16=0`` (or ``1``) overrides the detection. Without native support
+    oneDNN emulates bfloat16, which is slower than float32, so mixed precision stays off.
+    """
+    forced = os.environ.get("NAPARI_MEDSEG_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def autocast_dtype(device: torch.device | str, amp: bool) -> torch.dtype | None:
+    """Mixed-precision type for ``torch.autocast`` on ``device``, or None for float32.
+
+    CUDA: float16 (with a gradient scaler in training). CPU: bfloat16 where the CPU has it in
+    hardware (about 1.5x faster training steps with oneDNN; weights, loss and optimiser stay
+    float32). MPS: float32.
+    """
+    kind = torch.device(device).type
+    if not amp:
+        return None
+    if kind == "cuda":
+        return torch.float16
+    if kind == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -65,7 +65,8 @@ class TrainConfig:
     task_name : str or None
         Task name for in-memory cases (recorded in the model card).
     amp : bool
-        Mixed precision on CUDA.
+        Mixed precision: float16 on CUDA, bfloat16 on CPUs with native bfloat16 (AVX512-BF16 /
+        AMX; ``NAPARI_MEDSEG_CPU_BF16=0`` turns it off there). Weights stay float32.
     """
 
     dims: int | None = None

@@ -22,7 +22,11 @@ from napari_medseg.dataset.msd import (
     split_case_ids,
 )
 from napari_medseg.events import IGNORE_LABEL, Event
-from napari_medseg.inference.engine import resolve_device, sliding_window_probabilities
+from napari_medseg.inference.engine import (
+    autocast_dtype,
+    resolve_device,
+    sliding_window_probabilities,
+)
 from napari_medseg.io.volume import Volume
 from napari_medseg.metrics import dice
 from napari_medseg.models.card import (
@@ -248,6 +252,10 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int)
     return _Plan(ds, list(train_ids), list(val_ids), card, images, labels, init_state, messages)
 
 
+def _channels_last(dims: int) -> torch.memory_format:
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
+
+
 def _to_network_input(image: np.ndarray, dims: int) -> torch.Tensor:
     """(C, *S) array -> (1, C, Z, Y, X) for 3D models, (Z, C, Y, X) slices for 2D models."""
     t = torch.from_numpy(image)
@@ -297,7 +305,9 @@ def validate(
             batch.append(np.pad(images[i], [(0, 0), *pads]))
             crops.append(tuple(crop))
         x = torch.from_numpy(np.stack(batch)).to(device)
-        with torch.inference_mode(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+        dtype = autocast_dtype(device, amp)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype,
+                                                    enabled=dtype is not None):
             logits = model(x)
         out = torch.argmax(logits, dim=1).cpu().numpy().astype(np.uint8)
         for k, i in enumerate(chunk):
@@ -403,6 +413,9 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     model = build_network(card.network).to(device)
+    if device.type == "cpu":
+        # oneDNN convolutions are faster on channels-last tensors (same results, ~20 %)
+        model = model.to(memory_format=_channels_last(dims))
     for message in plan.messages:
         yield Event("message", message=message)
     if plan.init_state is not None:
@@ -424,6 +437,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                               weight_decay=config.weight_decay)
     use_amp = bool(config.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = autocast_dtype(device, config.amp)
     loss_fn = SegmentationLoss(config.loss)
     sampler = PatchSampler([plan.images[c] for c in plan.train_ids],
                            [plan.labels[c] for c in plan.train_ids], patch,
@@ -488,7 +502,9 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             x, y = sampler.sample_batch(config.batch_size)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x, y = augment_batch(x, y, aug, gen)
-            with torch.autocast(device.type, enabled=use_amp):
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=_channels_last(dims))
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = net(x)
             loss = loss_fn(logits.float(), y)
             opt.zero_grad(set_to_none=True)
@@ -524,7 +540,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             elif val_images:
                 tv = time.perf_counter()
                 metrics = validate(model, val_images, val_labels, patch, dims, label_names, device,
-                                   config.val_overlap, use_amp)
+                                   config.val_overlap, config.amp)
                 val_time = time.perf_counter() - tv
                 improved = float(metrics["dice_mean"] > best)
             else:

@@ -81,6 +81,10 @@ def run_ours(ds, train_ids, val_ids, budget_s, args, log) -> dict:
         preds = [predict_volume(loaded, by_id[c].image, tta=not args.no_tta, device="cpu",
                                 return_probabilities=False).labels for c in val_ids]
         eval_s = time.perf_counter() - t1
+        if args.keep_model:
+            import shutil
+
+            shutil.copytree(Path(tmp) / "model", args.keep_model, dirs_exist_ok=True)
     return {"method": "napari-medseg", **_scores(preds, [by_id[c].labels for c in val_ids]),
             "steps": result.steps, "epochs": result.epochs, "train_s": round(train_s, 1),
             "eval_s": round(eval_s, 1), "best_val_dice_during_training": result.best_metric,
@@ -113,7 +117,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", choices=["both", "ours", "baseline"], default="both")
-    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's choice")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--base-channels", type=int, default=16)
     ap.add_argument("--steps-per-epoch", type=int, default=50)
@@ -122,6 +126,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="any other TrainConfig field for ours, e.g. --set augmentation=light")
     ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument("--keep-model", type=Path, default=None,
+                    help="copy our trained model directory here")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     preset = SCENARIOS.get(args.scenario, {"n_train": 5, "budget_s": 20.0})

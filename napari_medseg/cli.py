@@ -258,14 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patch-size", type=int, nargs="+", default=None)
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="patches per step (default: 4 for small patches, else 2)")
     p.add_argument("--loss", default="dice_ce",
                    choices=["dice_ce", "dice", "jaccard", "ce", "focal", "dice_focal"])
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
     p.add_argument("--early-stopping", type=int, default=None, metavar="N",
                    help="stop after N validations without improvement")
-    p.add_argument("--augmentation", default="default", choices=["default", "light", "none"])
+    p.add_argument("--augmentation", default="auto", choices=["auto", "strong", "light", "none"],
+                   help="auto: strong (rotation, scaling, flips, intensity) below 60 training "
+                        "cases, light (flips, mild intensity) from there on")
     p.add_argument("--architecture", default="unet", choices=["unet", "dynunet"])
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")

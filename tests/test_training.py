@@ -168,7 +168,9 @@ def test_train_generator_events_and_model_dir(tmp_path):
     assert card.patch_size == [16, 16, 16] and len(card.metrics_history) == 3
     assert len(card.training_cases) == 3 and len(card.validation_cases) == 1
     assert card.version == 1 and card.parent_version is None
-    assert card.best_metric == pytest.approx(max(h["dice_mean"] for h in card.metrics_history))
+    validated = [h["dice_mean"] for h in card.metrics_history if "dice_mean" in h]
+    assert len(validated) == 2  # the first and the last epoch (not the sparse-validation middle)
+    assert card.best_metric == pytest.approx(max(validated))
 
 
 def test_training_learns_blobs(tmp_path):
@@ -344,3 +346,23 @@ def test_training_learns_with_and_without_cpu_bf16(tmp_path, cpu_bf16, bf16):
     net, _ = load_model(tmp_path / "m")
     assert all(p.dtype == torch.float32 for p in net.parameters())
     assert result.best_metric is not None and result.best_metric > 0.3
+
+
+def test_augmentation_presets_and_auto_choice():
+    from napari_medseg.training.augment import AUTO_LIGHT_FROM_CASES, resolve_preset
+
+    assert resolve_preset("auto", 5) == "strong"
+    assert resolve_preset("auto", AUTO_LIGHT_FROM_CASES) == "light"
+    assert resolve_preset("default") == "strong"
+    strong, light = AugmentationConfig.preset("strong"), AugmentationConfig.preset("light")
+    assert strong.p_rotate > 0 and strong.p_scale > 0
+    assert light.p_rotate == 0 and light.p_scale == 0 and light.p_flip == strong.p_flip
+    assert AugmentationConfig.preset("none") is None
+    with pytest.raises(ValueError, match="Unknown augmentation preset"):
+        TrainConfig(augmentation="heavy")
+
+
+def test_start_message_names_the_augmentation(tmp_path):
+    events, _ = _run(train(_tiny_config(max_epochs=1, steps_per_epoch=1), _cases(), tmp_path / "m"))
+    start = next(e for e in events if e.kind == "start")
+    assert "strong augmentation" in start.message  # 3 training cases: below the auto threshold

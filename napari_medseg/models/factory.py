@@ -70,6 +70,7 @@ def plan_network(
     base_channels: int = 16,
     max_channels: int = 256,
     deep_supervision: bool = False,
+    res_units: int = 2,
 ) -> dict[str, Any]:
     """JSON-friendly description of a network (kept in the model card).
 
@@ -87,6 +88,10 @@ def plan_network(
         optional deep supervision; best on a GPU).
     base_channels, max_channels : int
         Feature maps at the first level, doubled per level up to ``max_channels``.
+    deep_supervision : bool
+        DynUNet only.
+    res_units : int
+        Residual units per level of the ``"unet"`` architecture (0 = plain convolutions).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose one of {ARCHITECTURES}.")
@@ -106,6 +111,7 @@ def plan_network(
         "filters": filters,
         "strides": strides,
         "deep_supervision": bool(deep_supervision and architecture == "dynunet"),
+        "res_units": int(res_units),
     }
 
 
@@ -123,7 +129,7 @@ def build_network(spec: dict[str, Any]) -> torch.nn.Module:
             out_channels=cout,
             channels=filters,
             strides=strides,
-            num_res_units=2,
+            num_res_units=int(spec.get("res_units", 2)),  # cards written before: 2
             norm=("instance", {"affine": True}),
         )
     if arch == "dynunet":

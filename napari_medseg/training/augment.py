@@ -38,15 +38,37 @@ class AugmentationConfig:
     noise_std_max: float = 0.3
 
     @classmethod
-    def preset(cls, name: str) -> AugmentationConfig | None:
-        """``"default"``, ``"light"`` (flips + mild intensity) or ``"none"`` (returns None)."""
+    def preset(cls, name: str, n_cases: int | None = None) -> AugmentationConfig | None:
+        """A named preset; None means no augmentation.
+
+        ``"strong"`` (alias ``"default"``): rotation, scaling, flips and intensity changes.
+        ``"light"``: flips and mild intensity changes. ``"none"``. ``"auto"``: strong below
+        :data:`AUTO_LIGHT_FROM_CASES` training cases, light from there on (with many cases the
+        data varies enough by itself, and within a short budget the resampling costs steps:
+        measured in BENCHMARKS.md at 5 and 180 cases).
+        """
+        name = resolve_preset(name, n_cases)
         if name == "none":
             return None
         if name == "light":
             return cls(p_rotate=0.0, p_scale=0.0, p_gamma=0.15, p_noise=0.05)
-        if name == "default":
-            return cls()
-        raise ValueError(f"Unknown augmentation preset {name!r} (default, light, none).")
+        return cls()
+
+
+PRESETS = ("auto", "strong", "light", "none")
+AUTO_LIGHT_FROM_CASES = 60
+"""``augmentation="auto"`` switches from the strong to the light preset at this many cases."""
+
+
+def resolve_preset(name: str, n_cases: int | None = None) -> str:
+    """The concrete preset (strong, light, none) that ``name`` means for ``n_cases`` cases."""
+    if name == "auto":
+        return "light" if (n_cases or 0) >= AUTO_LIGHT_FROM_CASES else "strong"
+    if name == "default":
+        return "strong"
+    if name not in PRESETS:
+        raise ValueError(f"Unknown augmentation preset {name!r} ({', '.join(PRESETS)}).")
+    return name
 
 
 def _rotation_matrices(angles: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,9 @@ class TrainConfig:
         Training patch (voxels, array order); default from the median image shape.
     target_spacing : tuple of float or None
         Resample to this spacing (mm); default the dataset's median spacing.
-    batch_size : int
+    batch_size : int or None
+        Patches per step; default 4 for patches of at most 128 Ki voxels (e.g. 40x56x40 or
+        256x256), else 2.
     max_epochs : int
     steps_per_epoch : int
         Optimisation steps between validations.
@@ -44,18 +46,25 @@ class TrainConfig:
     foreground_fraction : float
         Share of patches centred on foreground.
     augmentation : str
-        ``"default"``, ``"light"`` or ``"none"``.
+        ``"auto"`` (strong for fewer than 60 training cases, light from there on),
+        ``"strong"`` (rotation, scaling, flips, intensity; alias ``"default"``), ``"light"``
+        (flips, mild intensity) or ``"none"``.
     architecture : str
         ``"unet"`` (fast on CPU) or ``"dynunet"`` (nnU-Net layout).
     base_channels, max_channels : int
     deep_supervision : bool
         DynUNet only.
+    res_units : int
+        Residual units per level of the ``"unet"`` architecture.
     max_patch_voxels : int
         Upper bound on the automatic patch size.
     early_validation_every : int
-        During the first half of the run (by steps or time budget) validate only every this many
-        epochs (the best model almost always comes late, with the decayed learning rate); the
-        first epoch and every epoch of the second half are validated.
+        Until ``dense_validation_from`` of the run (by steps or time budget) validate only every
+        this many epochs (the best model almost always comes late, with the decayed learning
+        rate, and every validation takes time from training); the first epoch and every epoch
+        after that point are validated.
+    dense_validation_from : float
+        Share of the run after which every epoch is validated.
     val_overlap : float
         Sliding-window overlap during validation.
     label_names : dict or None
@@ -72,7 +81,7 @@ class TrainConfig:
     dims: int | None = None
     patch_size: tuple[int, ...] | None = None
     target_spacing: tuple[float, ...] | None = None
-    batch_size: int = 2
+    batch_size: int | None = None
     max_epochs: int = 1000
     steps_per_epoch: int = 50
     time_budget_s: float | None = None
@@ -87,13 +96,15 @@ class TrainConfig:
     warmup_fraction: float = 0.03
     early_stopping_patience: int | None = None
     foreground_fraction: float = 0.33
-    augmentation: str = "default"
+    augmentation: str = "auto"
     architecture: str = "unet"
     base_channels: int = 16
     max_channels: int = 256
     deep_supervision: bool = False
+    res_units: int = 2
     max_patch_voxels: int = 128**3
     early_validation_every: int = 3
+    dense_validation_from: float = 0.75
     val_overlap: float = 0.25
     label_names: dict[int, str] | None = None
     modality: str | None = None
@@ -103,12 +114,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.dims not in (None, 2, 3):
             raise ValueError(f"dims must be 2 or 3, got {self.dims}.")
-        if self.batch_size < 1 or self.max_epochs < 1 or self.steps_per_epoch < 1:
+        if (self.batch_size is not None and self.batch_size < 1) or self.max_epochs < 1 \
+                or self.steps_per_epoch < 1:
             raise ValueError("batch size, epochs and steps per epoch must be at least 1.")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError("The time budget must be positive.")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"Validation fraction must be in [0, 1), got {self.val_fraction}.")
+        from napari_medseg.training.augment import resolve_preset
+
+        resolve_preset(self.augmentation)  # raises on an unknown preset name
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"Unknown optimizer {self.optimizer!r} (adamw, sgd).")
         if self.patch_size is not None:

@@ -51,7 +51,7 @@ from napari_medseg.preprocess import (
     prepare_image,
     prepare_labels,
 )
-from napari_medseg.training.augment import AugmentationConfig, augment_batch
+from napari_medseg.training.augment import AugmentationConfig, augment_batch, resolve_preset
 from napari_medseg.training.config import TrainConfig, TrainResult
 from napari_medseg.training.ddp import DistributedContext
 from napari_medseg.training.losses import SegmentationLoss
@@ -73,6 +73,7 @@ class _Plan:
     labels: dict[str, np.ndarray]
     init_state: dict[str, torch.Tensor] | None = None
     messages: list[str] = field(default_factory=list)
+    batch_size: int = 2
 
 
 def _as_dataset(dataset: DatasetLike, config: TrainConfig) -> Dataset:
@@ -228,7 +229,9 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int)
             planned, strides = plan_patch_size(median_shape, max_vox)
         patch = tuple(int(p) for p in planned)
         network = plan_network(dims, n_channels, num_classes, strides, config.architecture,
-                               config.base_channels, config.max_channels, config.deep_supervision)
+                               config.base_channels, config.max_channels, config.deep_supervision,
+                               config.res_units)
+    batch_size = config.batch_size or default_batch_size(patch)
     colours = label_colours(ds.label_names)
     card = ModelCard(
         task=ds.name,
@@ -247,9 +250,22 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int)
         version=(parent.version + 1) if parent else 1,
         parent_version=parent.version if parent else None,
         parent_id=parent.model_id if parent else None,
-        train_config=config.to_dict(),
+        train_config=dict(config.to_dict(), batch_size=batch_size),
     )
-    return _Plan(ds, list(train_ids), list(val_ids), card, images, labels, init_state, messages)
+    return _Plan(ds, list(train_ids), list(val_ids), card, images, labels, init_state, messages,
+                 batch_size)
+
+
+SMALL_PATCH_VOXELS = 128 * 1024
+
+
+def default_batch_size(patch_size: Sequence[int]) -> int:
+    """Patches per step when the config leaves it open: 4 for small patches, else 2.
+
+    Small patches leave the CPU's (or GPU's) cores half idle at batch 2; on the 2-core VM a
+    batch of 4 40x56x40 patches trains ~25 % more samples per second (BENCHMARKS.md).
+    """
+    return 4 if int(np.prod(patch_size)) <= SMALL_PATCH_VOXELS else 2
 
 
 def _channels_last(dims: int) -> torch.memory_format:
@@ -442,7 +458,8 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     sampler = PatchSampler([plan.images[c] for c in plan.train_ids],
                            [plan.labels[c] for c in plan.train_ids], patch,
                            config.foreground_fraction, seed=seed + 1000 * dist.rank)
-    aug = AugmentationConfig.preset(config.augmentation)
+    aug_name = resolve_preset(config.augmentation, len(plan.train_ids))
+    aug = AugmentationConfig.preset(aug_name)
     try:
         gen = torch.Generator(device=device)
     except RuntimeError:
@@ -458,7 +475,9 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
         "start", step=0, total=total_steps,
         message=(f"Training a {dims}D {card.network['architecture']} "
                  f"({count_parameters(model) / 1e6:.2f} M parameters, patch {patch}) on "
-                 f"{len(plan.train_ids)} case(s), validating on {len(plan.val_ids)}, device {device}"
+                 f"{len(plan.train_ids)} case(s) with {aug_name} augmentation, validating on "
+                 f"{len(plan.val_ids)}, device {device}"
+                 + (" (bfloat16)" if amp_dtype is torch.bfloat16 else "")
                  + (f", {dist.world_size} processes" if dist.enabled else "")),
     )
     step, epoch = 0, 0
@@ -499,7 +518,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             current_lr = lr * max(factor, 0.0)
             for group in opt.param_groups:
                 group["lr"] = current_lr
-            x, y = sampler.sample_batch(config.batch_size)
+            x, y = sampler.sample_batch(plan.batch_size)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x, y = augment_batch(x, y, aug, gen)
             if device.type == "cpu":
@@ -531,7 +550,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
         epoch += 1
         metrics: dict[str, float] = {}
         improved = 0.0
-        validate_now = (epoch == 1 or flag == 1 or progress() >= 0.5
+        validate_now = (epoch == 1 or flag == 1 or progress() >= config.dense_validation_from
                         or epoch % max(config.early_validation_every, 1) == 0
                         or epoch == config.max_epochs)
         if dist.is_main:

@@ -396,5 +396,8 @@ def describe_device(device: str = "auto") -> str:
         return "GPU: Apple MPS"
     if device in ("cuda", "mps"):
         return f"{device.upper()} requested but not available on this computer"
+    from napari_medseg.inference.engine import cpu_has_native_bf16
+
     n = torch.get_num_threads()
-    return f"CPU ({n} thread{'s' if n != 1 else ''})"
+    bf16 = ", bfloat16" if cpu_has_native_bf16() else ""
+    return f"CPU ({n} thread{'s' if n != 1 else ''}{bf16})"

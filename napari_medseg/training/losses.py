@@ -75,28 +75,42 @@ class SegmentationLoss(torch.nn.Module):
         n_valid = valid.sum()
         if n_valid == 0:  # nothing annotated in this batch: no signal, keep the graph
             return logits.sum() * 0.0
-        clean = torch.where(valid, target, torch.zeros_like(target))
+        dense = bool(n_valid == valid.numel())  # no ignored voxel: skip every mask product
+        clean = target if dense else torch.where(valid, target, torch.zeros_like(target))
+        # one log-softmax feeds cross-entropy, focal and (through exp) the soft overlap terms
+        logp = F.log_softmax(logits, dim=1)
         loss = logits.new_zeros(())
         if self.kind in ("dice_ce", "ce"):
-            loss = loss + F.cross_entropy(logits, target, ignore_index=self.ignore_index)
+            loss = loss + F.nll_loss(logp, target, ignore_index=self.ignore_index)
         if self.kind in ("focal", "dice_focal"):
-            logp = F.log_softmax(logits, dim=1).gather(1, clean.unsqueeze(1)).squeeze(1)
-            focal = -((1.0 - logp.exp()) ** self.focal_gamma) * logp
-            loss = loss + (focal * valid).sum() / n_valid
+            logp_t = logp.gather(1, clean.unsqueeze(1)).squeeze(1)
+            focal = -((1.0 - logp_t.exp()) ** self.focal_gamma) * logp_t
+            loss = loss + (focal if dense else focal * valid).sum() / n_valid
         if self.kind in ("dice_ce", "dice", "jaccard", "dice_focal"):
-            loss = loss + self._overlap_loss(logits, clean, valid)
+            loss = loss + self._overlap_loss(logp.exp(), clean, None if dense else valid)
         return loss
 
-    def _overlap_loss(self, logits: torch.Tensor, clean: torch.Tensor, valid: torch.Tensor):
-        num_classes = logits.shape[1]
-        probs = torch.softmax(logits, dim=1)
-        mask = valid.unsqueeze(1).to(probs.dtype)
-        onehot = F.one_hot(clean, num_classes).movedim(-1, 1).to(probs.dtype) * mask
-        probs = probs * mask
-        reduce_dims = [0, *range(2, logits.ndim)]
-        inter = (probs * onehot).sum(reduce_dims)
-        psum = probs.sum(reduce_dims)
-        gsum = onehot.sum(reduce_dims)
+    def _overlap_loss(self, probs: torch.Tensor, clean: torch.Tensor,
+                      valid: torch.Tensor | None) -> torch.Tensor:
+        """Batch soft Dice / Jaccard over the foreground classes.
+
+        Per class: intersection = sum of the predicted probability of the true class over the
+        voxels of that class (a gather and an index-add, no one-hot volume), predicted sum =
+        sum of the class probability, ground-truth sum = voxel count. ``valid`` (None = all)
+        masks unannotated voxels out of all three.
+        """
+        num_classes = probs.shape[1]
+        reduce_dims = [0, *range(2, probs.ndim)]
+        p_true = probs.gather(1, clean.unsqueeze(1)).squeeze(1)
+        if valid is None:
+            psum = probs.sum(reduce_dims)
+            counted = clean.reshape(-1)
+        else:
+            p_true = p_true * valid
+            psum = (probs * valid.unsqueeze(1)).sum(reduce_dims)
+            counted = clean[valid]
+        inter = probs.new_zeros(num_classes).index_add(0, clean.reshape(-1), p_true.reshape(-1))
+        gsum = torch.bincount(counted, minlength=num_classes)[:num_classes].to(probs.dtype)
         if self.kind == "jaccard":
             score = (inter + self.smooth) / (psum + gsum - inter + self.smooth)
         else:
@@ -104,5 +118,5 @@ class SegmentationLoss(torch.nn.Module):
         fg = slice(1, None) if num_classes > 1 else slice(0, None)
         present = gsum[fg] > 0
         if not present.any():
-            return logits.new_zeros(())
+            return probs.new_zeros(())
         return 1.0 - score[fg][present].mean()

@@ -404,3 +404,37 @@ def test_default_batch_size_follows_the_patch(tmp_path):
     _run(train(_tiny_config(max_epochs=1, steps_per_epoch=1, batch_size=3), _cases(),
                tmp_path / "fixed"))
     assert read_card(tmp_path / "fixed").train_config["batch_size"] == 3
+
+
+def test_weight_average_follows_the_decay_ramp():
+    from napari_medseg.training.loop import _WeightAverage
+
+    net = torch.nn.Linear(3, 2)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    ema = _WeightAverage(net, decay=0.9)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    ema.update(net, step=0)  # ramp: decay (1 + 0) / 10 = 0.1, the average mostly follows
+    for k, v in ema.model.state_dict().items():
+        assert torch.allclose(v, start[k] + 0.9)
+    ema.update(net, step=10_000)  # settled: decay 0.9
+    for k, v in ema.model.state_dict().items():
+        assert torch.allclose(v, 0.9 * (start[k] + 0.9) + 0.1 * (start[k] + 1.0))
+    assert all(not p.requires_grad for p in ema.model.parameters())
+
+
+def test_ema_changes_what_is_saved_not_how_training_goes(tmp_path):
+    kw = dict(max_epochs=1, steps_per_epoch=5, val_fraction=0.0, learning_rate=1e-2)
+    runs = {}
+    for name, decay in (("raw", None), ("ema", 0.9)):
+        events, _ = _run(train(_tiny_config(ema_decay=decay, **kw), _cases(), tmp_path / name))
+        net, card = load_model(tmp_path / name)
+        runs[name] = ([e.loss for e in events if e.kind == "step"], net.state_dict(), card)
+    assert runs["raw"][0] == pytest.approx(runs["ema"][0], rel=1e-6)  # same optimisation
+    raw_w, ema_w = runs["raw"][1], runs["ema"][1]
+    assert any(not torch.allclose(raw_w[k], ema_w[k]) for k in raw_w)  # a different model kept
+    assert runs["ema"][2].train_config["ema_decay"] == 0.9
+    assert runs["raw"][2].train_config["ema_decay"] is None
+    with pytest.raises(ValueError, match="EMA"):
+        TrainConfig(ema_decay=1.5)

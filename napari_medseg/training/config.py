@@ -59,8 +59,10 @@ class TrainConfig:
     activation : str
         ``"leakyrelu"`` (default) or ``"prelu"`` for the ``"unet"`` architecture.
     ema_decay : float or None
-        Validate and save an exponential moving average of the weights with this decay
-        (e.g. 0.999); None = the weights themselves.
+        Validate and save an exponential moving average of the weights with this decay (its
+        ramp-up keeps short runs close to the current weights); None or 0 = the weights
+        themselves. The average is smoother than the last weights while the learning rate is
+        still high (measured in BENCHMARKS.md).
     max_patch_voxels : int
         Upper bound on the automatic patch size.
     early_validation_every : int
@@ -108,7 +110,7 @@ class TrainConfig:
     deep_supervision: bool = False
     res_units: int = 2
     activation: str = "leakyrelu"
-    ema_decay: float | None = None
+    ema_decay: float | None = 0.999
     max_patch_voxels: int = 128**3
     early_validation_every: int = 3
     dense_validation_from: float = 0.75
@@ -136,6 +138,8 @@ class TrainConfig:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"Unknown activation {self.activation!r} "
                              f"({', '.join(ACTIVATIONS)}).")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise ValueError(f"EMA decay must be in [0, 1), got {self.ema_decay}.")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"Unknown optimizer {self.optimizer!r} (adamw, sgd).")
         if self.patch_size is not None:

@@ -88,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "learning_rate": args.lr,
         "early_stopping_patience": args.early_stopping,
         "augmentation": args.augmentation,
+        "mirror": args.mirror,
         "architecture": args.architecture,
         "base_channels": args.base_channels,
     }
@@ -269,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augmentation", default="auto", choices=["auto", "strong", "light", "none"],
                    help="auto: strong (rotation, scaling, flips, intensity) below 60 training "
                         "cases, light (flips, mild intensity) from there on")
+    p.add_argument("--mirror", default="auto", choices=["auto", "left-right", "all", "none"],
+                   help="mirror augmentation (and --tta at prediction) axes; auto: only "
+                        "left-right for 3D images with a known orientation, none when class "
+                        "names say left/right, every axis for 2D images")
     p.add_argument("--architecture", default="unet", choices=["unet", "dynunet"])
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -279,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("input", help="image file, folder of NIfTI files, or DICOM series folder")
     p.add_argument("--out", required=True, help="output folder (<name>.nii.gz per input)")
-    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation")
+    p.add_argument("--tta", action="store_true",
+                   help="mirror test-time augmentation (over the axes the model was trained "
+                        "to see mirrored)")
     p.add_argument("--keep-largest", action="store_true",
                    help="keep the largest connected component per class")
     p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (0-1)")

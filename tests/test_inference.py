@@ -182,3 +182,29 @@ def test_resolve_device():
             resolve_device("cuda")
     with pytest.raises(ValueError, match="Unknown device"):
         resolve_device("tpu")
+
+
+def test_tta_follows_the_mirror_axes_of_the_card(tmp_path):
+    import json
+
+    model_dir = _model_dir(tmp_path)
+    card_path = model_dir / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["mirror_axes"] = [2]
+    card_path.write_text(json.dumps(card))
+    vol = _volume(spacing=(1.0, 1.0, 1.0))
+    events = list(predict(model_dir, vol, tta=True, device="cpu"))
+    assert sum(e.kind == "step" for e in events) == 2  # plain + mirrored left-right
+    net, loaded = load_model(model_dir)
+    expected = predict_volume((net, loaded), vol, device="cpu").probabilities
+    flipped = Volume(vol.array[:, :, ::-1].copy(), vol.spacing, vol.affine, "MR")
+    mirrored = predict_volume((net, loaded), flipped, device="cpu").probabilities[..., ::-1]
+    np.testing.assert_allclose(events[-1].result.probabilities, (expected + mirrored) / 2,
+                               atol=1e-5)
+    card["mirror_axes"] = []
+    card_path.write_text(json.dumps(card))
+    assert sum(e.kind == "step" for e in predict(model_dir, vol, tta=True, device="cpu")) == 1
+    card["mirror_axes"] = [3]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="invalid mirror_axes"):
+        load_model(model_dir)

@@ -273,3 +273,18 @@ def test_header_scaling_is_applied_without_float64(tmp_path: Path) -> None:
     vol = read_nifti(tmp_path / "half.nii.gz", as_labels=False)
     assert vol.array.dtype == np.float32
     np.testing.assert_allclose(vol.array, stored.T * 0.5)
+
+
+def test_orientation_is_known_only_when_the_file_states_it(hippo_dir: Path, samples_dir: Path,
+                                                            tmp_path: Path) -> None:
+    from napari_medseg.training.augment import left_right_axis
+
+    hippo = read_nifti(hippo_dir / "imagesTr" / "hippocampus_001.nii.gz")
+    assert hippo.has_orientation  # sform/qform code 1: the affine means RAS
+    assert left_right_axis(hippo.affine) == 2  # NIfTI i = x = left-right = last array axis
+    ct = read_nifti(samples_dir / "ct_abdomen_totalsegmentator" / "example_ct_sm.nii.gz")
+    assert ct.has_orientation and left_right_axis(ct.affine) == 2
+    assert not Volume(np.zeros((4, 5, 6), np.float32)).has_orientation  # placeholder affine
+    img = nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), None)  # no orientation codes
+    nib.save(img, str(tmp_path / "nocode.nii.gz"))
+    assert not read_nifti(tmp_path / "nocode.nii.gz").has_orientation

@@ -438,3 +438,77 @@ def test_ema_changes_what_is_saved_not_how_training_goes(tmp_path):
     assert runs["raw"][2].train_config["ema_decay"] is None
     with pytest.raises(ValueError, match="EMA"):
         TrainConfig(ema_decay=1.5)
+
+
+# ---------------------------------------------------------------------------- mirroring
+
+
+def _oriented(case: Case, affine: np.ndarray) -> Case:
+    """The case as if read from a NIfTI file that states its orientation."""
+    img = case.image
+    vol = Volume(img.array, img.spacing, affine, img.modality,
+                 {"format": "nifti", "sform_code": 1, "qform_code": 1})
+    return Case(case.case_id, vol, case.labels)
+
+
+# NIfTI identity affine (i = x = left-right) seen in array order (Z, Y, X): array axis 2
+_RAS_ZYX = np.array([[0, 0, 1.0, 0], [0, 1.0, 0, 0], [1.0, 0, 0, 0], [0, 0, 0, 1]])
+
+
+def test_plan_mirror_axes_reads_left_right_from_the_affine():
+    from napari_medseg.training.augment import left_right_axis, plan_mirror_axes
+
+    assert left_right_axis(_RAS_ZYX) == 2
+    assert left_right_axis(np.diag([2.0, 1.0, 1.0, 1.0])) == 0
+    tilted = np.eye(4)
+    tilted[:3, :3] = [[0.5, 0.5, 0.7], [0.5, 0.5, -0.7], [0.7, -0.7, 0.0]]
+    assert left_right_axis(tilted) is None  # oblique: no axis within ~37 degrees of x
+    names = {0: "background", 1: "Anterior", 2: "Posterior"}
+    assert plan_mirror_axes("auto", 3, [_RAS_ZYX] * 3, 3, names)[0] == (2,)
+    assert plan_mirror_axes("left-right", 3, [_RAS_ZYX], 3, names)[0] == (2,)
+    # a slice-wise model sees array axes 1 and 2 as its axes 0 and 1
+    assert plan_mirror_axes("auto", 2, [_RAS_ZYX], 3, names)[0] == (1,)
+    assert plan_mirror_axes("auto", 2, [np.diag([1.0, 1, 1, 1])], 3, names)[0] == ()  # sagittal
+    # unknown or disagreeing orientations, 2D images: every axis (as before)
+    assert plan_mirror_axes("auto", 3, [_RAS_ZYX, None], 3, names)[0] == (0, 1, 2)
+    assert plan_mirror_axes("auto", 3, [_RAS_ZYX, np.eye(4)], 3, names)[0] == (0, 1, 2)
+    assert plan_mirror_axes("auto", 2, [np.eye(4)], 2, names)[0] == (0, 1)
+    # class names that say left/right: a mirrored left kidney would look like a right one
+    sided = {0: "background", 1: "kidney_L", 2: "kidney_R"}
+    axes, why = plan_mirror_axes("auto", 3, [_RAS_ZYX], 3, sided)
+    assert axes == () and "kidney_L" in why
+    assert plan_mirror_axes("auto", 3, [_RAS_ZYX], 3, {0: "bg", 1: "Left lung"})[0] == ()
+    assert plan_mirror_axes("auto", 3, [_RAS_ZYX], 3, {0: "bg", 1: "liver", 2: "lr"})[0] == (2,)
+    assert plan_mirror_axes("all", 3, [_RAS_ZYX], 3, sided)[0] == (0, 1, 2)
+    assert plan_mirror_axes("none", 3, [_RAS_ZYX], 3, names)[0] == ()
+    with pytest.raises(ValueError, match="Unknown mirror mode"):
+        TrainConfig(mirror="sideways")
+
+
+def test_augmentation_flips_only_the_chosen_axes():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(2 * 6 * 7 * 8).reshape(2, 6, 7, 8) % 251
+    x = y.float()[:, None]
+    cfg = AugmentationConfig(p_rotate=0, p_scale=0, p_brightness=0, p_contrast=0, p_gamma=0,
+                             p_noise=0, p_flip=1.0, flip_axes=(2,))
+    xa, ya = augment_batch(x, y, cfg, gen)
+    assert torch.equal(ya, y.flip(3)) and torch.equal(xa, x.flip(4))
+    xn, yn = augment_batch(x, y, AugmentationConfig(**{**cfg.__dict__, "flip_axes": ()}), gen)
+    assert torch.equal(yn, y) and torch.equal(xn, x)
+
+
+def test_training_records_the_mirror_axes_it_used(tmp_path):
+    oriented = [_oriented(c, _RAS_ZYX) for c in _cases()]
+    events, _ = _run(train(_tiny_config(max_epochs=1, steps_per_epoch=2), oriented, tmp_path / "a"))
+    assert read_card(tmp_path / "a").mirror_axes == [2]
+    assert any("only left-right (array axis 2)" in e.message for e in events if e.kind == "message")
+    # arrays without a stated orientation are mirrored along every axis, as before
+    _run(train(_tiny_config(max_epochs=1, steps_per_epoch=2), _cases(), tmp_path / "b"))
+    assert read_card(tmp_path / "b").mirror_axes == [0, 1, 2]
+    # fine-tuning keeps the parent's plan; an explicit mode replaces it
+    _run(train(_tiny_config(max_epochs=1, steps_per_epoch=2), oriented, tmp_path / "c",
+               init_model=tmp_path / "b"))
+    assert read_card(tmp_path / "c").mirror_axes == [0, 1, 2]
+    _run(train(_tiny_config(max_epochs=1, steps_per_epoch=2, mirror="left-right"), oriented,
+               tmp_path / "d", init_model=tmp_path / "b"))
+    assert read_card(tmp_path / "d").mirror_axes == [2]

@@ -84,12 +84,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
-def mirror_axes_sets(spatial_dims: int, tta: bool) -> list[tuple[int, ...]]:
-    """Tensor axes to flip for each TTA pass (``[()]`` without TTA); axes count from 2."""
-    axes = range(2, 2 + spatial_dims)
+def mirror_axes_sets(spatial_dims: int, tta: bool,
+                     mirror_axes: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """Tensor axes to flip for each TTA pass (``[()]`` without TTA); axes count from 2.
+
+    ``mirror_axes``: the spatial axes (0-based) the model was trained to see mirrored (a
+    model card's ``mirror_axes``); None = every axis.
+    """
     if not tta:
         return [()]
-    return [c for r in range(spatial_dims + 1) for c in itertools.combinations(axes, r)]
+    spatial = range(spatial_dims) if mirror_axes is None else sorted(set(mirror_axes))
+    axes = [2 + int(a) for a in spatial]
+    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
 def sliding_window_passes(
@@ -100,6 +106,7 @@ def sliding_window_passes(
     overlap: float = 0.25,
     sw_batch_size: int = 4,
     amp: bool = False,
+    mirror_axes: Sequence[int] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the running mean of softmax probabilities after each mirror pass.
 
@@ -112,9 +119,12 @@ def sliding_window_passes(
     roi_size : sequence of int
         Window size (the training patch size).
     tta : bool
-        Average over all mirror flips (8 passes in 3D, 4 in 2D).
+        Average over mirror flips: every combination of ``mirror_axes`` (all axes: 8 passes
+        in 3D, 4 in 2D; left-right only: 2).
     overlap : float
         Window overlap fraction; windows are blended with Gaussian weights.
+    mirror_axes : sequence of int, optional
+        Spatial axes (0-based) to mirror; None = every axis.
 
     Yields
     ------
@@ -123,7 +133,7 @@ def sliding_window_passes(
     """
     from monai.inferers import sliding_window_inference
 
-    flips = mirror_axes_sets(len(roi_size), tta)
+    flips = mirror_axes_sets(len(roi_size), tta, mirror_axes)
     total = None
     device_type = image.device.type
     use_amp = amp and device_type == "cuda"
@@ -151,11 +161,12 @@ def sliding_window_probabilities(
     sw_batch_size: int = 4,
     amp: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    mirror_axes: Sequence[int] | None = None,
 ) -> torch.Tensor | None:
     """Run every pass of :func:`sliding_window_passes`; None if ``should_stop`` became true."""
     probs = None
     for running_mean in sliding_window_passes(model, image, roi_size, tta, overlap, sw_batch_size,
-                                              amp):
+                                              amp, mirror_axes):
         if should_stop is not None and should_stop():
             return None
         probs = running_mean

@@ -15,6 +15,7 @@ from scipy import ndimage
 from napari_medseg.events import Event
 from napari_medseg.inference.engine import (
     channels_last_format,
+    mirror_axes_sets,
     resolve_device,
     sliding_window_passes,
 )
@@ -146,7 +147,9 @@ def predict(
     volume : Volume or sequence of Volume
         The image (one Volume per input channel). 2D models run slice by slice along axis 0.
     tta : bool
-        Mirror test-time augmentation (8 passes in 3D, 4 in 2D).
+        Mirror test-time augmentation over the axes the model was trained to see mirrored
+        (its card's ``mirror_axes``: 2 passes for left-right only; every axis, 8 passes in 3D
+        and 4 in 2D, for older models).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
     return_probabilities, return_entropy : bool
@@ -197,12 +200,13 @@ def predict(
     else:
         tensor = tensor[None] if ref.ndim == 2 else tensor.permute(1, 0, 2, 3)  # (N, C, Y, X)
     tensor = tensor.contiguous().to(dev)
-    n_passes = 2**card.dims if tta else 1
+    n_passes = len(mirror_axes_sets(card.dims, tta, card.mirror_axes))
     yield Event("start", step=0, total=n_passes,
                 message=f"Segmenting {ref.name} with {card.describe()}")
     probs = None
     passes = sliding_window_passes(net, tensor, card.patch_size[-card.dims:], tta, overlap,
-                                   sw_batch_size, amp=dev.type == "cuda")
+                                   sw_batch_size, amp=dev.type == "cuda",
+                                   mirror_axes=card.mirror_axes)
     for k, running_mean in enumerate(passes, start=1):
         probs = running_mean
         elapsed = time.perf_counter() - t0

@@ -114,6 +114,21 @@ class Volume:
         """World position (mm) of voxel index 0."""
         return tuple(float(v) for v in self.affine[:3, 3])
 
+    @property
+    def has_orientation(self) -> bool:
+        """True when the affine comes from a file that states the patient orientation.
+
+        DICOM series and NIfTI files with a non-zero ``sform_code`` or ``qform_code`` do;
+        arrays from elsewhere (a plain numpy array, a layer from another reader) get an
+        axis-aligned placeholder affine that says nothing about left and right.
+        """
+        meta = self.metadata or {}
+        if meta.get("format") == "dicom":
+            return True
+        if meta.get("format") == "nifti":
+            return int(meta.get("sform_code") or 0) > 0 or int(meta.get("qform_code") or 0) > 0
+        return False
+
     def nifti_affine(self) -> np.ndarray:
         """The NIfTI affine (index order i, j, k = x, y, z)."""
         return affine_to_nifti(self.affine)

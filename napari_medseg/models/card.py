@@ -53,6 +53,9 @@ class ModelCard:
         :class:`~napari_medseg.preprocess.NormalisationParams` per channel.
     network : dict
         :func:`~napari_medseg.models.factory.plan_network` output.
+    mirror_axes : list of int or None
+        Network spatial axes (0-based) that training mirrored and mirror TTA averages over;
+        None (cards written before it) = every axis.
     training_cases, validation_cases : list of str
     metrics_history : list of dict
         One entry per epoch (``epoch``, ``loss``, validation metrics, ``time_s``).
@@ -78,6 +81,7 @@ class ModelCard:
     training_cases: list[str] = field(default_factory=list)
     validation_cases: list[str] = field(default_factory=list)
     metrics_history: list[dict[str, Any]] = field(default_factory=list)
+    mirror_axes: list[int] | None = None
     best_metric: float | None = None
     best_epoch: int | None = None
     version: int = 1
@@ -126,6 +130,10 @@ class ModelCard:
         missing = [k for k in required if k not in data]
         if missing:
             raise ModelLoadError(f"model_card.json lacks the entries {', '.join(missing)}.")
+        axes = data.get("mirror_axes")
+        if axes is not None and (not isinstance(axes, list) or not all(
+                isinstance(a, int) and 0 <= a < int(data["dims"]) for a in axes)):
+            raise ModelLoadError(f"model_card.json has invalid mirror_axes {axes!r}.")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def describe(self) -> str:

@@ -49,6 +49,11 @@ class TrainConfig:
         ``"auto"`` (strong for fewer than 60 training cases, light from there on),
         ``"strong"`` (rotation, scaling, flips, intensity; alias ``"default"``), ``"light"``
         (flips, mild intensity) or ``"none"``.
+    mirror : str
+        Which axes mirror augmentation (and mirror TTA at prediction) uses: ``"auto"``
+        (default: only left-right in 3D images with a known orientation, none when class names
+        say left/right, every axis for 2D images), ``"left-right"``, ``"all"``, ``"none"``. See
+        :func:`~napari_medseg.training.augment.plan_mirror_axes`.
     architecture : str
         ``"unet"`` (fast on CPU) or ``"dynunet"`` (nnU-Net layout).
     base_channels, max_channels : int
@@ -104,6 +109,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     foreground_fraction: float = 0.33
     augmentation: str = "auto"
+    mirror: str = "auto"
     architecture: str = "unet"
     base_channels: int = 16
     max_channels: int = 256
@@ -133,6 +139,10 @@ class TrainConfig:
         from napari_medseg.training.augment import resolve_preset
 
         resolve_preset(self.augmentation)  # raises on an unknown preset name
+        from napari_medseg.training.augment import MIRROR_MODES
+
+        if self.mirror not in MIRROR_MODES:
+            raise ValueError(f"Unknown mirror mode {self.mirror!r} ({', '.join(MIRROR_MODES)}).")
         from napari_medseg.models.factory import ACTIVATIONS
 
         if self.activation not in ACTIVATIONS:

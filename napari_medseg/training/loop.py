@@ -52,7 +52,12 @@ from napari_medseg.preprocess import (
     prepare_image,
     prepare_labels,
 )
-from napari_medseg.training.augment import AugmentationConfig, augment_batch, resolve_preset
+from napari_medseg.training.augment import (
+    AugmentationConfig,
+    augment_batch,
+    plan_mirror_axes,
+    resolve_preset,
+)
 from napari_medseg.training.config import TrainConfig, TrainResult
 from napari_medseg.training.ddp import DistributedContext
 from napari_medseg.training.losses import SegmentationLoss
@@ -133,6 +138,14 @@ def _resolved_target(spacing: Sequence[float], target: Sequence[float | None] | 
     return tuple(float(s if t is None else t) for s, t in zip(spacing, target, strict=True))
 
 
+def _mirror_plan(mode: str, dims: int, cases: Sequence[Case], ndim: int, ds: Dataset,
+                 messages: list[str]) -> list[int]:
+    affines = [c.image.affine if c.image.has_orientation else None for c in cases]
+    axes, why = plan_mirror_axes(mode, dims, affines, ndim, ds.label_names)
+    messages.append(f"Mirror augmentation (and test-time augmentation): {why}.")
+    return list(axes)
+
+
 def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int) -> _Plan:
     ds = _as_dataset(dataset, config)
     _check_labels(ds)
@@ -181,6 +194,9 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int)
         norm = [NormalisationParams.from_dict(d) for d in parent.normalisation]
         patch = tuple(parent.patch_size)
         network = dict(parent.network, out_channels=num_classes)
+        mirror_axes = parent.mirror_axes  # None (older models): every axis, as they learnt
+        if config.mirror != "auto":
+            mirror_axes = _mirror_plan(config.mirror, dims, train_cases, ndim, ds, messages)
         if parent.num_classes != num_classes or parent.label_names != ds.label_names:
             messages.append(
                 f"Fine-tuning {parent.describe()} to {num_classes - 1} new label(s): the output "
@@ -208,6 +224,7 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int)
                                           ds.modality, fg, seed=rank_seed))
         patch = None
         network = None
+        mirror_axes = _mirror_plan(config.mirror, dims, train_cases, ndim, ds, messages)
 
     images: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
@@ -245,6 +262,7 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int)
         normalisation=[p.to_dict() for p in norm],
         spacing=None if target is None else [None if t is None else float(t) for t in target],
         channel_names=list(ds.channel_names),
+        mirror_axes=mirror_axes,
         modality=ds.modality,
         training_cases=list(train_ids),
         validation_cases=list(val_ids),
@@ -453,13 +471,12 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     if device.type == "cpu":
         # oneDNN convolutions are faster on channels-last tensors (same results, ~20 %)
         model = model.to(memory_format=channels_last_format(dims))
-    for message in plan.messages:
-        yield Event("message", message=message)
+    messages = list(plan.messages)
     if plan.init_state is not None:
         _, skipped = load_matching_weights(model, plan.init_state)
         if skipped:
-            yield Event("message", message=f"Re-initialised {len(skipped)} tensor(s) of the output "
-                                          "layer for the new classes.")
+            messages.append(f"Re-initialised {len(skipped)} tensor(s) of the output layer for "
+                            "the new classes.")
     net = dist.wrap(model)
     if config.learning_rate:
         lr = config.learning_rate
@@ -487,6 +504,8 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                            config.foreground_fraction, seed=seed + 1000 * dist.rank)
     aug_name = resolve_preset(config.augmentation, len(plan.train_ids))
     aug = AugmentationConfig.preset(aug_name)
+    if aug is not None and card.mirror_axes is not None:
+        aug = replace(aug, flip_axes=tuple(card.mirror_axes))
     try:
         gen = torch.Generator(device=device)
     except RuntimeError:
@@ -507,6 +526,8 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                  + (" (bfloat16)" if amp_dtype is torch.bfloat16 else "")
                  + (f", {dist.world_size} processes" if dist.enabled else "")),
     )
+    for message in messages:
+        yield Event("message", message=message)
     step, epoch = 0, 0
     best, best_epoch, since_best = -math.inf, None, 0
     history: list[dict[str, Any]] = []

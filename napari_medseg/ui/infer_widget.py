@@ -228,8 +228,10 @@ class InferWidget(QWidget):
         form.addRow("Device", self.device_combo)
         v.addLayout(form)
         self.tta_check = QCheckBox("Test-time augmentation (mirroring)")
-        self.tta_check.setToolTip("Average predictions over mirrored copies: smoother and "
-                                  "slightly more accurate, 4x (2D) or 8x (3D) slower")
+        self.tta_check.setToolTip(
+            "Average predictions over mirrored copies (along the axes the model was trained "
+            "with: left-right only for 3D models trained on oriented scans, 2x slower; every "
+            "axis otherwise, 4x (2D) or 8x (3D) slower)")
         self.tta_check.setChecked(get_setting("infer/tta", False))
         self.uncertainty_check = QCheckBox("Add uncertainty map (entropy)")
         self.uncertainty_check.setToolTip(

@@ -267,9 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
     p.add_argument("--early-stopping", type=int, default=None, metavar="N",
                    help="stop after N validations without improvement")
-    p.add_argument("--augmentation", default="auto", choices=["auto", "strong", "light", "none"],
+    p.add_argument("--augmentation", default="auto",
+                   choices=["auto", "strong", "medium", "light", "none"],
                    help="auto: strong (rotation, scaling, flips, intensity) below 60 training "
-                        "cases, light (flips, mild intensity) from there on")
+                        "cases, medium (small rotations and scaling, flips, mild intensity) "
+                        "from there on; light: flips and mild intensity only")
     p.add_argument("--mirror", default="auto", choices=["auto", "left-right", "all", "none"],
                    help="mirror augmentation (and --tta at prediction) axes; auto: only "
                         "left-right for 3D images with a known orientation, none when class "

@@ -376,11 +376,15 @@ def test_augmentation_presets_and_auto_choice():
     from napari_medseg.training.augment import AUTO_LIGHT_FROM_CASES, resolve_preset
 
     assert resolve_preset("auto", 5) == "strong"
-    assert resolve_preset("auto", AUTO_LIGHT_FROM_CASES) == "light"
+    assert resolve_preset("auto", AUTO_LIGHT_FROM_CASES - 1) == "strong"
+    assert resolve_preset("auto", AUTO_LIGHT_FROM_CASES) == "medium"
     assert resolve_preset("default") == "strong"
     strong, light = AugmentationConfig.preset("strong"), AugmentationConfig.preset("light")
+    medium = AugmentationConfig.preset("auto", 180)
     assert strong.p_rotate > 0 and strong.p_scale > 0
     assert light.p_rotate == 0 and light.p_scale == 0 and light.p_flip == strong.p_flip
+    assert 0 < medium.max_angle_deg < strong.max_angle_deg and medium.p_rotate > 0
+    assert strong.scale_range[0] < medium.scale_range[0] < 1 < medium.scale_range[1]
     assert AugmentationConfig.preset("none") is None
     with pytest.raises(ValueError, match="Unknown augmentation preset"):
         TrainConfig(augmentation="heavy")

@@ -46,8 +46,9 @@ class TrainConfig:
     foreground_fraction : float
         Share of patches centred on foreground.
     augmentation : str
-        ``"auto"`` (strong for fewer than 60 training cases, light from there on),
-        ``"strong"`` (rotation, scaling, flips, intensity; alias ``"default"``), ``"light"``
+        ``"auto"`` (strong for fewer than 60 training cases, medium from there on),
+        ``"strong"`` (rotation ±30°, scaling 0.7-1.4, flips, intensity; alias ``"default"``),
+        ``"medium"`` (rotation ±15°, scaling 0.85-1.18, flips, mild intensity), ``"light"``
         (flips, mild intensity) or ``"none"``.
     mirror : str
         Which axes mirror augmentation (and mirror TTA at prediction) uses: ``"auto"``

@@ -335,8 +335,27 @@ class InferWidget(QWidget):
         if card.training_cases:
             parts.append(f"{len(card.training_cases)} training case(s)")
         self.model_info.setText(f"{swatches}<br>{' · '.join(parts)}")
+        self._describe_tta(card)
         self.model_info.setToolTip(f"{entry.path}\ntask '{card.task}', modality {card.modality}, "
                                    f"created {card.created}")
+
+    def _describe_tta(self, card: Any) -> None:
+        """Name the mirroring this model's test-time augmentation will use (its card's axes)."""
+        axes = card.mirror_axes
+        if axes is None:
+            text, why = f"all axes, {2 ** int(card.dims)}×", "along every axis"
+        elif len(axes) == 0:
+            text, why = "off for this model", "not at all (trained without mirroring)"
+        elif len(axes) == 1:
+            text, why = "left-right, 2×", "left-right only"
+        else:
+            text, why = f"{len(axes)} axes, {2 ** len(axes)}×", f"along {len(axes)} axes"
+        self.tta_check.setToolTip(
+            "Average the predictions over mirrored copies of the image, as the model saw them in "
+            f"training: this model was mirrored {why}. Slower by the factor shown; usually a "
+            "little more accurate.")
+        self.tta_check.setText(f"Test-time augmentation ({text})")
+        self.tta_check.setEnabled(axes is None or len(axes) > 0)
 
     @catch_errors("Choose model")
     def _choose_model(self) -> None:
@@ -365,6 +384,7 @@ class InferWidget(QWidget):
         if not running:
             self.image_combo.setEnabled(bool(self.image_combo.layers()))
             self.model_combo.setEnabled(self.model_combo.currentData() is not None)
+            self._show_model_info()  # the TTA option follows the selected model again
 
     def _require_model(self) -> ModelEntry:
         entry = self.selected_model()

@@ -101,6 +101,10 @@ def test_models_folder_is_listed_with_card_details(make_napari_viewer):
     _select(widget, "hippo3d")
     info = widget.model_info.text()
     assert "Anterior" in info and "Posterior" in info and "3D" in info
+    # the hippocampus files state their orientation: the 3D model was mirrored left-right only,
+    # and the TTA option says so
+    assert _card("hippo3d", widget).mirror_axes == [2]
+    assert "left-right" in widget.tta_check.text() and widget.tta_check.isEnabled()
 
 
 @pytest.mark.slow

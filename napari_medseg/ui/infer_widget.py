@@ -143,6 +143,11 @@ class ModelCombo(QComboBox):
             self.setCurrentIndex(idx)
 
 
+TTA_TOOLTIP = ("Average predictions over mirrored copies (along the axes the model was trained "
+               "with: left-right only for 3D models trained on oriented scans, 2x slower; every "
+               "axis otherwise, 4x (2D) or 8x (3D) slower)")
+
+
 class InferWidget(QWidget):
     """Segment images with a trained model.
 
@@ -228,10 +233,7 @@ class InferWidget(QWidget):
         form.addRow("Device", self.device_combo)
         v.addLayout(form)
         self.tta_check = QCheckBox("Test-time augmentation (mirroring)")
-        self.tta_check.setToolTip(
-            "Average predictions over mirrored copies (along the axes the model was trained "
-            "with: left-right only for 3D models trained on oriented scans, 2x slower; every "
-            "axis otherwise, 4x (2D) or 8x (3D) slower)")
+        self.tta_check.setToolTip(TTA_TOOLTIP)
         self.tta_check.setChecked(get_setting("infer/tta", False))
         self.uncertainty_check = QCheckBox("Add uncertainty map (entropy)")
         self.uncertainty_check.setToolTip(
@@ -315,6 +317,7 @@ class InferWidget(QWidget):
 
     def _show_model_info(self, *_: Any) -> None:
         entry = self.selected_model()
+        self._describe_tta(entry.card if entry is not None else None)
         if entry is None:
             self.model_info.setText(f"Models folder: {models_folder()}")
             return
@@ -335,12 +338,16 @@ class InferWidget(QWidget):
         if card.training_cases:
             parts.append(f"{len(card.training_cases)} training case(s)")
         self.model_info.setText(f"{swatches}<br>{' · '.join(parts)}")
-        self._describe_tta(card)
         self.model_info.setToolTip(f"{entry.path}\ntask '{card.task}', modality {card.modality}, "
                                    f"created {card.created}")
 
     def _describe_tta(self, card: Any) -> None:
         """Name the mirroring this model's test-time augmentation will use (its card's axes)."""
+        if card is None:  # no model, or one whose card cannot be read: the generic option
+            self.tta_check.setText("Test-time augmentation (mirroring)")
+            self.tta_check.setToolTip(TTA_TOOLTIP)
+            self.tta_check.setEnabled(True)
+            return
         axes = card.mirror_axes
         if axes is None:
             text, why = f"all axes, {2 ** int(card.dims)}×", "along every axis"

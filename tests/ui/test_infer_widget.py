@@ -4,6 +4,7 @@ a folder run writes NIfTI files with the inputs' geometry."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def _add_image(viewer, path, scale=None, translate=None):
     return viewer.add_image(data, **kwargs)
 
 
-def test_models_folder_is_listed_with_card_details(make_napari_viewer):
+def test_models_folder_is_listed_with_card_details(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     widget = _widget(viewer)
     names = {Path(str(widget.model_combo.itemData(i))).name
@@ -105,6 +106,21 @@ def test_models_folder_is_listed_with_card_details(make_napari_viewer):
     # and the TTA option says so
     assert _card("hippo3d", widget).mirror_axes == [2]
     assert "left-right" in widget.tta_check.text() and widget.tta_check.isEnabled()
+    # a model trained without mirroring: TTA would change nothing, so the option is off
+    plain = tmp_path / "no-mirror"
+    shutil.copytree(_card_dir("hippo3d"), plain)
+    card = json.loads((plain / "model_card.json").read_text())
+    card["mirror_axes"] = []
+    (plain / "model_card.json").write_text(json.dumps(card))
+    widget.model_combo.select_path(str(plain))
+    assert "off" in widget.tta_check.text() and not widget.tta_check.isEnabled()
+    # an unreadable card: the option goes back to the generic wording, not the last model's
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model_card.json").write_text("{not json")
+    widget.model_combo.select_path(str(broken))
+    assert widget.tta_check.text() == "Test-time augmentation (mirroring)"
+    assert widget.tta_check.isEnabled()
 
 
 @pytest.mark.slow
@@ -144,6 +160,12 @@ def test_segment_image_adds_labels_on_the_image_grid(make_napari_viewer, qtbot, 
         assert 0.0 <= float(extra.data.min()) and float(extra.data.max()) <= 1.0 + 1e-5
     assert uncertainty.colormap.name == "inferno"
     assert not _errors()
+
+
+def _card_dir(name):
+    from napari_medseg.ui._models import models_folder
+
+    return models_folder() / name
 
 
 def _card(name, widget):

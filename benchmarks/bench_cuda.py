@@ -8,8 +8,8 @@ Without ``--data`` (or if the folder is missing) it writes a small synthetic CT 
 in the MSD layout and trains on that. Steps:
 
 1. ``napari-medseg train DATA --out MODEL --device DEV --time-budget-s B --seed 0`` (the CLI
-   contract) on ``--n-cases`` cases; reports wall time, optimisation steps, ms per step, the best
-   validation Dice and the peak GPU memory of the training process (from the model card).
+   contract) on ``--n-cases`` cases; reports wall time, optimisation steps, ms per step and the
+   best validation Dice (from the model card).
 2. ``napari-medseg predict --model MODEL IMAGES --out PRED --device DEV`` on ``--n-predict`` cases,
    then checks each output's shape and affine against its input.
 3. ``predict_volume`` of a random 256x256x128 volume with the 96³-patch network on ``DEV``:
@@ -69,8 +69,8 @@ def _phantom_dataset(n: int, out: Path) -> Path:
     for i in range(n):
         image, labels = make_ct_phantom(shape=(48, 96, 96), seed=i)
         cases.append(Case(f"phantom_{i:03d}", image, labels.array))
-    return write_msd_dataset(cases, out, label_names={0: "background", **PHANTOM_CLASSES}, name="phantoms",
-                             modality="CT")
+    names = {0: "background", **PHANTOM_CLASSES}
+    return write_msd_dataset(cases, out, label_names=names, name="phantoms", modality="CT")
 
 
 def _throughput(device: str, shape, patch, repeats: int) -> dict:
@@ -144,7 +144,9 @@ def main() -> None:
         out["train"] = {"wall_s": round(wall, 1), "budget_s": args.budget_s, "steps": steps,
                         "train_s": train_s,
                         "ms_per_step": round(1000 * train_s / steps, 1) if steps else None,
-                        "best_val_dice": best, "log_tail": [ln for ln in log.strip().splitlines() if ln.strip() and "%|" not in ln][-3:]}
+                        "best_val_dice": best,
+                        "log_tail": [ln for ln in log.splitlines()
+                                     if ln.strip() and "%|" not in ln][-3:]}  # no progress bars
         print("train:", json.dumps(out["train"]))
 
         import nibabel as nib

@@ -359,8 +359,8 @@ class InferWidget(QWidget):
             text, why = f"{len(axes)} axes, {2 ** len(axes)}×", f"along {len(axes)} axes"
         self.tta_check.setToolTip(
             "Average the predictions over mirrored copies of the image, as the model saw them in "
-            f"training: this model was mirrored {why}. Slower by the factor shown; usually a "
-            "little more accurate.")
+            f"training: this model was mirrored {why}."
+            + (" Slower by the factor shown; usually a little more accurate." if axes != [] else ""))
         self.tta_check.setText(f"Test-time augmentation ({text})")
         self.tta_check.setEnabled(axes is None or len(axes) > 0)
 

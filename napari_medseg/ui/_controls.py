@@ -28,8 +28,77 @@ from qtpy.QtWidgets import (
 from napari_medseg.ui._notify import show_error_message
 
 
+def layer_key(layer: Any) -> str | None:
+    """A stable identity for a napari layer: its ``unique_id``.
+
+    Docks opened from *Plugins* get a ``PublicOnlyProxy`` of the viewer, and every layer reached
+    through it (``viewer.add_labels(...)``'s return value, ``viewer.layers[-1]``) is a new proxy
+    object: ``is``/``id()`` and Qt's item-data lookup do not match it with the same layer seen
+    another way. Compare layers with this key (or :func:`same_layer`) instead.
+    """
+    if layer is None:
+        return None
+    key = getattr(layer, "unique_id", None)
+    return str(key) if key is not None else f"id:{id(layer)}"
+
+
+def same_layer(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` are the same napari layer (proxies included)."""
+    return a is not None and b is not None and layer_key(a) == layer_key(b)
+
+
+def _medseg(layer: Any) -> dict[str, Any]:
+    return dict(((getattr(layer, "metadata", None) or {}).get("medseg")) or {})
+
+
+def belongs_to(labels: Any, image: Any) -> bool:
+    """Whether the Labels layer ``labels`` was drawn on (or lies on the grid of) ``image``.
+
+    The plugin records the image's :func:`layer_key` and name when it makes a Labels layer;
+    otherwise (a label map opened from a file next to its image, labels saved and reopened)
+    labels belong to an image of the same shape and affine.
+    """
+    if labels is None or image is None:
+        return False
+    source = _medseg(labels).get("source") or {}
+    if source.get("image_key") is not None and source.get("image_key") == layer_key(image):
+        return True
+    if source.get("image_layer") and source.get("image_layer") == image.name:
+        return True
+    try:
+        if tuple(labels.data.shape) != tuple(image.data.shape):
+            return False
+    except AttributeError:
+        return False
+    a, b = _medseg(labels).get("affine"), _medseg(image).get("affine")
+    if a is not None and b is not None:
+        import numpy as np
+
+        return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), atol=1e-3))
+    return all(abs(float(x) - float(y)) < 1e-6 for x, y in
+               zip(list(labels.scale) + list(labels.translate),
+                   list(image.scale) + list(image.translate), strict=False))
+
+
+def image_for(layer: Any, images: list[Any]) -> Any | None:
+    """The image among ``images`` that ``layer`` (a Labels layer) belongs to, newest first."""
+    if layer is None:
+        return None
+    return next((im for im in reversed(images) if belongs_to(layer, im)), None)
+
+
+def labels_for(image: Any, labels: list[Any]) -> Any | None:
+    """The newest Labels layer among ``labels`` that belongs to ``image``."""
+    if image is None:
+        return None
+    return next((lb for lb in reversed(labels) if belongs_to(lb, image)), None)
+
+
 class LayerCombo(QComboBox):
     """Combo box listing layers chosen by ``layers_of(viewer)``; keeps itself up to date.
+
+    Items carry the layer's :func:`layer_key`, not the layer object, so a layer the plugin just
+    added through a viewer proxy is found again.
 
     Parameters
     ----------
@@ -42,6 +111,10 @@ class LayerCombo(QComboBox):
         Layer chosen when nothing is chosen yet.
     follow_new : bool
         Select a qualifying layer as soon as it is added (e.g. a fresh prediction).
+    follow_active : bool
+        Follow what the user is looking at: when the viewer's active layer is one this combo
+        offers, select it; when it is another kind (an image for a labels combo, or labels
+        for an image combo), select the layer of the same image (see :func:`belongs_to`).
     """
 
     def __init__(
@@ -53,6 +126,7 @@ class LayerCombo(QComboBox):
         *,
         default: str = "newest",
         follow_new: bool = False,
+        follow_active: bool = True,
     ) -> None:
         super().__init__(parent)
         self._viewer = viewer
@@ -67,14 +141,44 @@ class LayerCombo(QComboBox):
             emitter = getattr(events, name, None)
             if emitter is not None:
                 emitter.connect(self._on_layers_changed)
+        if follow_active:
+            viewer.layers.selection.events.active.connect(self._on_active_changed)
         self.refresh()
+
+    def _on_active_changed(self, event: Any = None) -> None:
+        """Select the active layer, or the offered layer that belongs with it."""
+        try:
+            active = getattr(event, "value", None)
+            if active is None:
+                return
+            if self._find(active) is not None:
+                self.set_layer(active)
+                return
+            from napari.layers import Image, Labels
+
+            offered = self.layers()
+            if not offered:
+                return
+            current = self.layer()
+            if isinstance(active, Labels) and isinstance(offered[0], Image):
+                if current is None or not belongs_to(active, current):
+                    related = image_for(active, offered)
+                    if related is not None:
+                        self.set_layer(related)
+            elif isinstance(active, Image) and isinstance(offered[0], Labels):
+                if current is None or not belongs_to(current, active):
+                    related = labels_for(active, offered)
+                    if related is not None:
+                        self.set_layer(related)
+        except RuntimeError:  # the widget was deleted while napari still holds the callback
+            pass
 
     def _on_layers_changed(self, event: Any = None) -> None:
         try:
             self.refresh()
             layer = getattr(event, "value", None)
             if (self._follow_new and getattr(event, "type", "") == "inserted"
-                    and layer in self.layers()):
+                    and self._find(layer) is not None):
                 self.set_layer(layer)
         except RuntimeError:  # the widget was deleted while napari still holds the callback
             pass
@@ -83,20 +187,28 @@ class LayerCombo(QComboBox):
         """The layers currently offered."""
         return list(self._layers_of(self._viewer))
 
+    def _find(self, layer: Any) -> Any | None:
+        """The offered layer that is ``layer`` (by :func:`layer_key`), or ``None``."""
+        key = layer_key(layer)
+        if key is None:
+            return None
+        return next((ly for ly in self.layers() if layer_key(ly) == key), None)
+
     def refresh(self) -> None:
         """Rebuild the list, keeping the current choice when it still exists."""
-        current = self.layer()
+        current = self.currentData()
         layers = self.layers()
+        keys = [layer_key(ly) for ly in layers]
         self.blockSignals(True)
         self.clear()
-        for layer in layers:
-            self.addItem(layer.name, layer)
+        for layer, key in zip(layers, keys, strict=True):
+            self.addItem(layer.name, key)
             layer.events.name.connect(self._on_layers_changed)  # napari ignores duplicates
         if not layers:
             self.addItem(self._placeholder, None)
         self.setEnabled(bool(layers))
-        if current is not None and current in layers:
-            self.setCurrentIndex(layers.index(current))
+        if current is not None and current in keys:
+            self.setCurrentIndex(keys.index(current))
         elif layers:
             self.setCurrentIndex(0 if self._default == "oldest" else len(layers) - 1)
         self.blockSignals(False)
@@ -104,16 +216,19 @@ class LayerCombo(QComboBox):
 
     def layer(self) -> Any | None:
         """The chosen layer, or ``None``."""
-        data = self.currentData()
-        return data if data is not None else None
+        key = self.currentData()
+        if key is None:
+            return None
+        return next((ly for ly in self.layers() if layer_key(ly) == key), None)
 
     def set_layer(self, layer: Any) -> None:
-        """Select ``layer`` (refreshing first if it is new)."""
-        if layer not in self.layers():
+        """Select ``layer`` (refreshing first if it is new); any proxy of it will do."""
+        if self._find(layer) is None:
             return
-        if self.findData(layer) < 0:
+        key = layer_key(layer)
+        if self.findData(key) < 0:
             self.refresh()
-        self.setCurrentIndex(self.findData(layer))
+        self.setCurrentIndex(self.findData(key))
 
     def require(self, what: str = "layer") -> Any:
         """The chosen layer; raises ``ValueError`` with a clear message when there is none."""

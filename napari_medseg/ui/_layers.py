@@ -308,6 +308,7 @@ def add_labels_for_image(
     data: np.ndarray | None = None,
     name: str | None = None,
     classes: Mapping[Any, Any] | None = None,
+    role: str | None = None,
 ) -> Any:
     """Add a Labels layer with the geometry of ``image_layer``.
 
@@ -322,6 +323,9 @@ def add_labels_for_image(
         Layer name; default ``"<image> labels"``.
     classes : mapping, optional
         Class table ``{value: {"name", "color"}}``; default one class "label 1".
+    role : str, optional
+        ``metadata["medseg"]["role"]``: ``"difference"`` for an error map, ``"preview"`` for
+        a temporary preview; docks do not offer such layers as annotations.
 
     Raises
     ------
@@ -343,6 +347,9 @@ def add_labels_for_image(
     kwargs = layer_kwargs_for_volume(labels_volume, metadata={"medseg": {"classes": table}})
     meta_source = kwargs["metadata"]["medseg"].setdefault("source", {})
     meta_source["image_layer"] = image_layer.name
+    meta_source["image_key"] = str(getattr(image_layer, "unique_id", "") or "") or None
+    if role:
+        kwargs["metadata"]["medseg"]["role"] = role
     layer = viewer.add_labels(data, colormap=classes_colormap(table), **kwargs)
     layer.selected_label = next(iter(table), 1)
     return layer
@@ -355,11 +362,19 @@ def image_layers(viewer: Any) -> list[Any]:
     return [ly for ly in viewer.layers if isinstance(ly, Image) and not ly.rgb]
 
 
+#: Roles of Labels layers that are views, not annotations (see :func:`add_labels_for_image`).
+DERIVED_ROLES = ("difference", "preview")
+
+
 def labels_layers(viewer: Any) -> list[Any]:
-    """Labels layers of ``viewer``, in layer-list order."""
+    """Labels layers of ``viewer`` that hold annotations or predictions, in layer-list order.
+
+    Difference overlays and edit previews are left out: no dock offers them as a target.
+    """
     from napari.layers import Labels
 
-    return [ly for ly in viewer.layers if isinstance(ly, Labels)]
+    return [ly for ly in viewer.layers if isinstance(ly, Labels)
+            and ((ly.metadata or {}).get("medseg") or {}).get("role") not in DERIVED_ROLES]
 
 
 def copy_medseg_metadata(layer: Any) -> dict[str, Any]:

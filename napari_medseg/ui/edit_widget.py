@@ -316,7 +316,8 @@ class EditWidget(QWidget):
         else:
             self._remove_preview_layer()
             self.preview_layer = add_labels_for_image(
-                self.viewer, layer, data=diff, name="edit preview", classes=PREVIEW_CLASSES)
+                self.viewer, layer, data=diff, name="edit preview", classes=PREVIEW_CLASSES,
+                role="preview")
         self.preview_layer.opacity = 0.9
         self.viewer.layers.selection.active = layer
 

@@ -20,7 +20,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.ui._controls import LayerCombo, button, hint, run_in_worker
+from napari_medseg.ui._controls import (
+    LayerCombo,
+    belongs_to,
+    button,
+    hint,
+    run_in_worker,
+    same_layer,
+)
 from napari_medseg.ui._layers import (
     add_labels_for_image,
     labels_layers,
@@ -99,7 +106,8 @@ class EvaluateWidget(QWidget):
         self.pred_combo.setToolTip("Labels layer to score (e.g. a model prediction)")
         form.addRow("Prediction", self.pred_combo)
         self.gt_combo = LayerCombo(self.viewer, labels_layers, "(no labels layer)",
-                                   default="oldest")
+                                   default="oldest", follow_active=False)
+        self.pred_combo.currentIndexChanged.connect(self._match_ground_truth)
         self.gt_combo.setToolTip("Reference labels (manual ground truth)")
         form.addRow("Ground truth", self.gt_combo)
         self.surface_check = QCheckBox("Surface distances (HD95, ASSD)")
@@ -137,10 +145,29 @@ class EvaluateWidget(QWidget):
         layout.addStretch(1)
 
     # ------------------------------------------------------------------ metrics
+    def _match_ground_truth(self, *_: Any) -> None:
+        """Keep the ground truth on the prediction's image and distinct from it.
+
+        When the prediction changes to a layer of another image (or to the ground-truth layer
+        itself), the oldest other Labels layer of that image becomes the ground truth; a
+        dock never compares layers of two different images silently.
+        """
+        pred, gt = self.pred_combo.layer(), self.gt_combo.layer()
+        if pred is None:
+            return
+        if gt is not None and not same_layer(gt, pred) and tuple(gt.data.shape) == tuple(
+                pred.data.shape) and (belongs_to(gt, pred) or belongs_to(pred, gt)):
+            return
+        candidates = [ly for ly in self.gt_combo.layers() if not same_layer(ly, pred)
+                      and tuple(ly.data.shape) == tuple(pred.data.shape)
+                      and (belongs_to(ly, pred) or belongs_to(pred, ly))]
+        if candidates:
+            self.gt_combo.set_layer(candidates[0])
+
     def _pair(self) -> tuple[Any, Any]:
         pred = self.pred_combo.require("prediction layer")
         gt = self.gt_combo.require("ground-truth layer")
-        if pred is gt:
+        if same_layer(pred, gt):
             raise ValueError("prediction and ground truth are the same layer: choose two layers")
         if tuple(pred.data.shape) != tuple(gt.data.shape):
             raise ValueError(f"'{pred.name}' {pred.data.shape} and '{gt.name}' "
@@ -230,7 +257,7 @@ class EvaluateWidget(QWidget):
         diff = difference_map(np.asarray(pred.data), np.asarray(gt.data))
         layer = add_labels_for_image(self.viewer, gt, data=diff,
                                      name=f"errors of {pred.name}",
-                                     classes=DIFFERENCE_CLASSES)
+                                     classes=DIFFERENCE_CLASSES, role="difference")
         layer.opacity = 0.8
         n_fp, n_fn, n_wrong = (int(np.count_nonzero(diff == v)) for v in (1, 2, 3))
         self.status.setText(f"False positives: {n_fp} voxels (red); false negatives: {n_fn} "

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medseg.ui._controls import LayerCombo, button, double_spin, hint, run_in_worker
-from napari_medseg.ui._layers import add_volume_as_image, image_layers, volume_from_layer
+from napari_medseg.ui._layers import image_layers, volume_from_layer
 from napari_medseg.ui._notify import catch_errors, show_error_message
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
@@ -249,13 +249,23 @@ class LoadWidget(QWidget):
         return self.worker
 
     def _add_image(self, volume: Any, path: Path | None) -> None:
-        from napari_medseg._reader import find_matching_labels, read_path
+        from napari_medseg._reader import find_matching_labels, read_path, volume_to_layer_data
 
-        layer = add_volume_as_image(self.viewer, volume)
+        # the same decision as File > Open: a label map opens as a Labels layer
+        data, kwargs, layer_type = volume_to_layer_data(volume, path)
+        layer = getattr(self.viewer, f"add_{layer_type}")(data, **kwargs)
+        kind = "labels" if layer_type == "labels" else volume.modality
         self.status.setText(
             f"Opened {volume.name}: {' x '.join(map(str, volume.shape))} voxels, "
-            f"spacing {_format_spacing(volume.spacing)} mm, {volume.modality}"
+            f"spacing {_format_spacing(volume.spacing)} mm, {kind}"
         )
+        if layer_type == "labels":
+            for warning in volume.metadata.get("warnings", []) or []:
+                from napari.utils.notifications import show_warning
+
+                show_warning(str(warning))
+            self.viewer.layers.selection.active = layer
+            return
         for warning in volume.metadata.get("warnings", []) or []:
             from napari.utils.notifications import show_warning
 

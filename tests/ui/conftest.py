@@ -26,3 +26,34 @@ def _fresh_notifications():
 
     notification_manager.records.clear()
     yield
+
+
+#: Display names of the npe2 widget contributions (napari.yaml), by widget class.
+DOCK_NAMES = {
+    "MedSegWidget": "MedSeg (all steps)",
+    "LoadWidget": "Load",
+    "AnnotateWidget": "Annotate",
+    "TrainWidget": "Train",
+    "InferWidget": "Infer",
+    "EditWidget": "Edit",
+    "EvaluateWidget": "Evaluate",
+    "ProjectWidget": "Project",
+}
+
+
+def dock_plugin_widget(viewer, name: str):
+    """Dock a napari-medseg widget the way users do (*Plugins > napari-medseg > name*).
+
+    napari then builds the widget itself and hands it a ``PublicOnlyProxy`` of the viewer,
+    which is what every user's dock sees; tests that construct ``Widget(viewer)`` directly
+    miss the bugs that proxy causes.
+    """
+    name = DOCK_NAMES.get(name, name)
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-medseg", name)
+    return widget
+
+
+@pytest.fixture
+def plugin_dock():
+    """``plugin_dock(viewer, "Annotate")`` -> the docked widget (see :func:`dock_plugin_widget`)."""
+    return dock_plugin_widget

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from napari_medseg.events import IGNORE_LABEL
-from napari_medseg.ui.annotate_widget import AnnotateWidget
 
 PLUGIN = "napari-medseg"
 
@@ -20,14 +19,13 @@ def _isolated_settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def setup(make_napari_viewer, qtbot, hippo_cases, tmp_path):
+def setup(make_napari_viewer, qtbot, hippo_cases, tmp_path, plugin_dock):
     src, _ = hippo_cases(1)[0]
     image_path = tmp_path / "case.nii.gz"
     shutil.copy(src, image_path)
     viewer = make_napari_viewer()
     (image,) = viewer.open(str(image_path), plugin=PLUGIN)
-    widget = AnnotateWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "AnnotateWidget")
     widget.new_button.click()
     labels = viewer.layers[-1]
     return viewer, widget, image, labels, image_path
@@ -218,10 +216,9 @@ def test_sparse_marks_and_save_next_to_image(setup):
     np.testing.assert_array_equal(disk, labels.data)
 
 
-def test_buttons_without_layers_notify(make_napari_viewer, qtbot):
+def test_buttons_without_layers_notify(make_napari_viewer, qtbot, plugin_dock):
     viewer = make_napari_viewer()
-    widget = AnnotateWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "AnnotateWidget")
     n = len(_errors())
     for b in (widget.new_button, widget.interp_button, widget.mark_button, widget.save_button,
               widget.preseg_button):

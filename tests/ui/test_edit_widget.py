@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import napari
 import numpy as np
 import pytest
 
 from napari_medseg.ui._layers import add_labels_for_image
-from napari_medseg.ui.edit_widget import OPERATION_BUTTONS, EditWidget
+from napari_medseg.ui.edit_widget import OPERATION_BUTTONS
 
 PLUGIN = "napari-medseg"
 
@@ -24,13 +25,12 @@ def _errors() -> list[str]:
 
 
 @pytest.fixture
-def setup(make_napari_viewer, qtbot, hippo_cases):
+def setup(make_napari_viewer, qtbot, hippo_cases, plugin_dock):
     image_path, labels_path = hippo_cases(1)[0]
     viewer = make_napari_viewer()
     (image,) = viewer.open(str(image_path), plugin=PLUGIN)
     (labels,) = viewer.open(str(labels_path), plugin=PLUGIN)
-    widget = EditWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "EditWidget")
     widget.labels_combo.set_layer(labels)
     widget.set_label(1)
     return viewer, widget, image, labels
@@ -138,7 +138,7 @@ def test_contours_to_shapes(setup):
     viewer, widget, _image, labels = setup
     widget.contours_button.click()
     shapes = viewer.layers[-1]
-    assert type(shapes).__name__ == "Shapes"
+    assert isinstance(shapes, napari.layers.Shapes)
     assert len(shapes.data) > 0
     np.testing.assert_allclose(shapes.scale, labels.scale)
     slices = {int(round(p[0, 0])) for p in shapes.data}
@@ -159,10 +159,9 @@ def test_component_table_and_jump(setup):
     assert abs(labels.world_to_data(viewer.dims.point)[0] - centroid[0]) <= 0.5, z_world
 
 
-def test_errors_become_notifications(make_napari_viewer, qtbot):
+def test_errors_become_notifications(make_napari_viewer, qtbot, plugin_dock):
     viewer = make_napari_viewer()
-    widget = EditWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "EditWidget")
     n = len(_errors())
     widget.op_buttons["grow_label"].click()  # no labels layer
     assert len(_errors()) == n + 1

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 
+import napari
 import numpy as np
 import pytest
 
 from napari_medseg.metrics import evaluate_case
-from napari_medseg.ui.evaluate_widget import EvaluateWidget, difference_map
+from napari_medseg.ui.evaluate_widget import difference_map
 
 PLUGIN = "napari-medseg"
 
@@ -26,7 +27,7 @@ def _errors() -> list[str]:
 
 
 @pytest.fixture
-def setup(make_napari_viewer, qtbot, hippo_cases):
+def setup(make_napari_viewer, qtbot, hippo_cases, plugin_dock):
     image_path, labels_path = hippo_cases(1)[0]
     viewer = make_napari_viewer()
     viewer.open(str(image_path), plugin=PLUGIN)
@@ -38,8 +39,7 @@ def setup(make_napari_viewer, qtbot, hippo_cases):
     pred_data[gt.data == 2] = np.where(np.arange(pred_data[gt.data == 2].size) % 4 == 0, 0, 2)
     pred = viewer.add_labels(pred_data, name="prediction", scale=gt.scale,
                              translate=gt.translate, metadata=dict(gt.metadata))
-    widget = EvaluateWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "EvaluateWidget")
     widget.pred_combo.set_layer(pred)
     widget.gt_combo.set_layer(gt)
     return viewer, widget, pred, gt
@@ -78,7 +78,7 @@ def test_difference_overlay(setup):
     viewer, widget, pred, gt = setup
     widget.diff_button.click()
     overlay = viewer.layers[-1]
-    assert type(overlay).__name__ == "Labels"
+    assert isinstance(overlay, napari.layers.Labels)
     assert overlay.name == "errors of prediction"
     np.testing.assert_array_equal(overlay.data == 1, (pred.data > 0) & (gt.data == 0))
     np.testing.assert_array_equal(overlay.data == 2, (gt.data > 0) & (pred.data == 0))
@@ -111,12 +111,11 @@ def test_bad_choices_notify(setup, make_napari_viewer):
     assert "different grids" in _errors()[-1]
 
 
-def test_default_choices_follow_workflow(make_napari_viewer, qtbot, hippo_cases):
+def test_default_choices_follow_workflow(make_napari_viewer, qtbot, hippo_cases, plugin_dock):
     """Ground truth = the first labels opened; prediction = the newest labels layer."""
     _image_path, labels_path = hippo_cases(1)[0]
     viewer = make_napari_viewer()
-    widget = EvaluateWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "EvaluateWidget")
     (gt,) = viewer.open(str(labels_path), plugin=PLUGIN)
     pred = viewer.add_labels(np.zeros_like(gt.data), name="model output")
     assert widget.gt_combo.layer() is gt

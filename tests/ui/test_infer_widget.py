@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import napari
 import numpy as np
 import pytest
 
@@ -65,8 +66,8 @@ def _errors() -> list[str]:
 
 
 def _widget(viewer) -> InferWidget:
-    widget = InferWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Infer", area="right")
+    # docked as users do it (Plugins menu): napari hands the widget a viewer proxy
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "Infer")
     return widget
 
 
@@ -138,7 +139,7 @@ def test_segment_image_adds_labels_on_the_image_grid(make_napari_viewer, qtbot, 
 
     assert widget.last_event.kind == "finished", widget.last_event.message
     labels, probability, uncertainty = widget.last_layers
-    assert type(labels).__name__ == "Labels"
+    assert isinstance(labels, napari.layers.Labels)
     assert "hippo3d" in labels.name
     assert labels.data.shape == image.data.shape
     np.testing.assert_allclose(labels.scale, image.scale)
@@ -154,7 +155,7 @@ def test_segment_image_adds_labels_on_the_image_grid(make_napari_viewer, qtbot, 
     np.testing.assert_allclose(colour, [int(expected[i:i + 2], 16) / 255 for i in (1, 3, 5)],
                                atol=1e-2)
     for extra in (probability, uncertainty):
-        assert type(extra).__name__ == "Image"
+        assert isinstance(extra, napari.layers.Image)
         assert extra.data.shape == image.data.shape
         np.testing.assert_allclose(extra.scale, image.scale)
         assert 0.0 <= float(extra.data.min()) and float(extra.data.max()) <= 1.0 + 1e-5

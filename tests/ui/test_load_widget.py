@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import shutil
 
+import napari
 import numpy as np
 import pytest
-
-from napari_medseg.ui.load_widget import LoadWidget
 
 
 @pytest.fixture(autouse=True)
@@ -28,11 +27,10 @@ def _wait_worker(qtbot, widget) -> None:
     qtbot.wait(50)
 
 
-def test_open_nifti_with_matching_labels(make_napari_viewer, qtbot, hippo_cases):
+def test_open_nifti_with_matching_labels(make_napari_viewer, qtbot, hippo_cases, plugin_dock):
     image, labels = hippo_cases(1)[0]
     viewer = make_napari_viewer()
-    widget = LoadWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "LoadWidget")
     widget.path_edit.setText(str(image))
     widget.open_button.click()
     qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=20000)
@@ -45,11 +43,10 @@ def test_open_nifti_with_matching_labels(make_napari_viewer, qtbot, hippo_cases)
     assert "labels" in widget.status.text()
 
 
-def test_labels_checkbox_off_opens_image_only(make_napari_viewer, qtbot, hippo_cases):
+def test_labels_checkbox_off_opens_image_only(make_napari_viewer, qtbot, hippo_cases, plugin_dock):
     image, _ = hippo_cases(1)[0]
     viewer = make_napari_viewer()
-    widget = LoadWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "LoadWidget")
     widget.labels_check.setChecked(False)
     widget.path_edit.setText(str(image))
     widget.open_button.click()
@@ -58,13 +55,12 @@ def test_labels_checkbox_off_opens_image_only(make_napari_viewer, qtbot, hippo_c
 
 
 def test_dicom_folder_with_two_series_shows_chooser(make_napari_viewer, qtbot, samples_dir,
-                                                    tmp_path):
+                                                    tmp_path, plugin_dock):
     root = tmp_path / "study"
     for name in ("PGBM-002_HippoCrop", "PGBM-006_HippoCrop"):
         shutil.copytree(samples_dir / "mr_dicom_hippocrop" / name, root / name)
     viewer = make_napari_viewer()
-    widget = LoadWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "LoadWidget")
     widget.path_edit.setText(str(root))
     widget.open_button.click()
     qtbot.waitUntil(lambda: not widget.series_box.isHidden(), timeout=20000)
@@ -80,13 +76,12 @@ def test_dicom_folder_with_two_series_shows_chooser(make_napari_viewer, qtbot, s
     assert viewer.layers[0].data.shape[0] == chosen
 
 
-def test_ct_presets_and_level_width(make_napari_viewer, qtbot):
+def test_ct_presets_and_level_width(make_napari_viewer, qtbot, plugin_dock):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-medseg", "ct_phantom")
-    widget = LoadWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "LoadWidget")
     image = widget.image_combo.layer()
-    assert image is not None and type(image).__name__ == "Image"
+    assert image is not None and isinstance(image, napari.layers.Image)
     assert widget.preset_combo.isEnabled()
     lung = widget.preset_combo.findData("lung")
     widget.preset_combo.setCurrentIndex(lung)
@@ -100,12 +95,11 @@ def test_ct_presets_and_level_width(make_napari_viewer, qtbot):
     np.testing.assert_allclose(image.contrast_limits, (-50.0, 150.0))
 
 
-def test_auto_contrast_for_mr(make_napari_viewer, qtbot, hippo_cases):
+def test_auto_contrast_for_mr(make_napari_viewer, qtbot, hippo_cases, plugin_dock):
     image, _ = hippo_cases(1)[0]
     viewer = make_napari_viewer()
     viewer.open(str(image), plugin="napari-medseg")
-    widget = LoadWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "LoadWidget")
     assert not widget.preset_combo.isEnabled()  # presets are for CT only
     layer = viewer.layers[0]
     layer.contrast_limits = (0, 1)
@@ -116,10 +110,9 @@ def test_auto_contrast_for_mr(make_napari_viewer, qtbot, hippo_cases):
     np.testing.assert_allclose((lo, hi), (p_lo, p_hi), rtol=1e-6)
 
 
-def test_bad_paths_notify(make_napari_viewer, qtbot, tmp_path):
+def test_bad_paths_notify(make_napari_viewer, qtbot, tmp_path, plugin_dock):
     viewer = make_napari_viewer()
-    widget = LoadWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "LoadWidget")
     n = len(_errors())
     widget.open_button.click()  # empty path
     assert len(_errors()) == n + 1
@@ -133,26 +126,24 @@ def test_bad_paths_notify(make_napari_viewer, qtbot, tmp_path):
     assert len(viewer.layers) == 0
 
 
-def test_last_folder_is_remembered(make_napari_viewer, qtbot, hippo_cases):
+def test_last_folder_is_remembered(make_napari_viewer, qtbot, hippo_cases, plugin_dock):
     from napari_medseg.ui._settings import last_folder
 
     image, _ = hippo_cases(1)[0]
     viewer = make_napari_viewer()
-    widget = LoadWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "LoadWidget")
     widget.path_edit.setText(str(image))
     widget.open_button.click()
     _wait_worker(qtbot, widget)
     assert last_folder("open") == str(image.parent)
 
 
-def test_reading_shows_a_progress_bar(make_napari_viewer, qtbot, hippo_cases, monkeypatch):
+def test_reading_shows_a_progress_bar(make_napari_viewer, qtbot, hippo_cases, monkeypatch, plugin_dock):
     from napari.utils import progress
 
     image, _ = hippo_cases(1)[0]
     viewer = make_napari_viewer()
-    widget = LoadWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "LoadWidget")
     seen = []
     monkeypatch.setattr(progress, "close", lambda self: seen.append(self.desc))
     widget.path_edit.setText(str(image))

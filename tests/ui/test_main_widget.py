@@ -29,10 +29,9 @@ def _workers_done(make_napari_viewer, qtbot):
     qtbot.wait(50)
 
 
-def test_tabs_in_workflow_order(make_napari_viewer, qtbot):
+def test_tabs_in_workflow_order(make_napari_viewer, qtbot, plugin_dock):
     viewer = make_napari_viewer()
-    widget = MedSegWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "MedSegWidget")
     titles = [widget.tabs.tabText(i) for i in range(widget.tabs.count())]
     assert titles == ["Load", "Annotate", "Train", "Infer", "Edit", "Evaluate", "Project"]
     for title in ("Load", "Annotate", "Edit", "Evaluate"):
@@ -43,7 +42,7 @@ def test_tabs_in_workflow_order(make_napari_viewer, qtbot):
     assert widget.tabs.tabText(widget.tabs.currentIndex()) == "Edit"
 
 
-def test_broken_tab_becomes_placeholder(make_napari_viewer, qtbot, monkeypatch):
+def test_broken_tab_becomes_placeholder(make_napari_viewer, qtbot, monkeypatch, plugin_dock):
     broken = types.ModuleType("napari_medseg.ui._broken_for_test")
 
     class Exploding:
@@ -57,8 +56,7 @@ def test_broken_tab_becomes_placeholder(make_napari_viewer, qtbot, monkeypatch):
         ("Infer", "napari_medseg.ui._not_a_module", "Nope", "missing"),
     ))
     viewer = make_napari_viewer()
-    widget = MedSegWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "MedSegWidget")
     assert widget.tabs.count() == 3
     train = widget.page("Train")
     assert isinstance(train, UnavailableTab) and not train.isEnabled()
@@ -121,7 +119,7 @@ def test_launcher_screenshot_smoke(tmp_path):
 
 
 @pytest.mark.parametrize("title", ["Load", "Annotate", "Edit", "Evaluate"])
-def test_every_control_explains_itself(make_napari_viewer, qtbot, title):
+def test_every_control_explains_itself(make_napari_viewer, qtbot, title, plugin_dock):
     """Buttons, boxes, sliders and tables all carry a tooltip (checked, not hoped for)."""
     from qtpy.QtWidgets import (
         QAbstractButton,
@@ -133,8 +131,7 @@ def test_every_control_explains_itself(make_napari_viewer, qtbot, title):
     )
 
     viewer = make_napari_viewer()
-    widget = MedSegWidget(viewer)
-    qtbot.addWidget(widget)
+    widget = plugin_dock(viewer, "MedSegWidget")
     page = widget.page(title)
     missing = []
     for kind in (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QSlider, QTableWidget):
@@ -149,18 +146,12 @@ def test_every_control_explains_itself(make_napari_viewer, qtbot, title):
     assert missing == [], missing
 
 
-def test_settings_persist_between_sessions(make_napari_viewer, qtbot):
-    from napari_medseg.ui.edit_widget import EditWidget
-    from napari_medseg.ui.evaluate_widget import EvaluateWidget
+def test_settings_persist_between_sessions(make_napari_viewer, qtbot, plugin_dock):
 
     viewer = make_napari_viewer()
-    edit, evaluate = EditWidget(viewer), EvaluateWidget(viewer)
-    qtbot.addWidget(edit)
-    qtbot.addWidget(evaluate)
+    edit, evaluate = plugin_dock(viewer, "EditWidget"), plugin_dock(viewer, "EvaluateWidget")
     edit.radius_spin.setValue(4.5)
     evaluate.surface_check.setChecked(False)
-    again, evaluate_again = EditWidget(viewer), EvaluateWidget(viewer)  # a "new session"
-    qtbot.addWidget(again)
-    qtbot.addWidget(evaluate_again)
+    again, evaluate_again = plugin_dock(viewer, "EditWidget"), plugin_dock(viewer, "EvaluateWidget")  # a "new session"
     assert again.radius_spin.value() == 4.5
     assert not evaluate_again.surface_check.isChecked()

@@ -48,8 +48,8 @@ def _open(viewer, paths):
 
 
 def _widget(viewer) -> ProjectWidget:
-    widget = ProjectWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Project", area="right")
+    # docked as users do it (Plugins menu): napari hands the widget a viewer proxy
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "Project")
     return widget
 
 

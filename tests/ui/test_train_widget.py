@@ -47,8 +47,8 @@ def _open_pairs(viewer, hippo_cases, n=2):
 
 
 def _widget(viewer, qtbot) -> TrainWidget:
-    widget = TrainWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Train", area="right")
+    # docked as users do it (Plugins menu): napari hands the widget a viewer proxy
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "Train")
     # the device probe runs in a child process; let it finish so no thread outlives the test
     qtbot.waitUntil(lambda: "detecting" not in widget.device_label.text(), timeout=60000)
     return widget
@@ -81,15 +81,14 @@ def test_pairs_follow_the_layer_list(make_napari_viewer, qtbot, hippo_cases):
 
 @pytest.mark.slow
 def test_train_button_saves_a_model_and_keeps_labels(make_napari_viewer, qtbot, hippo_cases,
-                                                     tmp_path):
+                                                     tmp_path, plugin_dock):
     viewer = make_napari_viewer()
     _open_pairs(viewer, hippo_cases, 2)
     labels_before = {ly.name: np.array(ly.data, copy=True)
                      for ly in viewer.layers if type(ly).__name__ == "Labels"}
     widget = _widget(viewer, qtbot)
-    from napari_medseg.ui.infer_widget import InferWidget
 
-    infer = InferWidget(viewer)
+    infer = plugin_dock(viewer, "InferWidget")
     viewer.window.add_dock_widget(infer, name="Infer", area="right")
     assert infer.model_combo.currentData() is None
     widget.config_overrides = dict(TINY)
@@ -265,12 +264,11 @@ def _case(image_path, label_path):
 
 @pytest.mark.slow
 def test_screenshots_train_then_infer(make_napari_viewer, qtbot, hippo_cases, tmp_path,
-                                      monkeypatch):
+                                      monkeypatch, plugin_dock):
     """Train and Infer tabs in use. Set ``MEDSEG_SCREENSHOT_DIR=docs/screenshots`` to refresh
     the docs (then a real 3-minute training runs so the pictures show a meaningful model)."""
     from PIL import Image
 
-    from napari_medseg.ui.main_widget import MedSegWidget
 
     target = os.environ.get("MEDSEG_SCREENSHOT_DIR")
     out = Path(target) if target else tmp_path / "shots"
@@ -284,7 +282,7 @@ def test_screenshots_train_then_infer(make_napari_viewer, qtbot, hippo_cases, tm
 
     viewer = make_napari_viewer(show=True)
     _open_pairs(viewer, hippo_cases, 4 if docs_mode else 2)
-    dock = MedSegWidget(viewer)
+    dock = plugin_dock(viewer, "MedSegWidget")
     viewer.window.add_dock_widget(dock, name="MedSeg", area="right")
     viewer.window._qt_window.resize(1500, 950)
     train_tab, infer_tab = dock.page("Train"), dock.page("Infer")

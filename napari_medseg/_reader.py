@@ -103,11 +103,37 @@ def is_label_volume(volume: Any, path: str | os.PathLike[str] | None = None) -> 
     return sample.min(initial=0) >= 0 and np.unique(sample).size <= 16
 
 
+def _warn_if_not_overlaid(volume: Any) -> None:
+    """Tell the user when a permuted acquisition cannot overlay axial images (see ``Volume``)."""
+    if not volume.has_orientation or volume.napari_geometry()["aligned"]:
+        return
+    from napari.utils.notifications import show_warning
+
+    show_warning(
+        f"'{volume.name}' was acquired in sagittal or coronal slices: it is shown in its own "
+        "voxel order and does not overlay axial images of the same patient."
+    )
+
+
 def volume_to_layer_data(volume: Any, path: str | os.PathLike[str] | None = None) -> LayerData:
-    """napari layer-data tuple ``(data, kwargs, layer_type)`` for a :class:`Volume`."""
+    """napari layer-data tuple ``(data, kwargs, layer_type)`` for a :class:`Volume`.
+
+    The layer is placed in the patient world with the radiological display convention of
+    :meth:`~napari_medseg.io.volume.Volume.napari_geometry`.
+    """
     from napari_medseg.events import IGNORE_LABEL
     from napari_medseg.ui._layers import image_layer_kwargs, labels_layer_kwargs
 
+    _warn_if_not_overlaid(volume)
+
+    if path is not None and (volume.modality == "unknown"
+                             or volume.metadata.get("modality_guessed")):
+        from napari_medseg.dataset.msd import modality_of_dataset_image
+
+        stated = modality_of_dataset_image(path)  # an MSD image: dataset.json says "MRI"
+        if stated is not None:
+            volume.modality = stated
+            volume.metadata.pop("modality_guessed", None)
     if is_label_volume(volume, path):
         array = np.asarray(volume.array)
         if array.dtype.kind == "b" or (array.dtype.kind == "f"):

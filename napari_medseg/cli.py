@@ -130,6 +130,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if main and result is not None and getattr(result, "status", "") == "finished":
+        from napari_medseg.training.verdict import training_verdict
+
+        verdict = training_verdict(result)
+        if not verdict.usable or verdict.weak:
+            print(f"napari-medseg train: warning: {verdict.message}", file=sys.stderr)
     if main and result is not None:
         summary = {k: getattr(result, k) for k in ("status", "model_dir", "best_metric",
                                                    "best_epoch", "epochs", "steps",

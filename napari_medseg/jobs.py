@@ -25,6 +25,12 @@ results must be picklable (plain data, numpy arrays, dataclasses): acceptable fo
 for minutes. The ``spawn`` start method is used on every platform: ``fork`` from a process that
 holds Qt, OpenGL and CUDA state is unsafe.
 
+Large arrays (an image going in, labels and probabilities coming back: hundreds of MB for a
+512 x 512 x 400 CT) do not go through the pipe: pickling them holds Python's GIL for ~0.2 s per
+100 MB, which freezes the viewer even though the waiting happens in a worker thread. They are
+written to a temporary file and read back with plain file I/O, which releases the GIL
+(:data:`SPILL_BYTES`). A terminal event whose result is also the job's return value is sent once.
+
 This module is pure Python (no Qt, no napari): the GUI iterates :meth:`ProcessJob.events` inside
 napari's ``thread_worker``; the benchmarks and tests iterate it directly.
 """
@@ -32,15 +38,22 @@ napari's ``thread_worker``; the benchmarks and tests iterate it directly.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import multiprocessing as mp
 import os
 import pickle
 import queue
+import shutil
 import sys
+import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
+
+import numpy as np
 
 from napari_medseg.events import Event
 
@@ -50,6 +63,104 @@ __all__ = [
 
 #: Messages sent from the child: ``(tag, payload)`` with tag "event", "return" or "error".
 _EVENT, _RETURN, _ERROR = "event", "return", "error"
+
+_TERMINAL = ("finished", "cancelled", "error")
+
+#: numpy arrays of at least this many bytes travel between the processes through a temporary
+#: file instead of the pipe (see the module docstring).
+SPILL_BYTES = 4 * 2**20
+
+#: Bytes per read/write call when an array is spilled (each call releases the GIL).
+_IO_CHUNK = 64 * 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class _SpilledArray:
+    """Placeholder for a numpy array written to ``path`` (raw C-order bytes)."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class _SameAsReturn:
+    """Placeholder for a terminal event's result that is also the job's return value."""
+
+
+def _write_array(array: np.ndarray, folder: str) -> _SpilledArray:
+    arr = np.ascontiguousarray(array)
+    path = os.path.join(folder, f"{uuid.uuid4().hex}.raw")
+    view = memoryview(arr.reshape(-1)).cast("B")
+    with open(path, "wb", buffering=0) as fh:
+        done = 0
+        while done < len(view):
+            done += fh.write(view[done:done + _IO_CHUNK])
+    return _SpilledArray(path, tuple(arr.shape), arr.dtype.str)
+
+
+def _read_array(spilled: _SpilledArray) -> np.ndarray:
+    arr = np.empty(spilled.shape, dtype=np.dtype(spilled.dtype))
+    view = memoryview(arr.reshape(-1)).cast("B")
+    with open(spilled.path, "rb", buffering=0) as fh:
+        done = 0
+        while done < len(view):
+            n = fh.readinto(view[done:done + _IO_CHUNK])
+            if not n:
+                raise OSError(f"{spilled.path} is shorter than the array it holds")
+            done += n
+    with contextlib.suppress(OSError):
+        os.remove(spilled.path)
+    return arr
+
+
+def _map_arrays(obj: Any, fn: Callable[[Any], Any], test: Callable[[Any], bool],
+                depth: int = 0) -> Any:
+    """``obj`` with every value ``v`` for which ``test(v)`` replaced by ``fn(v)``.
+
+    Looks inside dicts, lists, tuples and dataclass instances (e.g. a ``Volume``, an ``Event``,
+    a ``PredictionResult``), four levels deep; containers are copied only where something was
+    replaced, so the caller's objects are never changed.
+    """
+    if test(obj):
+        return fn(obj)
+    if depth >= 4:
+        return obj
+    if type(obj) is dict:
+        items = {k: _map_arrays(v, fn, test, depth + 1) for k, v in obj.items()}
+        return items if any(items[k] is not obj[k] for k in obj) else obj
+    if type(obj) in (list, tuple):
+        items = [_map_arrays(v, fn, test, depth + 1) for v in obj]
+        changed = any(a is not b for a, b in zip(items, obj, strict=True))
+        return type(obj)(items) if changed else obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name, None)
+            new = _map_arrays(value, fn, test, depth + 1)
+            if new is not value:
+                changes[f.name] = new
+        if not changes:
+            return obj
+        clone = copy.copy(obj)
+        for name, value in changes.items():
+            object.__setattr__(clone, name, value)
+        return clone
+    return obj
+
+
+def _is_big_array(value: Any) -> bool:
+    return (isinstance(value, np.ndarray) and value.dtype != object
+            and value.nbytes >= SPILL_BYTES)
+
+
+def spill_arrays(obj: Any, folder: str) -> Any:
+    """``obj`` with its large numpy arrays written to files in ``folder`` (see module doc)."""
+    return _map_arrays(obj, lambda a: _write_array(a, folder), _is_big_array)
+
+
+def restore_arrays(obj: Any) -> Any:
+    """Inverse of :func:`spill_arrays`: read the arrays back (and delete their files)."""
+    return _map_arrays(obj, _read_array, lambda v: isinstance(v, _SpilledArray))
 
 _SIGNAL_NAMES = {
     9: "it was killed (SIGKILL), most often by the operating system because the computer ran "
@@ -128,7 +239,8 @@ def _picklable(obj: Any) -> Any:
 
 
 def _child_main(fn: Callable[..., Any], args: tuple, kwargs: dict, stop_kwarg: str | None,
-                stop: Any, out: Any, what: str, nice: int, num_threads: int | None) -> None:
+                stop: Any, out: Any, what: str, nice: int, num_threads: int | None,
+                spill_dir: str | None = None) -> None:
     """Body of the child process: iterate the job, forward events, report the outcome."""
     if nice and hasattr(os, "nice"):
         try:
@@ -142,24 +254,50 @@ def _child_main(fn: Callable[..., Any], args: tuple, kwargs: dict, stop_kwarg: s
             torch.set_num_threads(num_threads)
         except Exception:  # noqa: BLE001 - torch absent: nothing to limit
             pass
+    def send(tag: str, payload: Any) -> None:
+        if spill_dir is not None:
+            payload = spill_arrays(payload, spill_dir)
+        out.put((tag, _picklable(payload)))
+
+    def send_event(ev: Event) -> None:
+        if spill_dir is not None:
+            ev = spill_arrays(ev, spill_dir)
+        if not _is_plain(ev.result) and not isinstance(ev.result, _SameAsReturn):
+            ev.result = _picklable(ev.result)
+        out.put((_EVENT, ev))
+
+    held: Event | None = None  # a terminal event whose result may be the return value
     try:
+        args, kwargs = restore_arrays(args), restore_arrays(kwargs)
         if stop_kwarg:
             kwargs = {**kwargs, stop_kwarg: stop.is_set}
         gen = fn(*args, **kwargs)
         if not isinstance(gen, Iterator):  # a plain function: its value is the result
-            out.put((_RETURN, _picklable(gen)))
+            send(_RETURN, gen)
             return
         while True:
             try:
                 ev = next(gen)
             except StopIteration as done:
-                out.put((_RETURN, _picklable(done.value)))
+                if held is not None:
+                    if held.result is done.value:  # send the (large) result once
+                        held = dataclasses.replace(held, result=_SameAsReturn())
+                    send_event(held)
+                    held = None
+                send(_RETURN, done.value)
                 return
             if isinstance(ev, Event):
-                if not _is_plain(ev.result):
-                    ev.result = _picklable(ev.result)
-                out.put((_EVENT, ev))
+                if held is not None:
+                    send_event(held)
+                    held = None
+                if ev.kind in _TERMINAL and not _is_plain(ev.result):
+                    held = ev
+                else:
+                    send_event(ev)
     except BaseException as exc:  # noqa: BLE001 - everything becomes one error message
+        if held is not None:
+            with contextlib.suppress(Exception):
+                send_event(held)
         out.put((_ERROR, (describe_exception(exc, what), traceback.format_exc())))
     finally:
         # Make sure buffered messages reach the pipe before the process exits.
@@ -282,17 +420,22 @@ class ProcessJob:
             takes effect between yields, and a job may stay silent for a while).
         """
         out = self._ctx.Queue()
-        proc = self._ctx.Process(
-            target=_child_main,
-            args=(self.fn, self.args, self.kwargs, self.stop_kwarg, self._stop, out, self.what,
-                  self.nice, self.num_threads),
-            name=f"medseg-{getattr(self.fn, '__name__', 'job')}",
-            daemon=True,
-        )
-        self._process = proc
+        spill_dir = tempfile.mkdtemp(prefix="medseg-job-")
         terminal_seen, last_kind = False, ""
+        waiting: Event | None = None  # terminal event waiting for the return value
+        proc = None
         try:
             try:
+                args = spill_arrays(self.args, spill_dir)
+                kwargs = spill_arrays(self.kwargs, spill_dir)
+                proc = self._ctx.Process(
+                    target=_child_main,
+                    args=(self.fn, args, kwargs, self.stop_kwarg, self._stop, out, self.what,
+                          self.nice, self.num_threads, spill_dir),
+                    name=f"medseg-{getattr(self.fn, '__name__', 'job')}",
+                    daemon=True,
+                )
+                self._process = proc
                 with _main_module_hidden(self.fn):
                     proc.start()
             except Exception as exc:  # noqa: BLE001 - e.g. arguments that do not pickle
@@ -310,7 +453,10 @@ class ProcessJob:
                             tag, payload = out.get(timeout=1.0)
                         except queue.Empty:
                             proc.join(1.0)
-                            if self.cancel_requested and proc.exitcode in (0, -15, -9):
+                            if waiting is not None:  # died before its return value came
+                                waiting.result = None
+                                yield waiting
+                            elif self.cancel_requested and proc.exitcode in (0, -15, -9):
                                 yield Event("cancelled", message=f"{self.what} was cancelled.")
                             elif not terminal_seen:
                                 yield Event("error", level="error",
@@ -329,30 +475,54 @@ class ProcessJob:
                     else:
                         continue
                 if tag == _EVENT:
-                    if payload.kind in ("finished", "cancelled", "error"):
+                    payload = restore_arrays(payload)
+                    if payload.kind in _TERMINAL:
                         terminal_seen, last_kind = True, payload.kind
+                    if isinstance(payload.result, _SameAsReturn):
+                        waiting = payload  # its result follows as the return value
+                        continue
                     yield payload
+                    if self._overdue():  # events keep coming although cancel was asked
+                        self._force_stop(proc)
+                        yield Event("cancelled", level="warning",
+                                    message=f"{self.what} did not stop in time and was "
+                                            "stopped forcibly; nothing new was saved.")
+                        return None
                 elif tag == _RETURN:
+                    payload = restore_arrays(payload)
                     self.result = payload
-                    proc.join(5.0)
-                    if not terminal_seen:
+                    if waiting is not None:
+                        waiting.result = payload
+                        yield waiting
+                    elif not terminal_seen:
                         kind = "cancelled" if self.cancel_requested else "finished"
                         yield Event(kind, result=payload, message=f"{self.what} ended.")
+                    self._finish(proc)
                     return payload
                 elif tag == _ERROR:
                     message, self.traceback = payload
-                    proc.join(5.0)
+                    if waiting is not None:
+                        waiting.result = None
+                        yield waiting
                     if last_kind != "error":  # the job may have reported it already
                         yield Event("error", message=message, level="error",
                                     result={"traceback": self.traceback})
+                    self._finish(proc)
                     return None
         finally:
-            if proc.is_alive():
+            if proc is not None and proc.is_alive():
                 self.cancel()
                 proc.join(min(self.cancel_grace_s, 5.0))
                 self._force_stop(proc)
             out.close()
             out.cancel_join_thread()
+            shutil.rmtree(spill_dir, ignore_errors=True)
+
+    def _finish(self, proc: mp.process.BaseProcess) -> None:
+        """Let a child that has sent its outcome exit; stop it if its teardown drags on
+        (PyTorch's can take seconds on a busy machine, and nothing is left to send)."""
+        proc.join(1.0)
+        self._force_stop(proc)
 
     def _overdue(self) -> bool:
         return (self._cancel_time is not None

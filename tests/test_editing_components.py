@@ -139,3 +139,22 @@ def test_combine_labels():
         combine_labels(labels, 1, 2, "xor")
     with pytest.raises(EditingError, match="not present"):
         combine_labels(labels, 1, 9, "union")
+
+
+def test_component_table_world_centroids_and_largest_pieces():
+    labels = np.zeros((6, 10, 12), np.uint8)
+    labels[1:3, 2:6, 3:5] = 2  # 16 voxels
+    labels[5, 9, 11] = 2
+    labels[0, 0, 0] = 2
+    affine = np.array([[0, 0, -0.5, 30.0], [0, -1.0, 0, 12.0], [2.0, 0, 0, -7.0], [0, 0, 0, 1]])
+    rows = component_table(labels, 2, (2.0, 1.0, 0.5), affine=affine)
+    big = rows[0]
+    assert big["centroid_voxel"] == pytest.approx((1.5, 3.5, 3.5))
+    assert big["centroid_mm"] == pytest.approx((30 - 0.5 * 3.5, 12 - 3.5, -7 + 2 * 1.5))
+    assert [r["pieces"] for r in rows] == [3, 3, 3]
+    top = component_table(labels, 2, (2.0, 1.0, 0.5), max_pieces=1)
+    assert len(top) == 1 and top[0]["voxels"] == 16 and top[0]["pieces"] == 3
+    flat = component_table(labels[1], 2, (1.0, 0.5), affine=affine)
+    assert flat[0]["centroid_mm"] == pytest.approx((30 - 0.5 * 3.5, 12 - 3.5, -7.0))
+    with pytest.raises(EditingError, match="affine"):
+        component_table(labels, 2, (1, 1, 1), affine=np.eye(3))

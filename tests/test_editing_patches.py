@@ -92,3 +92,27 @@ def test_undo_stack_memory_cap_drops_oldest():
     assert np.all(arr[2:] == 0) and np.all(arr[1] == 2)
     with pytest.raises(EditingError):
         UndoStack(max_bytes=0)
+
+
+def test_make_edit_picks_the_smaller_form_and_is_exact():
+    from napari_medseg.editing import IndexedEdit, make_edit
+
+    old = labels_volume()
+    assert make_edit(old, old.copy()) is None
+    grown = grow_label(old, 1, 2.0, (2.5, 0.8, 0.8))
+    patch = make_edit(old, grown)  # a compact region: the bounding box is cheaper
+    assert isinstance(patch, EditPatch)
+    specks = old.copy()
+    specks[0, 0, 0] = 3
+    specks[9, 29, 29] = 3  # two voxels at opposite corners: a box of the whole volume
+    sparse = make_edit(old, specks)
+    assert isinstance(sparse, IndexedEdit) and sparse.count == 2
+    assert sparse.nbytes < old.nbytes // 10
+    for edit, new in ((patch, grown), (sparse, specks)):
+        arr = old.copy()
+        edit.apply(arr)
+        np.testing.assert_array_equal(arr, new)
+        edit.revert(arr)
+        np.testing.assert_array_equal(arr, old)
+    with pytest.raises(EditingError, match="shapes"):
+        make_edit(old, old[:2])

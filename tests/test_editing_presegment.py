@@ -103,3 +103,83 @@ def test_intensity_constrained_paint():
     assert out[0, 0, 0] == 2
     with pytest.raises(EditingError, match="empty"):
         intensity_mask(img, 5, -5)
+
+
+# --- the air around the body is not a tissue class (issue 13, item 8) -------------------------
+
+
+def _frame_air(hu: np.ndarray, width: int = 4) -> np.ndarray:
+    """Air (< -900 HU) in a frame along the slice borders: surely outside the body."""
+    frame = np.zeros(hu.shape, bool)
+    frame[:, :width] = frame[:, -width:] = True
+    frame[:, :, :width] = frame[:, :, -width:] = True
+    return frame & (hu < -900)
+
+
+@pytest.mark.parametrize("segment", [kmeans_segment, gmm_segment])
+def test_clustering_leaves_the_air_around_the_phantom_at_zero(segment):
+    from napari_medseg.phantom import make_ct_phantom
+
+    image, truth = make_ct_phantom((16, 64, 64))
+    hu = image.array
+    air = hu < -900
+    out = segment(hu, 3, modality="CT")
+    body = np.zeros(hu.shape, bool)
+    body[hu > -500] = True
+    assert not out[air & (truth.array == 0) & ~(hu > -500)].any()  # outside air: 0
+    assert (out[body] > 0).all()  # every tissue voxel is classified
+    lungs = truth.array == 4  # -800 HU, inside the body: a class, not background
+    assert (out[lungs] > 0).all()
+    # before: the air became a class (the darkest) and took one of the three
+    old = segment(hu, 3, modality="CT", exclude_air=False)
+    assert (old[air & (truth.array == 0)] > 0).all()
+
+
+@pytest.mark.parametrize("segment", [kmeans_segment, gmm_segment])
+def test_clustering_excludes_outside_air_on_a_real_ct(segment, samples_dir):
+    from napari_medseg.editing import outside_air_mask
+    from napari_medseg.io import read_nifti
+
+    ct = read_nifti(samples_dir / "ct_abdomen_totalsegmentator" / "example_ct.nii.gz")
+    hu = ct.array
+    out = segment(hu, 3, modality=ct.modality)
+    outside = _frame_air(hu)
+    assert outside.sum() > 100_000
+    assert not out[outside].any()
+    assert (out[hu > -500] > 0).all()
+    inside_air = (hu < -500) & ~outside_air_mask(hu, "CT")  # lungs, bowel gas
+    assert inside_air.sum() > 1000 and (out[inside_air] > 0).all()
+    # without the exclusion the outside air is the darkest class
+    assert (segment(hu, 3, exclude_air=False)[outside] > 0).all()
+
+
+def test_outside_air_on_a_cropped_mr_excludes_almost_nothing(hippo_cases):
+    import nibabel as nib
+
+    from napari_medseg.editing import air_threshold, outside_air_mask
+
+    image_path, _ = hippo_cases(1)[0]
+    img = np.asarray(nib.load(str(image_path)).dataobj).transpose(2, 1, 0)
+    air = outside_air_mask(img, "MR")
+    assert air.mean() < 0.03  # a crop inside the head: at most a few dark border voxels
+    assert not air.any() or img[air].max() <= np.percentile(img, 10)
+    assert air_threshold(img, "MR") < np.percentile(img, 5)
+    out = kmeans_segment(img, 3, modality="MR")
+    assert set(np.unique(out)) <= {0, 1, 2, 3} and (out > 0).mean() > 0.97
+    for c in (1, 2, 3):
+        assert (out == c).sum() > 1000
+
+
+def test_outside_air_ignores_enclosed_air_and_takes_modality_into_account():
+    from napari_medseg.editing import air_threshold, outside_air_mask
+
+    hu = np.full((3, 20, 20), -1000.0, np.float32)
+    hu[:, 3:17, 3:17] = 40.0  # body
+    hu[:, 7:12, 7:12] = -1000.0  # air inside (lung, bowel gas)
+    air = outside_air_mask(hu)  # unknown modality: recognised as CT by -1000 HU
+    assert air[:, 0, 0].all() and not air[:, 9, 9].any() and not air[:, 5, 5].any()
+    assert air.sum() == 3 * (400 - 196)
+    assert air_threshold(hu, "CT") == -500.0
+    assert air_threshold(hu + 1000.0, "MR") == pytest.approx(104.0)
+    with pytest.raises(EditingError, match="only air"):
+        kmeans_segment(np.full((2, 8, 8), -1000.0), 2, modality="CT")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from napari_medseg.inference import (
     predict_volume,
     resolve_device,
 )
+from napari_medseg.inference.engine import count_windows
 from napari_medseg.io import Volume, read_nifti, write_nifti
 from napari_medseg.models import ModelCard, ModelLoadError, build_network, plan_network, save_model
 
@@ -46,7 +49,9 @@ def test_predict_returns_labels_on_the_input_grid(tmp_path):
     model_dir = _model_dir(tmp_path)
     vol = _volume()  # spacing differs from the model's: resampled there and back
     events = list(predict(model_dir, vol, device="cpu"))
-    assert [e.kind for e in events] == ["start", "step", "finished"]
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "finished" and "step" in kinds
+    assert set(kinds[1:-1]) <= {"step", "message"}
     result = events[-1].result
     assert result.labels.shape == vol.shape and result.labels.dtype == np.uint8
     assert result.probabilities.shape == (3, *vol.shape)
@@ -62,7 +67,10 @@ def test_tta_runs_all_mirror_passes_and_stays_normalised(tmp_path):
     model = load_model(_model_dir(tmp_path))
     vol = _volume(spacing=(1.0, 1.0, 1.0))
     events = list(predict(model, vol, tta=True, device="cpu"))
-    assert sum(e.kind == "step" for e in events) == 8
+    steps = [e for e in events if e.kind == "step"]
+    # a report after each of the 8 mirror passes (the last one as "all windows done")
+    assert len(steps) >= 8 and steps[-1].step == steps[-1].total == events[0].total
+    assert events[0].total == 8 * count_windows((20, 24, 18), (16, 16, 16))
     res = events[-1].result
     np.testing.assert_allclose(res.probabilities.sum(0), 1.0, atol=1e-4)
     plain = predict_volume(model, vol, device="cpu")
@@ -74,6 +82,76 @@ def test_tta_runs_all_mirror_passes_and_stays_normalised(tmp_path):
 def test_predict_cancel_between_passes(tmp_path):
     model = load_model(_model_dir(tmp_path))
     events = list(predict(model, _volume(), tta=True, device="cpu", should_stop=lambda: True))
+    assert events[-1].kind == "cancelled"
+
+
+@pytest.mark.parametrize(("shape", "roi", "overlap"), [
+    ((20, 24, 18), (16, 16, 16), 0.25), ((7, 40, 41), (16, 16, 16), 0.5), ((16, 16), (16, 16), 0.25),
+    ((100, 3), (32, 8), 0.0),
+])
+def test_count_windows_matches_monai(shape, roi, overlap):
+    from monai.inferers import sliding_window_inference
+
+    calls = []
+
+    def net(x):
+        calls.append(x.shape[0])
+        return x
+
+    sliding_window_inference(torch.zeros(2, 1, *shape), roi, 3, net, overlap=overlap)
+    assert sum(calls) == 2 * count_windows(shape, roi, overlap)
+
+
+class _SlowNet(torch.nn.Module):
+    """Stands in for a big network on a big CT: every batch of windows takes ``delay_s``."""
+
+    def __init__(self, net, delay_s=0.2):
+        super().__init__()
+        self.net = net
+        self.delay_s = delay_s
+
+    def forward(self, x):
+        time.sleep(self.delay_s)
+        return self.net(x)
+
+
+def test_cancelling_inference_in_its_process_ends_within_2_s(tmp_path):
+    """Through the job runner, as the Infer dock runs it: one pass of 36 windows takes 11 s
+    here; cancel used to wait for the end of the pass (20.8 s on a large CT, then a kill)."""
+    from napari_medseg.jobs import ProcessJob
+
+    model, card = load_model(_model_dir(tmp_path))
+    vol = _volume(shape=(40, 48, 40), spacing=(1.0, 1.0, 1.0))
+    job = ProcessJob(predict, (_SlowNet(model, 0.3), card), vol, device="cpu",
+                     sw_batch_size=1, what="Segmentation")
+    events, t_cancel = [], None
+    for ev in job.events():
+        events.append(ev)
+        if ev.kind == "step" and t_cancel is None:
+            t_cancel = time.perf_counter()
+            job.cancel()
+    assert t_cancel is not None and time.perf_counter() - t_cancel < 2.0
+    assert events[-1].kind == "cancelled" and "forcibly" not in events[-1].message
+    assert not job.is_alive()
+
+
+def test_predict_reports_windows_and_eta_and_cancels_within_a_batch(tmp_path):
+    model, card = load_model(_model_dir(tmp_path))
+    vol = _volume(shape=(40, 48, 40), spacing=(1.0, 1.0, 1.0))  # 3 x 4 x 3 windows of 16
+    total = count_windows(vol.shape, (16, 16, 16))
+    stop = threading.Event()
+    events, t_cancel = [], None
+    for ev in predict((_SlowNet(model), card), vol, device="cpu", sw_batch_size=2,
+                      should_stop=stop):
+        events.append(ev)
+        if ev.kind == "step" and ev.step and t_cancel is None:
+            t_cancel = time.perf_counter()
+            stop.set()
+    assert time.perf_counter() - t_cancel < 1.5  # not after all 36 windows (3.6 s)
+    assert events[0].kind == "start" and events[0].total == total == 36
+    step = next(e for e in events if e.kind == "step")
+    assert 0 < step.step < total and step.total == total and step.eta_s > 0
+    assert f"{step.step}/{total} windows" in step.message
     assert events[-1].kind == "cancelled"
 
 

@@ -565,3 +565,32 @@ def test_dicomdir_file_opens_its_folder() -> None:
     via_index = list_dicom_series(folder / "DICOMDIR")
     assert [i.key for i in via_index] == [i.key for i in list_dicom_series(folder)]
     assert via_index[0].n_slices > 10
+
+
+def test_totalsegmentator_pair_is_one_patient_in_one_world(samples_dir: Path) -> None:
+    """The DICOM series (LPS, rows front to back) and the NIfTI label map written from it by
+    another tool (RAS, rows back to front) describe the same patient: anatomy on the expected
+    sides in RAS, and the same napari placement for each physical voxel."""
+    from napari_medseg.io.volume import NAPARI_WORLD_FROM_RAS
+
+    folder = samples_dir / "ct_abdomen_totalsegmentator"
+    ct = read_volume(folder / "example_ct_dicom")
+    seg = read_nifti(folder / "example_seg_dicom.nii.gz")
+
+    def ras_centroid(value: int) -> np.ndarray:
+        index = np.argwhere(seg.array == value).mean(axis=0)
+        return (seg.affine @ np.r_[index, 1.0])[:3]
+
+    liver, spleen, aorta, vertebra = (ras_centroid(v) for v in (5, 1, 52, 32))
+    assert liver[0] > spleen[0]  # RAS x grows to the patient's right: the liver is there
+    assert aorta[1] > vertebra[1]  # the aorta lies in front of the spine
+    g_ct, g_seg = ct.napari_geometry(), seg.napari_geometry()
+    assert g_ct["aligned"] and g_seg["aligned"]
+    assert np.sign(g_ct["scale"][1]) == -np.sign(g_seg["scale"][1])  # rows stored reversed
+    for index in ((0, 0, 0), (19, 511, 511), (10, 100, 400)):
+        world = np.asarray(g_ct["scale"]) * index + g_ct["translate"]
+        np.testing.assert_allclose(world, NAPARI_WORLD_FROM_RAS @ (ct.affine @ np.r_[index, 1])[:3],
+                                   atol=1e-6)
+        seg_index = np.linalg.solve(seg.affine, ct.affine @ np.r_[index, 1.0])[:3]
+        np.testing.assert_allclose(np.asarray(g_seg["scale"]) * seg_index + g_seg["translate"],
+                                   world, atol=1e-6)

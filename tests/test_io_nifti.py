@@ -288,3 +288,28 @@ def test_orientation_is_known_only_when_the_file_states_it(hippo_dir: Path, samp
     img = nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), None)  # no orientation codes
     nib.save(img, str(tmp_path / "nocode.nii.gz"))
     assert not read_nifti(tmp_path / "nocode.nii.gz").has_orientation
+
+
+def test_volume_without_orientation_reopens_without_orientation(tmp_path: Path) -> None:
+    """A plain array saved as NIfTI must not come back as patient RAS (it would be shown
+    flipped and read as a sagittal acquisition); other programs still see its sform."""
+    affine = np.diag([-2.0, 0.8, 0.7, 1.0])
+    affine[:3, 3] = (10.0, 20.0, 30.0)
+    plain = Volume(np.arange(60, dtype=np.uint8).reshape(3, 4, 5), (2.0, 0.8, 0.7), affine)
+    back = read_nifti(write_nifti(plain, tmp_path / "plain.nii.gz", labels=True))
+    assert not back.has_orientation and back.metadata["orientation_unknown"]
+    assert np.array_equal(back.affine, affine) and np.array_equal(back.array, plain.array)
+    assert back.napari_geometry()["scale"] == plain.napari_geometry()["scale"] == (-2.0, 0.8, 0.7)
+    img = nib.load(str(tmp_path / "plain.nii.gz"))
+    np.testing.assert_allclose(img.affine, plain.nifti_affine())
+    # a file another program re-orients (new sform) is read as that program says
+    moved = img.affine.copy()
+    moved[:3, 3] += 5.0
+    img.set_sform(moved, code=1)
+    nib.save(img, str(tmp_path / "moved.nii.gz"))
+    assert read_nifti(tmp_path / "moved.nii.gz").has_orientation
+    # a file with a stated orientation keeps it through our round trip
+    oriented = read_nifti(write_nifti(Volume(plain.array, plain.spacing, affine, "CT",
+                                             {"format": "nifti", "sform_code": 1}),
+                                      tmp_path / "oriented.nii.gz", labels=True))
+    assert oriented.has_orientation and "orientation_unknown" not in oriented.metadata

@@ -271,3 +271,66 @@ def test_abandon_stops_a_silent_child_quickly():
     assert kinds == ["start", "cancelled"]
     assert time.monotonic() - t0 < 30  # 3 s grace, not the 60 s configured
     assert not job.is_alive()
+
+
+def big_array_job(shape, scale, should_stop=None):
+    import numpy as np
+
+    data = np.full(shape, scale, dtype=np.float32)
+    result = {"array": data, "sum": float(data.sum()), "pid": os.getpid()}
+    yield Event("finished", result=result)
+    return result
+
+
+def echo_array_job(volume, should_stop=None):
+    import numpy as np
+
+    yield Event("start")
+    return {"sum": float(np.asarray(volume.array, dtype=np.float64).sum()),
+            "shape": volume.array.shape}
+
+
+def test_large_arrays_travel_through_files_and_come_back_once(tmp_path, monkeypatch):
+    """A 32 MB result: same values, delivered once (the terminal event and the return value
+    are one object), and the spill folder is removed afterwards."""
+    import tempfile
+
+    import numpy as np
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    job = ProcessJob(big_array_job, (200, 200, 200), 2.5, what="Big")
+    events, result = _collect(job)
+    assert [e.kind for e in events] == ["finished"]
+    assert events[-1].result is result
+    assert result["array"].shape == (200, 200, 200) and np.all(result["array"] == 2.5)
+    assert result["pid"] != os.getpid()
+    assert list(tmp_path.iterdir()) == []  # spill files and folder gone
+
+
+def test_large_arguments_reach_the_child_intact():
+    import numpy as np
+
+    from napari_medseg.io import Volume
+
+    array = np.arange(100 * 128 * 128, dtype=np.int32).reshape(100, 128, 128)
+    volume = Volume(array, (2.0, 1.0, 1.0))
+    events, result = _collect(ProcessJob(echo_array_job, volume, what="Echo"))
+    assert result == {"sum": float(array.astype(np.float64).sum()), "shape": (100, 128, 128)}
+    assert volume.array is array  # the caller's objects are not changed
+
+
+def test_spill_and_restore_leave_small_values_and_originals_alone(tmp_path):
+    import numpy as np
+
+    from napari_medseg.jobs import restore_arrays, spill_arrays
+
+    big = np.ones((1024, 1024, 2), np.float32)  # 8 MB
+    obj = {"big": big, "small": np.zeros(3), "list": [big, 1], "text": "x"}
+    spilled = spill_arrays(obj, str(tmp_path))
+    assert spilled["small"] is obj["small"] and spilled["text"] == "x"
+    assert not isinstance(spilled["big"], np.ndarray) and obj["big"] is big
+    assert len(list(tmp_path.iterdir())) == 2
+    back = restore_arrays(spilled)
+    np.testing.assert_array_equal(back["big"], big)
+    np.testing.assert_array_equal(back["list"][0], big)
+    assert list(tmp_path.iterdir()) == []

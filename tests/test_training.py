@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -223,6 +224,51 @@ def test_cancel_keeps_previous_best(tmp_path):
     assert hashlib.sha256((out / "model.pt").read_bytes()).hexdigest() == saved_hash
     assert (out / "model_card.json").read_text() == card_text
     load_model(out)
+
+
+def _ball_case(case_id: str, seed: int, shape) -> Case:
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape)
+    r2 = sum((g - n / 2) ** 2 for g, n in zip((z, y, x), shape, strict=True))
+    labels = (r2 < (min(shape) / 3) ** 2).astype(np.uint8)
+    image = labels + rng.normal(0, 0.3, shape)
+    return Case(case_id, Volume(image.astype(np.float32), (1.0, 1.0, 1.0), modality="MR"), labels)
+
+
+def test_cancel_during_validation_ends_the_job_within_2_s(tmp_path):
+    """Cancel through the job runner while a long validation runs (it took 12.7 s: the stop
+    flag was only read before training steps)."""
+    from napari_medseg.jobs import ProcessJob
+
+    cases = [_ball_case("a", 0, (16, 16, 16)), _ball_case("b", 1, (16, 16, 16)),
+             _ball_case("val", 2, (48, 64, 64))]  # ~3500 windows at 80 % overlap: > 5 s
+    config = _tiny_config(steps_per_epoch=1, max_epochs=1000, batch_size=1, max_channels=8,
+                          val_case_ids=["val"], val_overlap=0.8, augmentation="none",
+                          label_names={0: "background", 1: "ball"})
+    job = ProcessJob(train, config, dataset=cases, out_dir=str(tmp_path / "model"),
+                     what="Training")
+    kinds, t_cancel = [], None
+    for event in job.events():
+        kinds.append(event.kind)
+        if event.kind == "step" and t_cancel is None:  # validation of epoch 1 starts now
+            t_cancel = time.perf_counter()
+            job.cancel()
+    assert t_cancel is not None and time.perf_counter() - t_cancel < 2.0
+    assert kinds[-1] == "cancelled" and "epoch" not in kinds
+    assert not job.is_alive()
+    assert not (tmp_path / "model" / "model.pt").exists()
+
+
+def test_cancel_while_the_data_are_prepared(tmp_path):
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 1  # set while the second case is being prepared
+
+    events = list(train(_tiny_config(), _cases(), tmp_path / "model", should_stop=stop))
+    assert [e.kind for e in events] == ["cancelled"]
+    assert events[-1].result.status == "cancelled" and events[-1].result.steps == 0
 
 
 def test_generator_close_leaves_model_loadable(tmp_path):

@@ -262,6 +262,36 @@ def _modality_from_name(name: str) -> str:
     return "unknown"
 
 
+def modality_of_dataset_image(path: str | Path) -> str | None:
+    """The modality ``dataset.json`` states for an image file of an MSD / nnU-Net dataset.
+
+    ``DATASET/imagesTr/case_0001.nii.gz`` -> channel 1 of ``DATASET/dataset.json``'s
+    ``modality`` / ``channel_names`` table, mapped to ``"CT"``, ``"MR"``, ``"PT"``. ``None``
+    when the file is not in such a folder, the table is missing or names no known modality.
+    NIfTI files carry no modality; this is how an MSD hippocampus MRI is known to be MR.
+    """
+    p = Path(path)
+    if not p.parent.name.lower().startswith("images"):
+        return None
+    ds = p.parent.parent / "dataset.json"
+    try:
+        meta = json.loads(ds.read_text()) if ds.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    try:
+        names = _channel_names(meta)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    stem = p.name.split(".")[0]
+    channel = int(stem[-4:]) if len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit() else 0
+    if not names:
+        return None
+    modality = _modality_from_name(names[min(channel, len(names) - 1)])
+    return None if modality == "unknown" else modality
+
+
 def _images_for(images_dir: Path, case_id: str, suffix: str, n_channels: int,
                 listed: Path | None = None) -> list[Path]:
     if listed is not None and listed.is_file() and n_channels == 1:

@@ -31,8 +31,10 @@ label_contours(L, label, axis, sp, origin) -> [(slice, (N, 2) mm)]
 label_contours_for_shapes(L, label, axis)  -> [(N, 3) voxel-index polygons]
 threshold_segment(img, "otsu"|"window"|"multiotsu", low, high)   region_grow(img, seed, tol)
 kmeans_segment(img, n)   gmm_segment(img, n)   watershed_segment(img, markers)
+outside_air_mask(img, modality)  -> bool mask of the air around the body (left 0 by clustering)
 intensity_mask(img, low, high)   constrain_paint(old_L, new_L, img, low, high)
 patch = apply_operation(L, "close_label", label=1, radius_mm=3, spacing=sp)  # in place
+edit = make_edit(old_L, new_L)  -> EditPatch (bounding box) or IndexedEdit (few voxels) or None
 UndoStack(max_bytes).push(patch) / .undo(L) / .redo(L)
 """
 
@@ -67,15 +69,19 @@ from napari_medseg.editing.morphology import (
 from napari_medseg.editing.patches import (
     OPERATIONS,
     EditPatch,
+    IndexedEdit,
     UndoStack,
     apply_operation,
+    make_edit,
     make_patch,
 )
 from napari_medseg.editing.presegment import (
+    air_threshold,
     constrain_paint,
     gmm_segment,
     intensity_mask,
     kmeans_segment,
+    outside_air_mask,
     region_grow,
     threshold_segment,
     watershed_segment,
@@ -87,7 +93,9 @@ __all__ = [
     "OPERATIONS",
     "EditPatch",
     "EditingError",
+    "IndexedEdit",
     "UndoStack",
+    "air_threshold",
     "apply_operation",
     "close_label",
     "close_mask",
@@ -109,9 +117,11 @@ __all__ = [
     "kmeans_segment",
     "label_contours",
     "label_contours_for_shapes",
+    "make_edit",
     "make_patch",
     "open_label",
     "open_mask",
+    "outside_air_mask",
     "region_grow",
     "remove_islands",
     "shrink_label",

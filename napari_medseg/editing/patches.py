@@ -35,7 +35,8 @@ from napari_medseg.editing.morphology import (
     smooth_label,
 )
 
-__all__ = ["EditPatch", "make_patch", "apply_operation", "OPERATIONS", "UndoStack"]
+__all__ = ["EditPatch", "IndexedEdit", "make_patch", "make_edit", "apply_operation",
+           "OPERATIONS", "UndoStack"]
 
 
 @dataclass(eq=False)
@@ -83,6 +84,74 @@ def make_patch(old_labels: np.ndarray, new_labels: np.ndarray) -> EditPatch | No
     box = bbox(old != new)
     if box is None:
         return None
+    return EditPatch(box, old[box].copy(), new[box].astype(old.dtype, copy=True))
+
+
+@dataclass(eq=False)
+class IndexedEdit:
+    """A sparse edit: the indices of the changed voxels with their values before and after.
+
+    Cheaper than an :class:`EditPatch` when few voxels changed far apart (two specks removed
+    at opposite corners give a bounding box of the whole volume).
+
+    Attributes
+    ----------
+    indices : tuple of np.ndarray
+        One integer array per axis (``np.nonzero`` form).
+    old, new : np.ndarray
+        Values at ``indices`` before and after the edit.
+    """
+
+    indices: tuple[np.ndarray, ...]
+    old: np.ndarray
+    new: np.ndarray
+
+    def apply(self, arr: np.ndarray) -> None:
+        """Write the edited values into ``arr`` in place (redo)."""
+        arr[self.indices] = self.new
+
+    def revert(self, arr: np.ndarray) -> None:
+        """Write the original values back into ``arr`` in place (undo)."""
+        arr[self.indices] = self.old
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the edit in bytes."""
+        return int(sum(i.nbytes for i in self.indices) + self.old.nbytes + self.new.nbytes)
+
+    @property
+    def count(self) -> int:
+        """Number of changed voxels."""
+        return int(self.old.size)
+
+
+def make_edit(old_labels: np.ndarray, new_labels: np.ndarray
+              ) -> EditPatch | IndexedEdit | None:
+    """The difference of two label maps in its smaller form, or None if nothing changed.
+
+    An :class:`IndexedEdit` (indices of the changed voxels) when that takes less memory than
+    the bounding-box :class:`EditPatch`, else the patch. Meant to run in a worker thread: the
+    GUI then only writes the small result into the layer.
+
+    Parameters
+    ----------
+    old_labels, new_labels : np.ndarray
+        The label map before and after an edit; same shape.
+    """
+    old = np.asarray(old_labels)
+    new = np.asarray(new_labels)
+    if old.shape != new.shape:
+        raise EditingError(f"Cannot compare label maps of shapes {old.shape} and {new.shape}.")
+    changed = old != new
+    box = bbox(changed)
+    if box is None:
+        return None
+    count = int(np.count_nonzero(changed[box]))
+    box_voxels = int(np.prod([b.stop - b.start for b in box]))
+    if count * (8 * old.ndim + 2 * old.itemsize) < 2 * box_voxels * old.itemsize:
+        local = np.nonzero(changed[box])
+        indices = tuple(i + b.start for i, b in zip(local, box, strict=True))
+        return IndexedEdit(indices, old[indices], new[indices].astype(old.dtype, copy=False))
     return EditPatch(box, old[box].copy(), new[box].astype(old.dtype, copy=True))
 
 

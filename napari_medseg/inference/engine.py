@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class InferenceCancelled(Exception):
+    """Raised inside the sliding window once the caller's stop flag is set."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,6 +107,49 @@ def mirror_axes_sets(spatial_dims: int, tta: bool,
     return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
+def count_windows(spatial_shape: Sequence[int], roi_size: Sequence[int],
+                  overlap: float = 0.25) -> int:
+    """Number of sliding windows MONAI's ``sliding_window_inference`` runs on one image.
+
+    Same rule as MONAI: an image smaller than the window is padded up to it; the step is
+    ``int(roi * (1 - overlap))`` (at least 1); the last window is shifted back to end at the
+    border.
+
+    Parameters
+    ----------
+    spatial_shape : sequence of int
+        Image size (voxels), without batch and channel axes.
+    roi_size : sequence of int
+        Window size.
+    overlap : float
+        Overlap fraction between neighbouring windows.
+    """
+    total = 1
+    for size, roi in zip(spatial_shape, roi_size, strict=True):
+        size, roi = max(int(size), int(roi)), int(roi)
+        step = roi if roi == size else max(int(roi * (1 - overlap)), 1)
+        total *= max(math.ceil((size - roi) / step), 0) + 1
+    return total
+
+
+def _watched(model: Callable[[torch.Tensor], torch.Tensor],
+             should_stop: Callable[[], bool] | None,
+             on_windows: Callable[[int], None] | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` wrapped to check ``should_stop`` before and count windows after each batch."""
+    if should_stop is None and on_windows is None:
+        return model
+
+    def predictor(x: torch.Tensor) -> torch.Tensor:
+        if should_stop is not None and should_stop():
+            raise InferenceCancelled
+        out = model(x)
+        if on_windows is not None:
+            on_windows(int(x.shape[0]))
+        return out
+
+    return predictor
+
+
 def sliding_window_passes(
     model: torch.nn.Module,
     image: torch.Tensor,
@@ -107,6 +159,8 @@ def sliding_window_passes(
     sw_batch_size: int = 4,
     amp: bool = False,
     mirror_axes: Sequence[int] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_windows: Callable[[int], None] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the running mean of softmax probabilities after each mirror pass.
 
@@ -125,6 +179,11 @@ def sliding_window_passes(
         Window overlap fraction; windows are blended with Gaussian weights.
     mirror_axes : sequence of int, optional
         Spatial axes (0-based) to mirror; None = every axis.
+    should_stop : callable, optional
+        Checked before every batch of windows; once true, :class:`InferenceCancelled` is raised
+        (a cancel takes effect within one batch, not one whole pass).
+    on_windows : callable, optional
+        Called with the number of windows of each finished batch (progress).
 
     Yields
     ------
@@ -134,6 +193,7 @@ def sliding_window_passes(
     from monai.inferers import sliding_window_inference
 
     flips = mirror_axes_sets(len(roi_size), tta, mirror_axes)
+    predictor = _watched(model, should_stop, on_windows)
     total = None
     device_type = image.device.type
     use_amp = amp and device_type == "cuda"
@@ -141,7 +201,7 @@ def sliding_window_passes(
         x = image.flip(axes) if axes else image
         with torch.inference_mode(), torch.autocast(device_type, enabled=use_amp):
             logits = sliding_window_inference(
-                x, roi_size, sw_batch_size, model, overlap=overlap, mode="gaussian",
+                x, roi_size, sw_batch_size, predictor, overlap=overlap, mode="gaussian",
                 padding_mode="constant", cval=0.0,
             )
             probs = torch.softmax(logits.float(), dim=1)
@@ -163,11 +223,105 @@ def sliding_window_probabilities(
     should_stop: Callable[[], bool] | None = None,
     mirror_axes: Sequence[int] | None = None,
 ) -> torch.Tensor | None:
-    """Run every pass of :func:`sliding_window_passes`; None if ``should_stop`` became true."""
+    """Run every pass of :func:`sliding_window_passes`; None if ``should_stop`` became true
+    (checked before every batch of windows)."""
     probs = None
-    for running_mean in sliding_window_passes(model, image, roi_size, tta, overlap, sw_batch_size,
-                                              amp, mirror_axes):
-        if should_stop is not None and should_stop():
-            return None
-        probs = running_mean
+    try:
+        for running_mean in sliding_window_passes(model, image, roi_size, tta, overlap,
+                                                  sw_batch_size, amp, mirror_axes, should_stop):
+            probs = running_mean
+    except InferenceCancelled:
+        return None
     return probs
+
+
+@dataclass
+class WindowProgress:
+    """Where a sliding-window run stands: windows done of the total, seconds left."""
+
+    done: int
+    total: int
+    eta_s: float | None
+
+
+def sliding_window_with_progress(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    roi_size: Sequence[int],
+    tta: bool = False,
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    amp: bool = False,
+    mirror_axes: Sequence[int] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    report_every_s: float = 0.5,
+) -> Generator[WindowProgress, None, torch.Tensor | None]:
+    """All passes of :func:`sliding_window_passes`, yielding progress while they run.
+
+    MONAI's sliding window is one blocking call per pass (40 s on a large CT on a CPU), so it
+    runs in a helper thread (PyTorch releases the GIL while it computes) and this generator
+    reports the windows done about every ``report_every_s`` seconds and after each pass.
+
+    Yields
+    ------
+    WindowProgress
+        Windows done / total over all passes and an estimate of the seconds left.
+
+    Returns
+    -------
+    torch.Tensor or None
+        The mean probabilities after the last pass, or None when ``should_stop`` became true
+        (checked before every batch of windows). Closing the generator stops the thread too.
+    """
+    n_passes = len(mirror_axes_sets(len(roi_size), tta, mirror_axes))
+    total = count_windows(image.shape[2:], roi_size, overlap) * int(image.shape[0]) * n_passes
+    counted = [0]
+    closing = threading.Event()
+    outcome: queue.Queue = queue.Queue()
+
+    def stop() -> bool:
+        return closing.is_set() or (should_stop is not None and bool(should_stop()))
+
+    def count(n: int) -> None:
+        counted[0] += n
+
+    def run() -> None:
+        try:
+            probs = None
+            for running_mean in sliding_window_passes(model, image, roi_size, tta, overlap,
+                                                      sw_batch_size, amp, mirror_axes, stop,
+                                                      count):
+                probs = running_mean
+                outcome.put(("pass", None))
+            outcome.put(("done", probs))
+        except InferenceCancelled:
+            outcome.put(("cancelled", None))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.put(("error", exc))
+
+    yield WindowProgress(0, total, None)  # the plan, before any work
+    thread = threading.Thread(target=run, name="medseg-sliding-window", daemon=True)
+    t0 = time.perf_counter()
+    thread.start()
+    try:
+        while True:
+            try:
+                kind, value = outcome.get(timeout=report_every_s)
+            except queue.Empty:
+                kind, value = "tick", None
+            if kind == "done":
+                yield WindowProgress(total, total, 0.0)
+                return value
+            if kind == "cancelled":
+                return None
+            if kind == "error":
+                raise value
+            done = min(counted[0], total)
+            if kind == "pass" and done == total:
+                continue  # the last pass: "done" follows at once
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / done * (total - done) if done else None
+            yield WindowProgress(done, total, eta)
+    finally:
+        closing.set()  # the caller stopped iterating (or the run ended): end the thread too
+        thread.join()

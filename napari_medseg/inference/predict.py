@@ -15,9 +15,8 @@ from scipy import ndimage
 from napari_medseg.events import Event
 from napari_medseg.inference.engine import (
     channels_last_format,
-    mirror_axes_sets,
     resolve_device,
-    sliding_window_passes,
+    sliding_window_with_progress,
 )
 from napari_medseg.io.volume import Volume
 from napari_medseg.models.card import ModelCard, ModelLoadError, load_model
@@ -159,7 +158,16 @@ def predict(
     overlap, sw_batch_size
         Sliding-window overlap fraction and windows per forward pass.
     should_stop : callable or threading.Event, optional
-        Checked between passes; when true a ``"cancelled"`` event is yielded and None returned.
+        Checked before every batch of windows and between the steps after them; when true a
+        ``"cancelled"`` event is yielded and None returned (within about one batch of windows).
+
+    Yields
+    ------
+    Event
+        ``"start"`` (``total`` = sliding windows over all passes), ``"step"`` about twice a
+        second while the windows run (``step`` = windows done, ``total``, ``eta_s`` = seconds
+        left, ``message`` = "120/480 windows"), ``"message"`` for the steps after the windows,
+        then ``"finished"`` (with the result) or ``"cancelled"``.
 
     Raises
     ------
@@ -200,21 +208,18 @@ def predict(
     else:
         tensor = tensor[None] if ref.ndim == 2 else tensor.permute(1, 0, 2, 3)  # (N, C, Y, X)
     tensor = tensor.contiguous().to(dev)
-    n_passes = len(mirror_axes_sets(card.dims, tta, card.mirror_axes))
-    yield Event("start", step=0, total=n_passes,
-                message=f"Segmenting {ref.name} with {card.describe()}")
-    probs = None
-    passes = sliding_window_passes(net, tensor, card.patch_size[-card.dims:], tta, overlap,
-                                   sw_batch_size, amp=dev.type == "cuda",
-                                   mirror_axes=card.mirror_axes)
-    for k, running_mean in enumerate(passes, start=1):
-        probs = running_mean
-        elapsed = time.perf_counter() - t0
-        yield Event("step", step=k, total=n_passes, eta_s=elapsed / k * (n_passes - k))
-        if stop is not None and stop() and k < n_passes:
-            yield Event("cancelled", step=k, total=n_passes, message="Prediction cancelled.")
-            return None
-    assert probs is not None
+    windows = sliding_window_with_progress(
+        net, tensor, card.patch_size[-card.dims:], tta, overlap, sw_batch_size,
+        amp=dev.type == "cuda", mirror_axes=card.mirror_axes, should_stop=stop)
+    try:
+        probs = yield from _window_events(windows,
+                                          f"Segmenting {ref.name} with {card.describe()}")
+    finally:
+        windows.close()  # stops the sliding-window thread if this generator is closed early
+    if probs is None or _stopped(stop):
+        yield Event("cancelled", message="Prediction cancelled.")
+        return None
+    yield Event("message", message="Resampling the result to the image grid…")
     if card.dims == 3:
         probs = probs[0]  # (C, Z, Y, X)
     else:
@@ -223,11 +228,14 @@ def predict(
             probs = probs[:, 0]
     probs = probs.float().cpu()
     probs = resample_to_shape(probs, ref.shape, order=1)
+    if _stopped(stop):
+        yield Event("cancelled", message="Prediction cancelled.")
+        return None
     labels = argmax_classes(probs).numpy()
     if keep_largest:
         labels = keep_largest_component(labels)
     entropy = None
-    if return_entropy:
+    if return_entropy and not _stopped(stop):
         p = probs.clamp_min(1e-8)
         entropy = (-(p * p.log()).sum(0) / np.log(max(probs.shape[0], 2))).numpy().astype(np.float32)
     result = PredictionResult(
@@ -239,13 +247,36 @@ def predict(
         affine=ref.affine.copy(),
         elapsed_s=time.perf_counter() - t0,
     )
-    yield Event("finished", step=n_passes, total=n_passes, result=result,
+    if _stopped(stop):
+        yield Event("cancelled", message="Prediction cancelled.")
+        return None
+    yield Event("finished", result=result,
                 message=f"Segmented {ref.name} in {result.elapsed_s:.1f} s")
     return result
 
 
-def predict_volume(model: ModelLike, volume: Volume | Sequence[Volume], **kwargs) -> PredictionResult:
-    """Run :func:`predict` to the end and return its :class:`PredictionResult`."""
+def _stopped(stop: Callable[[], bool] | None) -> bool:
+    return stop is not None and bool(stop())
+
+
+def _window_events(windows: Generator, description: str
+                   ) -> Generator[Event, None, torch.Tensor | None]:
+    """Turn :func:`sliding_window_with_progress` reports into ``start`` / ``step`` events."""
+    plan = next(windows)
+    yield Event("start", step=0, total=plan.total, message=description)
+    while True:
+        try:
+            progress = next(windows)
+        except StopIteration as end:
+            return end.value
+        yield Event("step", step=progress.done, total=progress.total, eta_s=progress.eta_s,
+                    message=f"{progress.done}/{progress.total} windows")
+
+
+def predict_volume(model: ModelLike, volume: Volume | Sequence[Volume], **kwargs
+                   ) -> PredictionResult | None:
+    """Run :func:`predict` to the end and return its :class:`PredictionResult` (None when
+    ``should_stop`` cancelled it)."""
     gen = predict(model, volume, **kwargs)
     while True:
         try:
@@ -326,7 +357,12 @@ def predict_folder(
         except ValueError as exc:
             raise ValueError(f"Cannot read {src.name}: {exc}") from exc
         result = predict_volume(loaded, volume, tta=tta, device=dev, return_probabilities=False,
-                                return_entropy=False, keep_largest=keep_largest, **kwargs)
+                                return_entropy=False, keep_largest=keep_largest,
+                                should_stop=stop, **kwargs)
+        if result is None:  # cancelled inside this image
+            yield Event("cancelled", step=i - 1, total=len(files),
+                        result=[str(p) for p in written], message="Prediction cancelled.")
+            return written
         out.mkdir(parents=True, exist_ok=True)
         write_labels(result.to_volume(volume), dst)
         written.append(dst)

@@ -28,6 +28,8 @@ from napari_medseg.io.nifti import is_nifti_path, nifti_header_summary, read_nif
 from napari_medseg.io.volume import Volume
 
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+#: Common picture formats: napari's built-in reader shows them.
+_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
 
 def _kind(p: Path) -> str:
@@ -38,6 +40,11 @@ def _kind(p: Path) -> str:
         return "nifti"
     if p.suffix.lower() in _DICOM_SUFFIXES or has_dicom_preamble(p):
         return "dicom"
+    if p.suffix.lower() in _PICTURE_SUFFIXES:
+        raise MedsegIOError(
+            f"Unsupported file type: {p.name} is a {p.suffix.lstrip('.').upper()} picture; "
+            "napari-medseg reads NIfTI and DICOM. View it with File > Open (napari's own reader)."
+        )
     raise MedsegIOError(
         f"Unsupported file type: {p.name}. napari-medseg opens NIfTI (.nii, .nii.gz) files, "
         "DICOM files and folders of DICOM files."

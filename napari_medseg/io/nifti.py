@@ -10,6 +10,11 @@ Conventions
   it also stores the float64 affine in a NIfTI ``comment`` extension. :func:`read_nifti` uses that
   extension only while it agrees with the sform to float32 precision, so another program that edits
   the header wins. Reading back what we wrote gives bit-identical voxels and affine.
+* A volume whose orientation is unknown (:attr:`Volume.has_orientation` false: a plain array, a
+  picture) is still written with its affine in the sform (other programs see the same voxel
+  grid), plus the float64 affine and a "no orientation" comment extension. :func:`read_nifti`
+  honours that mark (``metadata["orientation_unknown"]``) while the affine extension is valid, so
+  the volume reopens with the same napari placement instead of being read as patient RAS.
 
 Label maps
 ----------
@@ -51,6 +56,7 @@ from napari_medseg.io.volume import Volume, affine_from_nifti, spacing_from_affi
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _AFFINE_EXTENSION_PREFIX = b"napari-medseg float64 affine "
+_NO_ORIENTATION_MARK = b"napari-medseg orientation unknown"
 _COMMENT_CODE = 6
 _LABEL_NAME_HINTS = ("label", "seg", "mask", "annot", "truth")
 
@@ -158,6 +164,17 @@ def _affine_from_extension(img: Any) -> np.ndarray | None:
     return None
 
 
+def _has_no_orientation_mark(img: Any) -> bool:
+    """Whether we wrote ``img`` from a volume without patient orientation (see module docstring)."""
+    for ext in getattr(img.header, "extensions", []):
+        content = ext.get_content()
+        if isinstance(content, str):
+            content = content.encode()
+        if ext.get_code() == _COMMENT_CODE and content == _NO_ORIENTATION_MARK:
+            return True
+    return False
+
+
 def _load(path: Path) -> Any:
     try:
         return nib.load(str(path))
@@ -215,7 +232,8 @@ def read_nifti(
         ``array`` ``(Z, Y, X)`` (or ``(Y, X)`` for a 2D file) = nibabel array transposed;
         ``spacing`` in mm (array order); ``affine = affine_from_nifti(img.affine)``;
         ``metadata`` with ``path``, ``format="nifti"``, ``warnings`` (list of str), ``is_labels``,
-        ``nifti_dtype``, ``sform_code``, ``qform_code``, ``n_channels``, ``channel``.
+        ``nifti_dtype``, ``sform_code``, ``qform_code``, ``n_channels``, ``channel``, and
+        ``orientation_unknown=True`` for a file we wrote from a volume without orientation.
 
     Raises
     ------
@@ -284,6 +302,7 @@ def read_nifti(
         is_labels = True
 
     nifti_affine = _affine_from_extension(img)
+    orientation_unknown = nifti_affine is not None and _has_no_orientation_mark(img)
     if nifti_affine is None:
         nifti_affine = np.asarray(img.affine, dtype=float)
     affine = affine_from_nifti(nifti_affine)
@@ -306,6 +325,8 @@ def read_nifti(
         "channel": channel if n_channels > 1 else None,
         "warnings": warn_list,
     }
+    if orientation_unknown:
+        metadata["orientation_unknown"] = True
     modality = "unknown" if is_labels else guess_modality(array)
     if modality != "unknown":
         metadata["modality_guessed"] = True
@@ -404,9 +425,12 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str], *, labels: bool = 
     except Exception:  # noqa: BLE001 - a sheared affine has no quaternion form; sform rules
         header.set_qform(None, code=0)
     header.set_xyzt_units("mm", "sec")
-    if np.any(nifti_affine.astype(np.float32).astype(np.float64) != nifti_affine):
+    unknown = not volume.has_orientation
+    if unknown or np.any(nifti_affine.astype(np.float32).astype(np.float64) != nifti_affine):
         content = _AFFINE_EXTENSION_PREFIX + json.dumps(nifti_affine.tolist()).encode()
         header.extensions.append(nib.nifti1.Nifti1Extension(_COMMENT_CODE, content))
+    if unknown:
+        header.extensions.append(nib.nifti1.Nifti1Extension(_COMMENT_CODE, _NO_ORIENTATION_MARK))
 
     suffix = ".nii.gz" if out.name.lower().endswith(".gz") else ".nii"
     tmp = out.with_name(f".{nifti_stem(out)}-{uuid.uuid4().hex[:8]}.tmp{suffix}")

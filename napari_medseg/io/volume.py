@@ -9,17 +9,51 @@ Axis convention (one for the whole package)
   to RAS+ world coordinates in mm (NIfTI's world). For a 2D array, index ``(a0, a1)`` is padded
   as ``(0, a0, a1)``. ``nifti_affine()`` gives the NIfTI affine (index order ``(i, j, k)``); the
   conversion is a column permutation, so a read/write round trip is bit-exact.
+
+Display convention (napari world)
+---------------------------------
+napari's world axes are one fixed signed permutation of patient coordinates,
+:data:`NAPARI_WORLD_FROM_RAS`: world axis 0 points to the patient's feet (inferior), axis 1 to
+the back (posterior), axis 2 to the patient's left, all in mm. napari draws axis 1 downward and
+axis 2 rightward, so the default axial view is radiological (anterior up, patient's left on
+screen right), a coronal view (``viewer.dims.order = (1, 0, 2)``) has the head up and a sagittal
+one (``(2, 0, 1)``) the head up and the face left. The frame is right-handed, as napari's default
+3D camera (depth axis "towards"), so 3D views are not mirrored.
+
+:meth:`Volume.napari_geometry` places a volume whose orientation is known
+(:attr:`Volume.has_orientation`) in that world with a *signed* scale (a negative scale flips an
+axis) and a translate equal to the world position of voxel 0; voxels and affine stay as read.
+napari slices layer axis ``i`` along world axis ``i`` only (it cannot slice a permuted or
+rotated layer correctly), so:
+
+* an axis-aligned volume whose array axes already run along world axes 0, 1, 2 (any axial
+  acquisition, flipped or not) is placed exactly: two such files of the same patient overlay
+  voxel for voxel wherever they come from;
+* an oblique volume is shown in its nearest axis-aligned frame: the rotation is ignored for
+  display (voxel 0 is placed exactly, others are off by the tilt);
+* a permuted acquisition (sagittal or coronal slices in array axis 0) keeps its array order on
+  screen; each axis is flipped to run toward inferior / posterior / left like the patient axis it
+  is nearest, and translated to that axis' patient position. It shows upright in the default view,
+  overlays files on its own voxel order, but not an axial volume of the same patient.
+
+Volumes without orientation (plain arrays, 2D pictures) use their affine's diagonal as scale and
+its last column as translate (positive spacing and origin for a placeholder affine).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import permutations
 from typing import Any
 
 import numpy as np
 
 #: Modalities known to the package (DICOM's Modality tag values plus "unknown").
 MODALITIES = ("CT", "MR", "PT", "US", "XA", "unknown")
+
+#: napari world from RAS+ patient coordinates (mm): row ``w`` is world axis ``w`` written in RAS,
+#: i.e. world = (inferior, posterior, left) = (-S, -A, -R). See the module docstring.
+NAPARI_WORLD_FROM_RAS = np.array([[0.0, 0.0, -1.0], [0.0, -1.0, 0.0], [-1.0, 0.0, 0.0]])
 
 
 def _reverse_axes_matrix(ndim: int = 3) -> np.ndarray:
@@ -45,6 +79,38 @@ def spacing_from_affine(affine: np.ndarray, ndim: int = 3) -> tuple[float, ...]:
     """Voxel spacing in mm (array axis order) = norms of the affine's first ``ndim`` columns."""
     cols = np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0)
     return tuple(float(c) for c in cols[3 - ndim :]) if ndim < 3 else tuple(float(c) for c in cols)
+
+
+def nearest_world_axes(steps: np.ndarray) -> tuple[int, ...]:
+    """The world axis (0, 1 or 2) each array axis runs along most closely, one-to-one.
+
+    Parameters
+    ----------
+    steps : np.ndarray
+        ``(3, n)`` world displacement (mm) of one voxel step along each of ``n <= 3`` array
+        axes (columns).
+
+    Returns
+    -------
+    tuple of int
+        ``n`` distinct world axes maximising the summed absolute direction cosines; among equal
+        candidates the array order (identity) wins.
+
+    Examples
+    --------
+    >>> nearest_world_axes(np.array([[0.0, 0, 2], [0, -1, 0], [3, 0, 0]]))
+    (2, 1, 0)
+    """
+    steps = np.asarray(steps, dtype=float)
+    n = steps.shape[1]
+    cosines = np.abs(steps) / np.maximum(np.linalg.norm(steps, axis=0), 1e-12)
+    default = tuple(range(3 - n, 3))
+    best, best_score = default, sum(cosines[w, a] for a, w in enumerate(default))
+    for candidate in permutations(range(3), n):
+        score = sum(cosines[w, a] for a, w in enumerate(candidate))
+        if score > best_score + 1e-9:
+            best, best_score = candidate, score
+    return tuple(int(w) for w in best)
 
 
 @dataclass
@@ -118,11 +184,15 @@ class Volume:
     def has_orientation(self) -> bool:
         """True when the affine comes from a file that states the patient orientation.
 
-        DICOM series and NIfTI files with a non-zero ``sform_code`` or ``qform_code`` do;
-        arrays from elsewhere (a plain numpy array, a layer from another reader) get an
-        axis-aligned placeholder affine that says nothing about left and right.
+        DICOM series and NIfTI files with a non-zero ``sform_code`` or ``qform_code`` do
+        (except NIfTI files this package wrote from a volume without orientation, marked
+        ``metadata["orientation_unknown"]``); arrays from elsewhere (a plain numpy array, a
+        layer from another reader) get an axis-aligned placeholder affine that says nothing
+        about left and right. It decides the napari placement (:meth:`napari_geometry`).
         """
         meta = self.metadata or {}
+        if meta.get("orientation_unknown"):
+            return False  # written by us from a volume without orientation (io.nifti)
         if meta.get("format") == "dicom":
             return True
         if meta.get("format") == "nifti":
@@ -134,17 +204,41 @@ class Volume:
         return affine_to_nifti(self.affine)
 
     def napari_geometry(self) -> dict[str, Any]:
-        """``scale``/``translate`` for a napari layer showing this volume, in array axis order.
+        """``scale``/``translate`` placing this volume in napari's world, in array axis order.
 
-        napari draws the array axis-aligned; scale is the spacing and translate the world
-        position of voxel 0 projected on each array axis direction, so overlays of volumes
-        that share a grid line up and distances read in mm.
+        The one geometry rule of the package (module docstring, "Display convention"). With a
+        known orientation, layer axis ``a`` (of the last ``ndim`` world axes) gets
+        ``scale[a] = ±spacing[a]`` (negative: the axis runs against the world axis) and
+        ``translate[a]`` = world position (mm) of voxel 0, so ``layer.data_to_world(index)``
+        equals :data:`NAPARI_WORLD_FROM_RAS` ``@ affine @ index`` for axis-aligned volumes.
+        Without orientation the affine is read as the world itself (diagonal = scale, last
+        column = translate), so a layer rebuilt from its own scale/translate round-trips.
+
+        Returns
+        -------
+        dict
+            ``scale`` and ``translate`` (tuples of ``ndim`` floats, mm), ``world_axes`` (the
+            patient world axis, 0..2, each array axis runs along) and ``aligned`` (``True``
+            when layer axes coincide with those world axes: the placement is exact up to
+            an oblique tilt; ``False`` for permuted acquisitions, see the module docstring).
         """
         ndim = self.ndim
-        offset = 3 - ndim
-        directions = self.affine[:3, offset:3] / np.asarray(self.spacing)
-        translate = directions.T @ self.affine[:3, 3]
-        return {"scale": tuple(self.spacing), "translate": tuple(float(t) for t in translate)}
+        steps = self.affine[:3, 3 - ndim : 3]
+        origin = self.affine[:3, 3]
+        shown = tuple(range(3 - ndim, 3))  # world axes napari uses for the layer axes
+        if self.has_orientation:
+            steps = NAPARI_WORLD_FROM_RAS @ steps
+            origin = NAPARI_WORLD_FROM_RAS @ origin
+            axes = nearest_world_axes(steps)
+        else:
+            axes = shown
+        scale = tuple(
+            -s if steps[w, a] < 0 else s for a, (w, s) in enumerate(zip(axes, self.spacing,
+                                                                         strict=True))
+        )
+        translate = tuple(float(origin[w]) for w in axes)
+        return {"scale": tuple(float(s) for s in scale), "translate": translate,
+                "world_axes": axes, "aligned": axes == shown}
 
     def geometry_metadata(self) -> dict[str, Any]:
         """JSON-serialisable geometry to keep in ``layer.metadata['medseg']``."""

@@ -146,7 +146,12 @@ def _mirror_plan(mode: str, dims: int, cases: Sequence[Case], ndim: int, ds: Dat
     return list(axes)
 
 
-def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int) -> _Plan:
+class _Cancelled(Exception):
+    """The user cancelled while the data were being prepared."""
+
+
+def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
+          stop_requested: Callable[[], bool] = lambda: False) -> _Plan:
     ds = _as_dataset(dataset, config)
     _check_labels(ds)
     messages: list[str] = []
@@ -229,6 +234,8 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int)
     images: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     for case in ds.cases:
+        if stop_requested():  # preparing many cases takes seconds
+            raise _Cancelled
         tgt = _resolved_target(case.image.spacing, target)
         images[case.case_id] = prepare_image([c.array for c in case.channels], case.image.spacing,
                                              norm, tgt)
@@ -306,13 +313,17 @@ def validate(
     overlap: float = 0.25,
     amp: bool = False,
     batch_size: int = 8,
-) -> dict[str, float]:
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, float] | None:
     """Mean Dice per foreground class over validation cases (annotated voxels only).
 
     ``batch_size`` cases no larger than one window are evaluated per forward pass (0 = one
-    sliding-window run per case; same result).
+    sliding-window run per case; same result). ``should_stop`` is checked before every batch
+    of cases and every batch of sliding windows: validation of many or large cases takes
+    seconds, and a cancel must not wait for it.
 
-    Returns ``{"dice_mean": ..., "dice/<class name>": ...}``.
+    Returns ``{"dice_mean": ..., "dice/<class name>": ...}``, or None when ``should_stop``
+    became true.
     """
     was_training = model.training
     model.eval()
@@ -325,6 +336,9 @@ def validate(
              if dims == 3 and batch_size > 0
              and all(n <= p for n, p in zip(im.shape[1:], patch, strict=True))]
     for start in range(0, len(small), max(batch_size, 1)):
+        if should_stop is not None and should_stop():
+            model.train(was_training)
+            return None
         chunk = small[start:start + batch_size]
         batch, crops = [], []
         for i in chunk:
@@ -348,7 +362,11 @@ def validate(
             pred = preds[i]
         else:
             x = _to_network_input(image, dims).to(device)
-            probs = sliding_window_probabilities(model, x, patch_size, overlap=overlap, amp=amp)
+            probs = sliding_window_probabilities(model, x, patch_size, overlap=overlap, amp=amp,
+                                                 should_stop=should_stop)
+            if probs is None:
+                model.train(was_training)
+                return None
             pred = torch.argmax(probs, dim=1).cpu().numpy().astype(np.uint8)
             pred = pred[0] if dims == 3 or lab.ndim == 2 else pred
         valid = lab != IGNORE_LABEL
@@ -451,7 +469,15 @@ def train(
     try:
         seed = 0 if config.seed is None else int(config.seed)
         try:
-            plan = _plan(config, dataset, init_model, seed)
+            plan = _plan(config, dataset, init_model, seed, stop_requested)
+        except _Cancelled:
+            result = TrainResult(status="cancelled", model_dir=None, best_metric=None,
+                                 best_epoch=None, epochs=0, steps=0,
+                                 elapsed_s=time.perf_counter() - t0, stop_reason="cancelled",
+                                 history=[])
+            yield Event("cancelled", result=result,
+                        message="Training cancelled before any model was saved.")
+            return result
         except ValueError as exc:
             yield Event("error", message=str(exc), level="error")
             raise
@@ -600,6 +626,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
         epoch += 1
         metrics: dict[str, float] = {}
         improved = 0.0
+        validation_cancelled = False
         validate_now = (epoch == 1 or flag == 1 or progress() >= config.dense_validation_from
                         or epoch % max(config.early_validation_every, 1) == 0
                         or epoch == config.max_epochs)
@@ -608,15 +635,22 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                 improved = 0.0
             elif val_images:
                 tv = time.perf_counter()
-                metrics = validate(kept, val_images, val_labels, patch, dims, label_names, device,
-                                   config.val_overlap, config.amp)
-                val_time = time.perf_counter() - tv
-                improved = float(metrics["dice_mean"] > best)
+                scores = validate(kept, val_images, val_labels, patch, dims, label_names, device,
+                                  config.val_overlap, config.amp, should_stop=stop_requested)
+                if scores is None:  # cancelled: nothing is saved
+                    validation_cancelled = True
+                else:
+                    metrics = scores
+                    val_time = time.perf_counter() - tv
+                    improved = float(metrics["dice_mean"] > best)
             else:
                 improved = 1.0
         # rank 0 decides; every rank follows (early stopping must stop all ranks together)
         improved_f, validated_f = dist.broadcast_values([improved, float(validate_now)])
         improved, validate_now = improved_f > 0, validated_f > 0
+        if validation_cancelled and not dist.enabled:
+            status, reason = "cancelled", "cancelled"
+            break  # (several processes: the next step's stop check ends them all together)
         entry = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "lr": current_lr,
                  "time_s": round(time.perf_counter() - t0, 2), **metrics}
         history.append(entry)

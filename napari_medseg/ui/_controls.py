@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
@@ -72,8 +73,6 @@ def belongs_to(labels: Any, image: Any) -> bool:
         return False
     a, b = _medseg(labels).get("affine"), _medseg(image).get("affine")
     if a is not None and b is not None:
-        import numpy as np
-
         return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), atol=1e-3))
     return all(abs(float(x) - float(y)) < 1e-6 for x, y in
                zip(list(labels.scale) + list(labels.translate),
@@ -184,8 +183,34 @@ class LayerCombo(QComboBox):
             pass
 
     def layers(self) -> list[Any]:
-        """The layers currently offered."""
-        return list(self._layers_of(self._viewer))
+        """The layers currently offered (only those of the partner's image when paired)."""
+        layers = list(self._layers_of(self._viewer))
+        partner = getattr(self, "_partner", None)
+        image = partner.layer() if partner is not None else None
+        if image is not None:
+            layers = [ly for ly in layers if belongs_to(ly, image)]
+        return layers
+
+    def pair_with(self, image_combo: LayerCombo) -> None:
+        """Offer only the Labels layers that belong to ``image_combo``'s image.
+
+        A form's labels then always lie on its image's grid: choosing another image switches
+        to that image's newest labels (or none), never silently to another patient's.
+        """
+        self._partner = image_combo
+        image_combo.currentIndexChanged.connect(lambda *_: self._on_partner_changed())
+        self.refresh()
+
+    def _on_partner_changed(self) -> None:
+        try:
+            current = self.currentData()
+            self.refresh()
+            if current is not None and self.currentData() != current:
+                return
+            if self.currentData() is None and self.layers():
+                self.setCurrentIndex(len(self.layers()) - 1)
+        except RuntimeError:
+            pass
 
     def _find(self, layer: Any) -> Any | None:
         """The offered layer that is ``layer`` (by :func:`layer_key`), or ``None``."""
@@ -236,6 +261,52 @@ class LayerCombo(QComboBox):
         if layer is None:
             raise ValueError(f"no {what} chosen: open or create one first")
         return layer
+
+
+_SLICE_FOLLOWERS: set[int] = set()
+
+
+def keep_new_images_in_view(viewer: Any) -> None:
+    """When an image opens outside the slice being shown, jump to its middle slice.
+
+    Opening case 007 after case 001 would otherwise keep 001's slice position: a black canvas
+    when 007 does not reach it. Installed once per viewer (every dock may ask).
+    """
+    real = getattr(viewer, "__wrapped__", viewer)
+    if id(real) in _SLICE_FOLLOWERS:
+        return
+    _SLICE_FOLLOWERS.add(id(real))
+
+    def on_inserted(event: Any) -> None:
+        try:
+            show_middle_if_outside(viewer, event.value)
+        except Exception:  # noqa: BLE001 - a view nicety must never break opening a file
+            pass
+
+    viewer.layers.events.inserted.connect(on_inserted)
+
+
+def show_middle_if_outside(viewer: Any, layer: Any) -> bool:
+    """Move the slider to the middle of ``layer`` when the current point misses it.
+
+    Returns ``True`` when the view moved.
+    """
+    from napari.layers import Image
+
+    if not isinstance(layer, Image) or layer.ndim < 3:
+        return False
+    extent = np.asarray(layer.extent.world, dtype=float)  # (2, layer.ndim): min, max
+    point = list(viewer.dims.point)
+    offset = len(point) - layer.ndim
+    low, high = np.minimum(extent[0], extent[1]), np.maximum(extent[0], extent[1])
+    outside = [ax for ax in viewer.dims.not_displayed if ax - offset >= 0
+               and not low[ax - offset] - 1e-6 <= point[ax] <= high[ax - offset] + 1e-6]
+    if not outside:
+        return False
+    for ax in outside:
+        viewer.dims.set_point(ax, float((low[ax - offset] + high[ax - offset]) / 2))
+    viewer.reset_view()
+    return True
 
 
 def run_in_worker(
@@ -332,7 +403,14 @@ def spin(value: int, lo: int, hi: int, tooltip: str, suffix: str = "") -> QSpinB
     s.setToolTip(tooltip)
     if suffix:
         s.setSuffix(suffix)
+    _fit_width(s, f"{hi}{suffix}")
     return s
+
+
+def _fit_width(box: QSpinBox | QDoubleSpinBox, longest: str) -> None:
+    """Never cut a spin box's value or unit ("12.0 mr"): room for its longest text + arrows."""
+    text_width = box.fontMetrics().horizontalAdvance(longest + " ")
+    box.setMinimumWidth(text_width + 36)
 
 
 def double_spin(
@@ -348,6 +426,7 @@ def double_spin(
     s.setToolTip(tooltip)
     if suffix:
         s.setSuffix(suffix)
+    _fit_width(s, f"{hi:.{decimals}f}{suffix}")
     return s
 
 
@@ -360,9 +439,11 @@ def hint(text: str) -> QLabel:
     return label
 
 
-#: Label edits on volumes larger than this run in a background thread (the viewer stays
-#: responsive); smaller ones run at once (instant, and simpler to follow).
-BACKGROUND_VOXELS = 4_000_000
+#: Label edits on label maps up to this many voxels (64**3) run at once on the GUI thread:
+#: every morphology or component operation takes a few milliseconds there. Larger ones, and
+#: calls that are slow whatever the size (clustering: seconds to import and fit), run in a
+#: worker thread; their result comes back as a patch written in slabs (see ``_edit_apply``).
+BACKGROUND_VOXELS = 64**3
 
 
 def edit_labels(
@@ -371,24 +452,33 @@ def edit_labels(
     on_done: Callable[[int], None],
     action: str,
     busy: Callable[[bool], None] | None = None,
+    *,
+    background: bool | None = None,
 ) -> Any:
     """Run ``compute(labels_array) -> new_array`` and write the result as one undo step.
 
-    Small volumes are edited immediately. Large ones are computed in a ``thread_worker`` on a
-    snapshot; when it returns, only the voxels the operation changed are written, so brush
-    strokes made meanwhile elsewhere are kept.
+    Small volumes are edited immediately. Large ones (and any with ``background=True``) are
+    computed in a ``thread_worker`` on a snapshot taken there; the worker returns only the
+    difference (a bounding-box patch or the changed voxels), which the GUI thread writes in
+    slabs over several event-loop turns, so the viewer keeps repainting. Only the voxels the
+    operation changed are written: brush strokes made meanwhile elsewhere are kept.
 
     Parameters
     ----------
     layer : napari.layers.Labels
     compute : callable
-        Core call, e.g. ``lambda a: grow_label(a, 1, 2.0, spacing)``.
+        Core call, e.g. ``lambda a: grow_label(a, 1, 2.0, spacing)``. In the background it
+        runs in a worker thread: it must not touch layers or widgets.
     on_done : callable
         Receives the number of changed voxels (main thread).
     action : str
         Prefix of error notifications.
     busy : callable, optional
-        ``busy(True)`` while a background edit runs, ``busy(False)`` after.
+        ``busy(True)`` while a background edit runs, ``busy(False)`` once it is written (or
+        failed).
+    background : bool, optional
+        True: always in a worker (slow whatever the size); None: by size
+        (:data:`BACKGROUND_VOXELS`).
 
     Returns
     -------
@@ -397,23 +487,36 @@ def edit_labels(
     """
     import numpy as np
 
+    from napari_medseg.ui._edit_apply import EditWriter, compute_edit
     from napari_medseg.ui._layers import apply_labels_edit
 
-    data = np.asarray(layer.data)
-    if data.size <= BACKGROUND_VOXELS:
-        on_done(apply_labels_edit(layer, compute(data)))
+    data = layer.data
+    if not background and np.asarray(data).size <= BACKGROUND_VOXELS:
+        on_done(apply_labels_edit(layer, compute(np.asarray(data))))
         return None
-    snapshot = data.copy()
 
-    def returned(result: Any) -> None:
-        result = np.asarray(result)
-        changed = snapshot != result
-        merged = np.array(layer.data, copy=True)
-        merged[changed] = result[changed]
-        on_done(apply_labels_edit(layer, merged))
+    def idle() -> None:
+        if busy is not None:
+            busy(False)
+
+    def failed(exc: BaseException) -> None:
+        idle()
+        show_error_message(exc, action)
+
+    def returned(edit: Any) -> None:
+        def done(n: int) -> None:
+            idle()
+            on_done(n)
+
+        EditWriter(layer, edit, done, failed).start()
+
+    def errored(exc: BaseException) -> bool:
+        idle()
+        return False  # and the notification
 
     if busy is not None:
         busy(True)
-    return run_in_worker(compute, snapshot, on_returned=returned, action=action,
-                         on_finished=(lambda: busy(False)) if busy is not None else None,
-                         progress=action)
+    # no napari progress bar: its activity spinner repaints the whole window many times a
+    # second (15-35 ms each on a software-rendered display); the dock says it is working
+    return run_in_worker(compute_edit, compute, data, on_returned=returned, action=action,
+                         on_errored=errored)

@@ -2,8 +2,13 @@
 
 Every layer this plugin creates keeps the volume geometry (spacing, affine, modality, source)
 in ``layer.metadata["medseg"]`` (from :meth:`Volume.geometry_metadata`) and shows it with a
-physical ``scale``/``translate`` (from :meth:`Volume.napari_geometry`). A Labels layer made for
-an image copies the image's geometry, so it saves with the image's affine.
+physical ``scale``/``translate`` (from :meth:`Volume.napari_geometry`, the package's one
+placement rule: patient world, radiological display, a negative scale where an axis is flipped).
+A Labels layer made for an image copies the image's geometry, so it saves with the image's
+affine; any other layer derived from a layer (shapes, points, previews) takes
+:func:`layer_transform_kwargs` so it lands on its source in world coordinates. Code that turns
+world positions (``viewer.dims.point``, mouse events) into voxel indices uses
+``layer.world_to_data``, never a division by ``layer.scale`` (scales may be negative).
 
 Labels layers also carry a class table in ``layer.metadata["medseg"]["classes"]``::
 
@@ -125,7 +130,9 @@ def volume_from_parts(
     medseg : mapping or None
         ``layer.metadata["medseg"]``; its geometry is used when its shape matches ``array``.
     scale, translate : sequence of float, optional
-        napari layer scale (mm per voxel) and translate (mm), the fallback geometry.
+        napari layer scale (mm per voxel, may be negative) and translate (mm), the fallback
+        geometry: an axis-aligned affine without orientation whose
+        :meth:`Volume.napari_geometry` gives these values back.
     name : str
         Volume name.
 
@@ -181,6 +188,28 @@ def volume_from_layer(layer: Any) -> Volume:
     return volume_from_parts(
         np.asarray(data), _medseg_meta(layer), layer.scale, layer.translate, layer.name
     )
+
+
+def layer_transform_kwargs(layer: Any) -> dict[str, Any]:
+    """``scale``, ``translate`` and ``affine`` to give a layer derived from ``layer``.
+
+    A Shapes, Points or Labels layer built with these (same number of dimensions, data in
+    ``layer``'s voxel indices) overlays ``layer`` in world coordinates, flips included.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+
+    Returns
+    -------
+    dict
+        Keyword arguments for ``viewer.add_*``.
+    """
+    return {
+        "scale": tuple(float(s) for s in layer.scale),
+        "translate": tuple(float(t) for t in layer.translate),
+        "affine": np.asarray(layer.affine.affine_matrix, dtype=float).copy(),
+    }
 
 
 def classes_sidecar_path(labels_path: str | Path) -> Path:
@@ -359,11 +388,13 @@ def image_layers(viewer: Any) -> list[Any]:
     """Image layers of ``viewer`` (not RGB), in layer-list order."""
     from napari.layers import Image
 
-    return [ly for ly in viewer.layers if isinstance(ly, Image) and not ly.rgb]
+    return [ly for ly in viewer.layers if isinstance(ly, Image) and not ly.rgb
+            and ((ly.metadata or {}).get("medseg") or {}).get("role") not in DERIVED_ROLES]
 
 
-#: Roles of Labels layers that are views, not annotations (see :func:`add_labels_for_image`).
-DERIVED_ROLES = ("difference", "preview")
+#: Roles of layers that are views of a result, not images or annotations to work on
+#: (``metadata["medseg"]["role"]``: see :func:`add_labels_for_image` and the Infer dock's maps).
+DERIVED_ROLES = ("difference", "preview", "probability", "uncertainty")
 
 
 def labels_layers(viewer: Any) -> list[Any]:

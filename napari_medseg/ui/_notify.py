@@ -2,7 +2,8 @@
 
 Use :func:`notify_errors` around code that may fail on user input, or decorate a slot with
 :func:`catch_errors`. The message shown is the exception's first line (prefixed with what the
-user was doing); the full traceback goes to the ``napari_medseg`` logger at DEBUG level.
+user was doing), shortened at a sentence boundary when napari's toast would elide it; the full
+text goes to the ``napari_medseg`` logger (WARNING) and the traceback at DEBUG level.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -39,6 +41,35 @@ def error_message(exc: BaseException, action: str | None = None) -> str:
     return f"{action} failed: {text}" if action else text
 
 
+#: Longest notification text: napari's toasts elide longer ones mid-sentence.
+MAX_NOTIFICATION_CHARS = 140
+
+
+#: An absolute path of three or more parts (shortened to its last two in long messages).
+_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/){2,}[^\s/:'\"]+")
+
+
+def short_message(text: str, limit: int = MAX_NOTIFICATION_CHARS) -> str:
+    """``text`` cut at a sentence or clause boundary to at most ``limit`` characters.
+
+    Long absolute paths are first shortened to ``…/folder/name``. The first sentence is kept whole when it fits; otherwise the text is cut after the last
+    "; " / ", " / word within the limit and ends with an ellipsis. Short text is unchanged.
+    """
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    text = _PATH.sub(lambda m: "…/" + "/".join(m.group(0).rstrip("/").split("/")[-2:]), text)
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    for sep in (". ", "; ", " (", ", ", ": "):
+        cut = head.rfind(sep)
+        if cut >= limit // 2:
+            return head[:cut].rstrip(" .;,:(") + ("." if sep == ". " else " …")
+    cut = head.rfind(" ")
+    return (head[:cut] if cut > 0 else head).rstrip(" .;,:") + " …"
+
+
 def show_error_message(exc: BaseException, action: str | None = None) -> str:
     """Log ``exc`` with traceback at DEBUG level and show a one-line napari error.
 
@@ -51,23 +82,30 @@ def show_error_message(exc: BaseException, action: str | None = None) -> str:
 
     message = error_message(exc, action)
     logger.debug("%s", message, exc_info=exc)
-    show_error(message)
+    short = short_message(message)
+    if short != message:
+        logger.warning("%s", message)  # the whole text, for the console / bug reports
+    show_error(short)
     return message
 
 
 @contextmanager
-def notify_errors(action: str | None = None) -> Iterator[None]:
+def notify_errors(action: str | None = None, status: Any = None) -> Iterator[None]:
     """Context manager: any ``Exception`` inside becomes a napari error notification.
 
     Parameters
     ----------
     action : str, optional
         What the user was doing, e.g. ``"Open image"``; prefixes the message.
+    status : QLabel, optional
+        A dock's status line that shows the error too (instead of an older success).
     """
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - every error must reach the user, not the console
-        show_error_message(exc, action)
+        message = show_error_message(exc, action)
+        if status is not None:
+            _show_in_status(type("_Owner", (), {"status": status})(), message)
 
 
 def _n_positional(func: Callable[..., Any]) -> int | None:
@@ -85,9 +123,21 @@ def _n_positional(func: Callable[..., Any]) -> int | None:
     return n
 
 
+def _show_in_status(owner: Any, message: str) -> None:
+    """Put the error in the dock's own status line, so it never shows an old success."""
+    status = getattr(owner, "status", None)
+    if status is None or not hasattr(status, "setText"):
+        return
+    try:
+        status.setText(f"⚠ {short_message(message)}")
+    except RuntimeError:  # the widget was deleted
+        pass
+
+
 def catch_errors(action: str | None = None) -> Callable[[F], F]:
     """Decorator for Qt slots and callbacks: errors become notifications, return ``None``.
 
+    When the slot's object has a ``status`` label, the error replaces its text too.
     Extra positional arguments a Qt signal passes (e.g. ``checked`` from ``clicked``) are
     dropped when the function does not accept them, so ``button.clicked.connect(self._on_x)``
     works for ``def _on_x(self)``.
@@ -100,8 +150,11 @@ def catch_errors(action: str | None = None) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if n_pos is not None:
                 args = args[:n_pos]
-            with notify_errors(action):
+            try:
                 return func(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - every error must reach the user
+                message = show_error_message(exc, action)
+                _show_in_status(args[0] if args else None, message)
             return None
 
         return wrapper  # type: ignore[return-value]

@@ -66,7 +66,8 @@ class TrainingPlot(QWidget):
             a.tick_params(colors=fg, labelsize=7)
             for spine in a.spines.values():
                 spine.set_color(grid)
-        ax.grid(True, color=grid, linewidth=0.5, alpha=0.6)
+        self._grid_style = {"color": grid, "linewidth": 0.5, "alpha": 0.6}
+        ax.grid(True, **self._grid_style)
         ax.set_xlabel("epoch", color=fg, fontsize=8)
         ax.set_ylabel("training loss", color=LOSS_COLOR, fontsize=8)
         ax2.set_ylabel("validation Dice", color=DICE_COLOR, fontsize=8)
@@ -100,8 +101,21 @@ class TrainingPlot(QWidget):
         self.dice_x: list[float] = []
         self.dice: list[float] = []
         self._text.set_visible(True)
+        self._show_axes(False)
         self._update_lines()
         self.canvas.draw_idle()
+
+    def _show_axes(self, on: bool) -> None:
+        """Axes, ticks and titles only once there is something to read on them."""
+        for a in (self.loss_axes, self.dice_axes):
+            a.xaxis.set_visible(on)
+            a.yaxis.set_visible(on)
+            for spine in a.spines.values():
+                spine.set_visible(on)
+        if on:
+            self.loss_axes.grid(True, **self._grid_style)
+        else:
+            self.loss_axes.grid(False)
 
     def add_step(self, epoch_position: float, loss: float) -> None:
         """Add a training-step loss at a fractional epoch position (e.g. 2.35)."""
@@ -109,8 +123,12 @@ class TrainingPlot(QWidget):
         self.step_loss.append(float(loss))
         self._maybe_redraw()
 
-    def add_epoch(self, epoch: int, loss: float | None, dice: float | None) -> None:
-        """Add the end-of-epoch mean loss and validation Dice (either may be None)."""
+    def add_epoch(self, epoch: float, loss: float | None, dice: float | None) -> None:
+        """Add the end-of-epoch mean loss and validation Dice (either may be None).
+
+        ``epoch`` is the position on the step axis where the epoch ended (steps done /
+        steps per epoch), so validation points sit where they were measured.
+        """
         if loss is not None:
             self.epoch_x.append(float(epoch))
             self.epoch_loss.append(float(loss))
@@ -136,6 +154,7 @@ class TrainingPlot(QWidget):
         self._update_lines()
         has_data = bool(self.step_x or self.epoch_x or self.dice_x)
         self._text.set_visible(not has_data)
+        self._show_axes(has_data)
         if has_data:
             xs = self.step_x + self.epoch_x + self.dice_x
             self.loss_axes.set_xlim(min(0.0, min(xs)), max(1.0, max(xs)) * 1.02)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from qtpy.QtCore import QObject, Signal
@@ -24,9 +24,16 @@ logger = logging.getLogger("napari_medseg")
 TERMINAL_KINDS = ("finished", "cancelled", "error")
 
 
-def _iterate(events: Generator[Event, None, Any]) -> Generator[Event, None, Any]:
-    """Worker body: forward the child's events (runs in the worker thread)."""
-    return (yield from events)
+def _iterate(events: Generator[Event, None, Any], prepare: Callable[[Any], Any] | None,
+             out: dict[str, Any]) -> Generator[Event, None, Any]:
+    """Worker body: forward the child's events, then ``prepare`` the result (worker thread)."""
+    result = yield from events
+    if prepare is not None and result is not None:
+        try:
+            out["prepared"] = prepare(result)
+        except Exception:  # noqa: BLE001 - the widget falls back to the raw result
+            logger.debug("preparing the job's result failed", exc_info=True)
+    return result
 
 
 class JobRunner(QObject):
@@ -56,13 +63,27 @@ class JobRunner(QObject):
         self._t0 = time.monotonic()
         #: Return value of the last job (None while running or after a failure).
         self.last_result: Any = None
+        #: What ``prepare`` made of it in the worker thread (None without ``prepare``).
+        self.last_prepared: Any = None
+        self._prepared: dict[str, Any] = {}
 
     @property
     def running(self) -> bool:
         return self.worker is not None
 
-    def start(self, job: ProcessJob, description: str) -> Any:
+    def start(self, job: ProcessJob, description: str,
+              prepare: Callable[[Any], Any] | None = None) -> Any:
         """Start ``job`` in a ``thread_worker``; returns the (started) worker.
+
+        Parameters
+        ----------
+        job : ProcessJob
+        description : str
+            Progress-bar text.
+        prepare : callable, optional
+            ``prepare(result)`` runs in the worker thread once the job returned, before
+            ``done``: heavy array work for display (never layers); its value is
+            :attr:`last_prepared`.
 
         Raises
         ------
@@ -75,6 +96,8 @@ class JobRunner(QObject):
             raise RuntimeError("A job is already running; cancel it or wait for it to finish.")
         self.job = job
         self.last_result = None
+        self.last_prepared = None
+        self._prepared = {}
         self._last = None
         self._desc = description
         self._t0 = time.monotonic()
@@ -83,7 +106,8 @@ class JobRunner(QObject):
         holder: dict[str, Any] = {}
         self._events = job.events(
             abandon=lambda: bool(getattr(holder.get("worker"), "abort_requested", False)))
-        worker = create_worker(_iterate, self._events, _start_thread=False)
+        worker = create_worker(_iterate, self._events, prepare, self._prepared,
+                               _start_thread=False)
         holder["worker"] = worker
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_worker_error)
@@ -94,12 +118,24 @@ class JobRunner(QObject):
         worker.start()
         return worker
 
-    def cancel(self) -> None:
-        """Ask the job to stop (it saves what it keeps; forced after its grace period)."""
+    def cancel(self, grace_s: float | None = None) -> None:
+        """Ask the job to stop (it saves what it keeps; forced after its grace period).
+
+        ``grace_s`` shortens the grace for jobs that keep nothing (inference): the child is
+        stopped if it has not ended by itself after that many seconds.
+        """
         if self.job is not None:
+            if grace_s is not None:
+                self.job.cancel_grace_s = min(self.job.cancel_grace_s, float(grace_s))
             self.job.cancel()
             if self._progress is not None:
                 self._progress.set_description(f"{self._desc}: cancelling")
+
+    def describe(self, text: str) -> None:
+        """Show ``text`` on the progress bar (e.g. "120/480 windows, ~30 s left")."""
+        if self._progress is not None and not (self.job is not None
+                                               and self.job.cancel_requested):
+            self._progress.set_description(f"{self._desc}: {text}")
 
     # -- main-thread slots --------------------------------------------------------------
     def _open_progress(self, total: int | None) -> None:
@@ -151,6 +187,7 @@ class JobRunner(QObject):
         last = self._last or Event("error", level="error",
                                    message=f"{self._desc} ended without a result.")
         self.last_result = self.job.result if self.job is not None else None
+        self.last_prepared = self._prepared.get("prepared")
         self.job = None
         self.running_changed.emit(False)
         self.done.emit(last)

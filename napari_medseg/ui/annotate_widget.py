@@ -33,7 +33,10 @@ from napari_medseg.ui._controls import (
     double_spin,
     edit_labels,
     hint,
+    keep_new_images_in_view,
+    layer_key,
     run_in_worker,
+    same_layer,
     spin,
 )
 from napari_medseg.ui._layers import (
@@ -57,6 +60,26 @@ PRESEG_METHODS = {
     "kmeans": "k-means clustering",
     "gmm": "Gaussian mixture (EM)",
 }
+
+#: Pre-segmentations that take seconds whatever the image size (imports, model fitting): always
+#: run in a worker.
+SLOW_PRESEG_METHODS = ("kmeans", "gmm")
+
+
+_CLUSTERING_IMPORT: list[Any] = []  # the one import thread, once started
+
+
+def _import_clustering_in_background() -> None:
+    """Import scikit-learn once, in a daemon thread, when k-means / GMM is chosen."""
+    import threading
+
+    from napari_medseg.editing.presegment import import_clustering
+
+    if not _CLUSTERING_IMPORT:
+        thread = threading.Thread(target=import_clustering, name="medseg-import-sklearn",
+                                  daemon=True)
+        _CLUSTERING_IMPORT.append(thread)
+        thread.start()
 
 
 def current_slice_axis(viewer: Any, ndim: int) -> int:
@@ -84,11 +107,12 @@ class AnnotateWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        keep_new_images_in_view(napari_viewer)
         self.seed: tuple[int, ...] | None = None
         self.worker: Any = None  # background job on a large volume (tests wait on it)
         self._window_image: Any = None  # image whose display window seeded low/high
-        self._constrained_layers: set[int] = set()
-        self._brush_synced: set[int] = set()
+        self._constrained_layers: set[str | None] = set()
+        self._brush_synced: set[str | None] = set()
         self._reverting = False
         layout = QVBoxLayout(self)
 
@@ -246,6 +270,7 @@ class AnnotateWidget(QWidget):
         layout.addWidget(box)
         layout.addStretch(1)
 
+        self.labels_combo.pair_with(self.image_combo)  # labels of the chosen image only
         self._update_method_controls()
         self._on_labels_changed()
         self._on_image_changed()
@@ -291,9 +316,10 @@ class AnnotateWidget(QWidget):
 
     def _on_labels_changed(self, *_: Any) -> None:
         layer = self.labels_combo.layer()
-        if layer is not None and id(layer) not in self._brush_synced:
+        if layer is not None and layer_key(layer) not in self._brush_synced:
             layer.events.brush_size.connect(self._on_layer_brush_size)
-            self._brush_synced.add(id(layer))
+            layer.events.selected_label.connect(self._on_layer_selected_label)
+            self._brush_synced.add(layer_key(layer))
         self._fill_class_table()
         self._apply_brush_size()
         self._update_marks_label()
@@ -323,6 +349,24 @@ class AnnotateWidget(QWidget):
             values = list(classes)
             if layer.selected_label in values:
                 self.class_table.selectRow(values.index(layer.selected_label))
+
+    def _on_layer_selected_label(self, event: Any = None) -> None:
+        """napari's label spinner (or a picked colour) changed: highlight that class's row."""
+        try:
+            layer = self.labels_combo.layer()
+            if layer is None or (event is not None and not same_layer(event.source, layer)):
+                return
+            values = [int(self.class_table.item(r, 0).text())
+                      for r in range(self.class_table.rowCount())]
+            value = int(layer.selected_label)
+            self.class_table.blockSignals(True)
+            if value in values:
+                self.class_table.selectRow(values.index(value))
+            else:
+                self.class_table.clearSelection()
+            self.class_table.blockSignals(False)
+        except RuntimeError:  # widget already deleted
+            pass
 
     def classes_from_table(self) -> dict[int, dict[str, str]]:
         """The class table as shown: ``{value: {"name", "color"}}``."""
@@ -408,7 +452,7 @@ class AnnotateWidget(QWidget):
         """napari's brush slider moved: show the new size in mm too."""
         try:
             layer = self.labels_combo.layer()
-            if layer is None or (event is not None and event.source is not layer):
+            if layer is None or (event is not None and not same_layer(event.source, layer)):
                 return
             in_plane = min(volume_from_layer(layer).spacing[-2:])
             px = int(layer.brush_size)
@@ -423,7 +467,7 @@ class AnnotateWidget(QWidget):
     def _on_image_changed(self, *_: Any) -> None:
         """A different image: start the intensity window from its display window."""
         image = self.image_combo.layer()
-        if image is not None and image is not self._window_image:
+        if image is not None and not same_layer(image, self._window_image):
             self._window_image = image
             self._on_window_from_display()
 
@@ -435,9 +479,9 @@ class AnnotateWidget(QWidget):
             self.high_spin.setValue(hi)
 
     def _connect_constraint(self, layer: Any) -> None:
-        if id(layer) not in self._constrained_layers:
+        if layer_key(layer) not in self._constrained_layers:
             layer.events.paint.connect(self._on_paint)
-            self._constrained_layers.add(id(layer))
+            self._constrained_layers.add(layer_key(layer))
 
     def _on_constrain_toggled(self, on: bool) -> None:
         layer = self.labels_combo.layer()
@@ -594,6 +638,8 @@ class AnnotateWidget(QWidget):
     # ------------------------------------------------------------------ pre-segmentation
     def _update_method_controls(self, *_: Any) -> None:
         method = self.method_combo.currentData()
+        if method in SLOW_PRESEG_METHODS:
+            _import_clustering_in_background()
         self.otsu_check.setVisible(method == "threshold")
         self.tolerance_spin.setEnabled(method == "region_grow")
         self.seed_button.setEnabled(method == "region_grow")
@@ -620,8 +666,12 @@ class AnnotateWidget(QWidget):
         self.seed = tuple(int(p) for p in point)
         self.seed_label.setText("seed at voxel " + ", ".join(map(str, self.seed)))
 
-    def _segmenter(self) -> tuple[str, Any]:
-        """(method key, function image -> label map) for the chosen pre-segmentation."""
+    def _segmenter(self, modality: str | None = None) -> tuple[str, Any]:
+        """(method key, function image -> label map) for the chosen pre-segmentation.
+
+        k-means and the Gaussian mixture leave the air around the body at 0 (its threshold
+        follows ``modality``: -500 HU for CT).
+        """
         from napari_medseg import editing
 
         method = self.method_combo.currentData()
@@ -638,26 +688,37 @@ class AnnotateWidget(QWidget):
             seed, tolerance = self.seed, self.tolerance_spin.value()
             return method, lambda img: editing.region_grow(img, seed, tolerance=tolerance)
         if method == "kmeans":
-            return method, lambda img: editing.kmeans_segment(img, n_classes)
-        return method, lambda img: editing.gmm_segment(img, n_classes)
+            return method, lambda img: editing.kmeans_segment(img, n_classes, modality=modality)
+        return method, lambda img: editing.gmm_segment(img, n_classes, modality=modality)
 
     @catch_errors("Pre-segmentation")
     def _on_presegment(self) -> Any:
-        image = self.image_combo.require("image")
-        array = volume_from_layer(image).array
-        method, segment = self._segmenter()
-        if self.target_combo.currentData() == "new":
-            def add(result: Any) -> None:
-                self._add_presegmentation(image, method, np.asarray(result))
+        """Run the chosen pre-segmentation; returns its worker (None when done at once).
 
-            if array.size <= BACKGROUND_VOXELS:
-                add(segment(array))
+        Clustering always runs in a worker (importing and fitting takes seconds even on a small
+        image); thresholds and region growing do so above ``BACKGROUND_VOXELS``. Into the
+        current labels the result is one undo step.
+        """
+        image = self.image_combo.require("image")
+        volume = volume_from_layer(image)
+        array = volume.array
+        method, segment = self._segmenter(volume.modality)
+        slow = method in SLOW_PRESEG_METHODS or array.size > BACKGROUND_VOXELS
+        if self.target_combo.currentData() == "new":
+            def labels_of(img: np.ndarray) -> tuple[np.ndarray, int]:
+                result = np.asarray(segment(img))
+                return result.astype(np.uint8, copy=False), int(result.max(initial=0))
+
+            def add(result: tuple[np.ndarray, int]) -> None:
+                self._add_presegmentation(image, method, *result)
+
+            if not slow:
+                add(labels_of(array))
                 return None
             self._set_busy(True)
-            self.worker = run_in_worker(segment, array, on_returned=add,
+            self.worker = run_in_worker(labels_of, array, on_returned=add,
                                         action="Pre-segmentation",
-                                        on_finished=lambda: self._set_busy(False),
-                                        progress="Pre-segmentation")
+                                        on_finished=lambda: self._set_busy(False))
             return self.worker
         layer = self._labels()
         if tuple(layer.data.shape) != tuple(array.shape):
@@ -674,14 +735,17 @@ class AnnotateWidget(QWidget):
             self.save_label.setText(f"{PRESEG_METHODS[method]}: {n} background voxels "
                                     "labelled (Ctrl+Z undoes it).")
 
-        self.worker = edit_labels(layer, compute, done, "Pre-segmentation", self._set_busy)
+        self.worker = edit_labels(layer, compute, done, "Pre-segmentation", self._set_busy,
+                                  background=slow)
         return self.worker
 
-    def _add_presegmentation(self, image: Any, method: str, result: np.ndarray) -> Any:
+    def _add_presegmentation(self, image: Any, method: str, result: np.ndarray,
+                             n_values: int | None = None) -> Any:
         from napari_medseg.ui._layers import default_classes
 
-        n_values = int(result.max(initial=0))
-        layer = add_labels_for_image(self.viewer, image, data=result.astype(np.uint8),
+        if n_values is None:
+            n_values = int(result.max(initial=0))
+        layer = add_labels_for_image(self.viewer, image, data=result.astype(np.uint8, copy=False),
                                      name=f"{image.name} {method}",
                                      classes=default_classes(max(n_values, 1)))
         self.labels_combo.set_layer(layer)

@@ -220,9 +220,14 @@ class EditWidget(QWidget):
         classes = layer_classes(layer) if layer is not None else {}
         values = set(classes)
         if layer is not None:
-            present = np.unique(np.asarray(layer.data))
+            data = np.asarray(layer.data)
+            if data.size > 2_000_000:  # a full-size CT: a sparse sample keeps the GUI fluid
+                step = int(np.ceil((data.size / 2_000_000) ** (1 / data.ndim)))
+                data = data[(slice(None, None, step),) * data.ndim]
+            present = np.unique(data)
             values |= {int(v) for v in present[(present != 0) & (present < 65536)][:100]}
             values.add(int(layer.selected_label))
+            self._describe_scope(layer.data.ndim)
         for combo in (self.label_combo, self.other_label_combo):
             combo.blockSignals(True)
             combo.clear()
@@ -235,6 +240,18 @@ class EditWidget(QWidget):
             self.label_combo.setCurrentIndex(max(index, 0))
         if self.other_label_combo.count() > 1:
             self.other_label_combo.setCurrentIndex(1)
+
+    def _describe_scope(self, ndim: int) -> None:
+        """2D images have no 'current slice' and no 3D: say what the scope really is."""
+        if ndim == 2:
+            self.slice_radio.setVisible(False)
+            self.volume_radio.setText("Whole image (2D)")
+            self.volume_radio.setToolTip("Edit the label on the whole 2D image")
+            self.volume_radio.setChecked(True)
+        else:
+            self.slice_radio.setVisible(True)
+            self.volume_radio.setText("Whole volume (3D)")
+            self.volume_radio.setToolTip("Edit the label in 3D")
 
     def selected_label(self) -> int:
         """The label value operations act on."""
@@ -270,7 +287,7 @@ class EditWidget(QWidget):
         from napari_medseg.ui._notify import notify_errors
 
         action = name.replace("_", " ").capitalize()
-        with notify_errors(action):
+        with notify_errors(action, status=self.status):
             layer, compute, what = self._operation(name)
             if self.preview_check.isChecked():
                 return self._preview(layer, compute, what, action)
@@ -432,6 +449,7 @@ class EditWidget(QWidget):
     @catch_errors("Contours")
     def _on_contours(self) -> Any:
         from napari_medseg.editing import label_contours_for_shapes
+        from napari_medseg.ui._layers import layer_transform_kwargs
 
         layer = self.labels_combo.require("Labels layer")
         label = self.selected_label()
@@ -444,30 +462,62 @@ class EditWidget(QWidget):
         entry = layer_classes(layer).get(label, {})
         shapes = self.viewer.add_shapes(
             polygons, shape_type="polygon", edge_color=entry.get("color", "yellow"),
-            face_color="transparent", edge_width=0.3, scale=layer.scale,
-            translate=layer.translate, name=f"{entry.get('name', f'label {label}')} contours",
+            face_color="transparent", edge_width=0.3, **layer_transform_kwargs(layer),
+            name=f"{entry.get('name', f'label {label}')} contours",
         )
         self.status.setText(f"{len(polygons)} outlines of label {label} in '{shapes.name}'.")
         return shapes
 
+    #: Rows listed per label: the largest pieces (a noisy label has tens of thousands).
+    MAX_TABLE_PIECES = 200
+
     @catch_errors("Component table")
-    def _on_components(self) -> list[dict[str, Any]]:
+    def _on_components(self) -> Any:
+        """Fill the component table; returns the rows, or the worker for a large volume.
+
+        Centroids are world positions in mm (RAS x, y, z) from the layer's affine, so they are
+        right for flipped and rotated volumes too.
+        """
         from napari_medseg.editing import component_table
 
         layer = self.labels_combo.require("Labels layer")
         volume = volume_from_layer(layer)
-        origin = tuple(float(t) for t in layer.translate)
-        rows = component_table(volume.array, self.selected_label(), volume.spacing, origin)
+        label = self.selected_label()
+
+        def table(array: np.ndarray) -> list[dict[str, Any]]:
+            return component_table(array, label, volume.spacing, affine=volume.affine,
+                                   max_pieces=self.MAX_TABLE_PIECES)
+
+        if volume.array.size <= BACKGROUND_VOXELS:
+            return self._show_components(table(volume.array))
+        self.component_table.setRowCount(0)
+        self.components = []
+        self.components_button.setEnabled(False)
+        self.status.setText("Counting connected pieces … (the viewer stays usable)")
+        self.worker = run_in_worker(
+            table, volume.array, on_returned=self._show_components, action="Component table",
+            on_finished=lambda: self.components_button.setEnabled(True))
+        return self.worker
+
+    def _show_components(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self.components = list(rows)
-        self.component_table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            centroid = ", ".join(f"{c:.1f}" for c in row["centroid_mm"])
-            cells = (str(row["label"]), str(row["id"]), f"{row['volume_ml']:.3f}", centroid)
-            for c, text in enumerate(cells):
-                self.component_table.setItem(r, c, QTableWidgetItem(text))
-        n = len(rows)
-        self.status.setText(f"{n} connected piece{'s' if n != 1 else ''}; click a row to "
-                            "jump to it.")
+        view = self.component_table
+        view.setUpdatesEnabled(False)
+        try:
+            view.setRowCount(len(rows))
+            for r, row in enumerate(rows):
+                centroid = ", ".join(f"{c:.1f}" for c in row["centroid_mm"])
+                cells = (str(row["label"]), str(row["id"]), f"{row['volume_ml']:.3f}", centroid)
+                for c, text in enumerate(cells):
+                    view.setItem(r, c, QTableWidgetItem(text))
+        finally:
+            view.setUpdatesEnabled(True)
+        pieces = {row["label"]: row.get("pieces", 0) for row in rows}
+        n = sum(pieces.values())
+        text = f"{n} connected piece{'s' if n != 1 else ''}; click a row to jump to it."
+        if n > len(rows):
+            text += f" The {self.MAX_TABLE_PIECES} largest of each label are listed."
+        self.status.setText(text)
         return self.components
 
     @catch_errors("Jump to component")

@@ -9,6 +9,7 @@ geometry metadata); optionally an uncertainty (entropy) and a foreground-probabi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,14 @@ from qtpy.QtWidgets import (
 
 from napari_medseg.events import Event
 from napari_medseg.jobs import ProcessJob
-from napari_medseg.ui._controls import LayerCombo, button, hint, scrollable_layout
+from napari_medseg.ui._controls import (
+    LayerCombo,
+    button,
+    hint,
+    keep_new_images_in_view,
+    layer_key,
+    scrollable_layout,
+)
 from napari_medseg.ui._layers import (
     image_layers,
     labels_layer_kwargs,
@@ -100,6 +108,35 @@ def check_model_fits(card: Any, volume: Any) -> list[str]:
     return warnings
 
 
+#: Seconds a cancelled segmentation gets to stop by itself before its process is ended.
+CANCEL_GRACE_S = 1.5
+
+
+def prepare_prediction(result: Any, probability: bool, entropy: bool) -> dict[str, Any]:
+    """The arrays the Infer dock shows, made off the GUI thread (runs in the job's worker).
+
+    Returns ``{"result", "labels" (uint8), "counts" {class value: voxels}, "foreground"
+    (float32 1 - P(background) or None), "entropy" (float32 or None)}``.
+    """
+    labels = np.ascontiguousarray(result.labels, dtype=np.uint8)
+    counts = {v: int(np.count_nonzero(labels == v)) for v in card_classes(result.card)}
+    foreground = None
+    if probability and result.probabilities is not None:
+        foreground = np.subtract(1.0, result.probabilities[0], dtype=np.float32)
+    uncertainty = None
+    if entropy and result.entropy is not None:
+        uncertainty = np.asarray(result.entropy, dtype=np.float32)
+    return {"result": result, "labels": labels, "counts": counts, "foreground": foreground,
+            "entropy": uncertainty}
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = max(float(seconds), 0.0)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
 class ModelCombo(QComboBox):
     """Models in the models folder (plus models opened from elsewhere); refreshed on opening."""
 
@@ -166,6 +203,7 @@ class InferWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        keep_new_images_in_view(napari_viewer)
         self.last_layers: list[Any] = []
         self.last_event: Event | None = None
         self.last_written: list[str] = []
@@ -432,7 +470,8 @@ class InferWidget(QWidget):
                          what="Segmentation")
         self.last_layers = []
         self.status_label.setText(f"Segmenting '{image_layer.name}' with {entry.name}…")
-        self.runner.start(job, f"Segmenting {image_layer.name}")
+        self.runner.start(job, f"Segmenting {image_layer.name}",
+                          prepare=lambda r: prepare_prediction(r, want_probability, want_entropy))
 
     @catch_errors("Segment folder")
     def _on_run_folder(self) -> None:
@@ -460,19 +499,25 @@ class InferWidget(QWidget):
         self.runner.start(job, f"Segmenting folder {Path(src).name}")
 
     def _on_cancel(self) -> None:
+        """Stop the segmentation: it keeps nothing, so a child that does not stop by itself
+        within :data:`CANCEL_GRACE_S` is ended."""
         if self.runner.running:
-            self.runner.cancel()
+            self.runner.cancel(grace_s=CANCEL_GRACE_S)
             self.status_label.setText("Cancelling…")
 
     def _on_event(self, ev: Event) -> None:
+        """Status line and progress bar: windows done / total and the time left."""
         if ev.kind == "step" and ev.total:
-            text = f"Pass {ev.step}/{ev.total}" if self._pending.get("kind") == "image" \
-                else f"Image {ev.step}/{ev.total}"
-            if ev.message:
-                text += f": {ev.message}"
-            if ev.eta_s:
-                text += f" · ~{ev.eta_s:.0f} s left"
+            if self._pending.get("kind") == "image":
+                text = f"{ev.step}/{ev.total} windows"
+            else:
+                text = f"Image {ev.step}/{ev.total}"
+                if ev.message:
+                    text += f": {ev.message}"
+            if ev.eta_s is not None and ev.step < ev.total:
+                text += f" · ~{_format_eta(ev.eta_s)} left"
             self.status_label.setText(text)
+            self.runner.describe(text)
         elif ev.kind in ("start", "message") and ev.message:
             self.status_label.setText(ev.message)
 
@@ -508,47 +553,82 @@ class InferWidget(QWidget):
             show_error_message(exc, "Show segmentation")
 
     def _add_result_layers(self, result: Any, pending: dict[str, Any]) -> None:
+        """Add the labels now, each optional map on a later event-loop turn.
+
+        The arrays were prepared in the job's worker thread (:func:`prepare_prediction`);
+        adding a layer still costs napari a few hundred ms on a software-rendered display, so
+        the maps do not pile onto the same turn.
+        """
         from napari.utils.notifications import show_info
 
         if result is None or not hasattr(result, "labels"):
             raise ValueError("the segmentation returned no labels")
+        prepared = self.runner.last_prepared
+        if not isinstance(prepared, dict) or prepared.get("result") is not result:
+            prepared = prepare_prediction(result, bool(pending.get("probability")),
+                                          bool(pending.get("entropy")))
         entry: ModelEntry = pending["model"]
         image_layer = pending["image_layer"]
         volume = pending["volume"]
         card = result.card
         name = f"{image_layer.name} – {entry.name}"
-        labels_volume = volume.with_array(np.asarray(result.labels, dtype=np.uint8), name=name)
+        labels_volume = volume.with_array(prepared["labels"], name=name)
         kwargs = labels_layer_kwargs(labels_volume, classes=card_classes(card))
         medseg = kwargs["metadata"]["medseg"]
         medseg.setdefault("source", {})["image_layer"] = image_layer.name
+        medseg["source"]["image_key"] = layer_key(image_layer)
         medseg["prediction"] = {"model": str(entry.path), "model_id": card.model_id,
                                 "version": card.version, "task": card.task}
-        layers = [self.viewer.add_labels(labels_volume.array, **kwargs)]
-        if pending.get("probability") and result.probabilities is not None:
-            fg = 1.0 - np.asarray(result.probabilities[0], dtype=np.float32)
-            pv = volume.with_array(fg, name=f"{name} probability")
-            layers.append(self.viewer.add_image(
-                fg, **layer_kwargs_for_volume(pv), colormap="viridis", contrast_limits=(0, 1),
-                blending="additive", opacity=0.6, visible=False))
-        if pending.get("entropy") and result.entropy is not None:
-            ev_ = volume.with_array(np.asarray(result.entropy, dtype=np.float32),
-                                    name=f"{name} uncertainty")
-            layers.append(self.viewer.add_image(
-                ev_.array, **layer_kwargs_for_volume(ev_), colormap="inferno",
-                contrast_limits=(0, 1), blending="additive", opacity=0.7, visible=False))
-        self.last_layers = layers
-        self.viewer.layers.selection.active = layers[0]
-        counts = {c["name"]: int(np.count_nonzero(result.labels == v))
-                  for v, c in card_classes(card).items()}
+        labels = self.viewer.add_labels(labels_volume.array, **kwargs)
+        self.last_layers = [labels]
+        self.viewer.layers.selection.active = labels
+        maps = []
+        if prepared.get("foreground") is not None:
+            maps.append((f"{name} probability", prepared["foreground"], "viridis", 0.6))
+        if prepared.get("entropy") is not None:
+            maps.append((f"{name} uncertainty", prepared["entropy"], "inferno", 0.7))
         voxel_ml = float(np.prod(volume.spacing)) / 1000.0 if volume.ndim == 3 else None
+        names = {v: c["name"] for v, c in card_classes(card).items()}
         summary = ", ".join(
-            f"{n} {c * voxel_ml:.2f} mL" if voxel_ml else f"{n} {c} px" for n, c in counts.items())
-        maps = [ly.name.rsplit(" ", 1)[-1] for ly in layers[1:]]
-        extra = (f" {' and '.join(maps).capitalize()} map{'s' if len(maps) > 1 else ''} added "
-                 "(hidden: click its eye in the layer list)." if maps else "")
-        text = f"Added '{layers[0].name}' ({result.elapsed_s:.1f} s): {summary}.{extra}"
-        self.status_label.setText(text)
-        show_info(f"Segmentation added: {layers[0].name}")
+            f"{names[v]} {c * voxel_ml:.2f} mL" if voxel_ml else f"{names[v]} {c} px"
+            for v, c in prepared["counts"].items())
+        kinds = [m[0].rsplit(" ", 1)[-1] for m in maps]
+        extra = (f" {' and '.join(kinds).capitalize()} map{'s' if len(kinds) > 1 else ''} added "
+                 "(hidden: click its eye in the layer list)." if kinds else "")
+        self.status_label.setText(
+            f"Added '{labels.name}' ({result.elapsed_s:.1f} s): {summary}.{extra}")
+        show_info(f"Segmentation added: {labels.name}")
+        self._add_maps_later(volume, maps, labels)
+
+    def _add_maps_later(self, volume: Any, maps: list[tuple[str, np.ndarray, str, float]],
+                        labels: Any) -> None:
+        """Add the probability / uncertainty images one per event-loop turn (hidden), then
+        make the labels the active layer again (the docks follow the active layer)."""
+        from qtpy.QtCore import QTimer
+
+        def add_next() -> None:
+            if not maps:
+                return
+            map_name, array, colormap, opacity = maps.pop(0)
+            layer_volume = volume.with_array(array, name=map_name)
+            # a map of the prediction, not an image to segment: no dock offers it as one
+            kwargs = layer_kwargs_for_volume(
+                layer_volume, metadata={"medseg": {"role": map_name.rsplit(" ", 1)[-1]}})
+            try:
+                self.last_layers.append(self.viewer.add_image(
+                    array, **kwargs, colormap=colormap,
+                    contrast_limits=(0, 1), blending="additive", opacity=opacity,
+                    visible=False))
+            except RuntimeError:  # the widget or viewer was closed meanwhile
+                return
+            if maps:
+                QTimer.singleShot(0, add_next)
+                return
+            with contextlib.suppress(KeyError, ValueError, RuntimeError):  # labels removed
+                self.viewer.layers.selection.active = labels
+
+        if maps:
+            QTimer.singleShot(0, add_next)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         if self.runner.running:

@@ -25,13 +25,20 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.ui._controls import LayerCombo, button, double_spin, hint, run_in_worker
+from napari_medseg.ui._controls import (
+    LayerCombo,
+    button,
+    double_spin,
+    hint,
+    keep_new_images_in_view,
+    run_in_worker,
+)
 from napari_medseg.ui._layers import image_layers, volume_from_layer
 from napari_medseg.ui._notify import catch_errors, show_error_message
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
 FILE_FILTER = "Medical images (*.nii *.nii.gz *.dcm *.DCM *.ima *.IMA);;All files (*)"
-SERIES_COLUMNS = ("Description", "Modality", "Slices", "Spacing (mm)")
+SERIES_COLUMNS = ("Description", "Patient", "Folder", "Modality", "Slices", "Spacing (mm)")
 _LEVEL_RANGE = (-1500.0, 3000.0)
 _WIDTH_RANGE = (1.0, 5000.0)
 
@@ -41,6 +48,19 @@ def _format_spacing(spacing: Any) -> str:
         return " x ".join(f"{float(s):.3g}" for s in spacing)
     except TypeError:
         return str(spacing)
+
+
+def _series_folder(root: Path, info: Any) -> str:
+    """Folder of a series' first file, relative to the folder the user opened."""
+    files = list(getattr(info, "files", None) or [])
+    if not files:
+        return ""
+    parent = Path(files[0]).parent
+    try:
+        rel = parent.resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        return parent.name
+    return str(rel) if str(rel) != "." else "."
 
 
 class LoadWidget(QWidget):
@@ -54,6 +74,7 @@ class LoadWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        keep_new_images_in_view(napari_viewer)
         self.worker: Any = None  # last background read (tests wait on it)
         self._series_folder: Path | None = None
         self._series: list[Any] = []
@@ -217,8 +238,14 @@ class LoadWidget(QWidget):
         self._series = images
         self.series_table.setRowCount(len(images))
         for row, info in enumerate(images):
+            number = getattr(info, "series_number", None)
+            description = getattr(info, "description", "") or "(no description)"
+            if number is not None:
+                description = f"{description} (#{number})"
             cells = (
-                getattr(info, "description", "") or "(no description)",
+                description,
+                getattr(info, "patient_id", "") or "–",
+                _series_folder(folder, info),
                 getattr(info, "modality", ""),
                 str(getattr(info, "n_slices", "")),
                 _format_spacing(getattr(info, "spacing", "")),

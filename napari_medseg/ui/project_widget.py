@@ -38,7 +38,14 @@ from qtpy.QtWidgets import (
 
 from napari_medseg.dataset.project import Project
 from napari_medseg.events import Event
-from napari_medseg.ui._controls import LayerCombo, button, double_spin, hint, run_in_worker
+from napari_medseg.ui._controls import (
+    LayerCombo,
+    button,
+    double_spin,
+    hint,
+    keep_new_images_in_view,
+    run_in_worker,
+)
 from napari_medseg.ui._layers import (
     add_labels_for_image,
     add_volume_as_image,
@@ -80,6 +87,7 @@ class ProjectWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        keep_new_images_in_view(napari_viewer)
         self.project: Project | None = None
         #: Worker of the running background task (tests wait on it).
         self.worker: Any = None
@@ -133,8 +141,9 @@ class ProjectWidget(QWidget):
         row.addWidget(self.predict_button)
         row.addWidget(self.accept_button)
         form.addRow(row)
-        form.addRow(button("Add images to pool…", "Add unlabelled images (NIfTI) for "
-                           "'Next case' to choose from", self._on_add_images))
+        self.add_pool_button = button("Add images to pool…", "Add unlabelled images (NIfTI) "
+                                      "for 'Next case' to choose from", self._on_add_images)
+        form.addRow(self.add_pool_button)
         self.case_label = hint("")
         form.addRow(self.case_label)
         layout.addWidget(box)
@@ -211,6 +220,7 @@ class ProjectWidget(QWidget):
         self._periodic.setInterval(AUTOSAVE_PERIOD_MS)
         self._periodic.timeout.connect(self.autosave_now)
         self._periodic.start()
+        self.labels_combo.pair_with(self.image_combo)  # labels of the chosen image only
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._update_enabled()
 
@@ -323,6 +333,8 @@ class ProjectWidget(QWidget):
         self.predict_button.setEnabled(has_model)
         self.next_case_button.setEnabled(has)
         self.next_slices_button.setEnabled(has_model)
+        self.add_pool_button.setEnabled(has)
+        self.use_version_button.setEnabled(has and not busy and bool(self.project.models()))
 
     def _require_project(self) -> Project:
         if self.project is None:
@@ -514,10 +526,21 @@ class ProjectWidget(QWidget):
         if result is None or result.version is None:
             self.train_label.setText("Retraining stopped; the model did not change.")
         else:
+            from napari.utils.notifications import show_warning
+
+            from napari_medseg.training.verdict import training_verdict
+
             dice = result.metrics.get("dice_mean")
             extra = f", validation Dice {dice:.3f}" if dice is not None else ""
-            self.train_label.setText(f"Model <b>{result.version}</b> ready "
-                                     f"({result.elapsed_s:.0f} s{extra}).")
+            verdict = training_verdict(result.train_result) if result.train_result else None
+            if verdict is not None and not verdict.usable:
+                text = f"Model <b>{result.version}</b> is not usable yet. {verdict.message}"
+                show_warning(f"Model {result.version} is not usable yet. {verdict.message}")
+            else:
+                text = f"Model <b>{result.version}</b> ready ({result.elapsed_s:.0f} s{extra})."
+                if verdict is not None and verdict.weak:
+                    text += f" {verdict.message}"
+            self.train_label.setText(text)
         self.refresh()
 
     def _on_retrain_finished(self) -> None:

@@ -37,7 +37,14 @@ from qtpy.QtWidgets import (
 
 from napari_medseg.events import IGNORE_LABEL, Event
 from napari_medseg.jobs import ProcessJob, describe_device
-from napari_medseg.ui._controls import button, double_spin, hint, scrollable_layout, spin
+from napari_medseg.ui._controls import (
+    button,
+    double_spin,
+    hint,
+    layer_key,
+    scrollable_layout,
+    spin,
+)
 from napari_medseg.ui._layers import (
     copy_medseg_metadata,
     image_layers,
@@ -103,7 +110,7 @@ def find_training_pairs(viewer: Any) -> list[tuple[Any, Any]]:
     """(image layer, labels layer) pairs open in ``viewer``.
 
     A Labels layer (of the same shape) is paired with, in this order: the image it was made for
-    (``metadata["medseg"]["source"]["image_layer"]``); the image whose name starts its name
+    (``metadata["medseg"]["source"]["image_key"]``, then ``["image_layer"]``, its name); the image whose name starts its name
     (``"case_1 labels"`` -> ``"case_1"``); the image read from a file of the same name
     (``imagesTr/x.nii.gz`` and ``labelsTr/x.nii.gz``); the first image of the same shape.
     """
@@ -114,7 +121,8 @@ def find_training_pairs(viewer: Any) -> list[tuple[Any, Any]]:
         if not same:
             continue
         source = copy_medseg_metadata(labels).get("source", {})
-        by_origin = [im for im in same if im.name == source.get("image_layer")]
+        by_origin = ([im for im in same if source.get("image_key") == layer_key(im)]
+                     or [im for im in same if im.name == source.get("image_layer")])
         by_name = sorted((im for im in same if labels.name.startswith(im.name)),
                          key=lambda im: -len(im.name))
         file_name = Path(str(source.get("path", ""))).name
@@ -356,6 +364,8 @@ class TrainWidget(QWidget):
                      if self.pair_list.item(i).checkState() != Qt.Checked}
         self.pair_list.clear()
         self._pairs = find_training_pairs(self.viewer)
+        for layer in list(self.viewer.layers):
+            layer.events.name.connect(self._on_layers_changed)  # napari ignores duplicates
         for image, labels in self._pairs:
             text = (labels.name if labels.name.startswith(image.name)
                     else f"{labels.name}  ←  {image.name}")
@@ -576,7 +586,11 @@ class TrainWidget(QWidget):
             if dice is not None:
                 self._best_dice = dice if self._best_dice is None else max(self._best_dice, dice)
             if ev.epoch is not None:
-                self.plot.add_epoch(ev.epoch, ev.loss, dice)
+                # place it where it was measured on the step axis (a short last epoch ends
+                # before its whole number)
+                position = (ev.step / self._steps_per_epoch if ev.step and self._steps_per_epoch
+                            else ev.epoch)
+                self.plot.add_epoch(position, ev.loss, dice)
         elif ev.kind == "message":
             if ev.level == "warning":
                 from napari.utils.notifications import show_warning
@@ -598,12 +612,24 @@ class TrainWidget(QWidget):
         model_dir = getattr(result, "model_dir", None)
         saved = model_dir is not None and Path(model_dir).is_dir()
         if ev.kind == "finished":
+            from napari_medseg.training.verdict import training_verdict
+
             best = getattr(result, "best_metric", None)
             score = f" (best validation Dice {best:.3f})" if best is not None else ""
-            text = (f"Model saved: {Path(model_dir).name}{score}. Select it in Infer."
-                    if saved else "Training finished but no model was saved.")
+            verdict = training_verdict(result)
+            if not saved:
+                text, notify = "Training finished but no model was saved.", show_warning
+            elif not verdict.usable:
+                text = (f"Model {Path(model_dir).name} is not usable yet. {verdict.message}")
+                notify = show_warning
+            elif verdict.weak:
+                text = (f"Model saved: {Path(model_dir).name}{score}. {verdict.message}")
+                notify = show_warning
+            else:
+                text = f"Model saved: {Path(model_dir).name}{score}. Select it in Infer."
+                notify = show_info
             self.status_label.setText(text)
-            (show_info if saved else show_warning)(text)
+            notify(text)
         elif ev.kind == "cancelled":
             text = "Training cancelled; earlier models are unchanged."
             if saved:

@@ -165,15 +165,30 @@ def test_presegmentation_threshold_window_new_layer(setup):
     np.testing.assert_allclose(result.scale, image.scale)
 
 
-def test_presegmentation_kmeans_into_current_and_region_grow(setup):
+def test_presegmentation_kmeans_into_current_and_region_grow(setup, qtbot):
+    """k-means runs in a worker even on a small image (it took the GUI thread 2-3 s): the
+    button returns at once, a timer keeps firing meanwhile, and the result is one undo step."""
+    from qtpy.QtCore import QTimer
+
     viewer, widget, image, labels, _ = setup
     labels.data[0, 0, 0] = 1
     widget.method_combo.setCurrentIndex(widget.method_combo.findData("kmeans"))
     widget.n_classes_spin.setValue(3)
     widget.target_combo.setCurrentIndex(widget.target_combo.findData("current"))
+    ticks: list[int] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(10)
+    n_steps = len(labels._undo_history)
     widget.preseg_button.click()
+    assert widget.worker is not None and not widget.preseg_button.isEnabled()
+    assert not ticks  # the handler returned before the event loop ran again
+    qtbot.waitUntil(lambda: widget.preseg_button.isEnabled(), timeout=60000)
+    timer.stop()
+    assert len(ticks) >= 3  # the GUI thread kept running while k-means ran
     assert set(np.unique(labels.data)) <= {0, 1, 2, 3}
     assert len(np.unique(labels.data)) >= 3
+    assert len(labels._undo_history) == n_steps + 1
     labels.undo()
     assert labels.data.sum() == 1
     # region grow needs a seed: without one the user gets a message, not a crash

@@ -159,6 +159,28 @@ def test_component_table_and_jump(setup):
     assert abs(labels.world_to_data(viewer.dims.point)[0] - centroid[0]) <= 0.5, z_world
 
 
+def test_component_table_runs_in_a_worker_with_world_centroids(setup, qtbot, monkeypatch):
+    """On a large volume the table is counted in a worker (it froze the viewer for 17 s on a
+    512 x 512 x 400 CT); centroids are world positions from the layer's affine."""
+    from napari_medseg.ui import edit_widget
+    from napari_medseg.ui._layers import volume_from_layer
+
+    monkeypatch.setattr(edit_widget, "BACKGROUND_VOXELS", 0)  # treat the volume as large
+    _viewer, widget, _image, labels = setup
+    labels.data[2:4, 2:4, 2:4] = 1
+    widget.components_button.click()
+    assert widget.worker is not None and widget.component_table.rowCount() == 0
+    assert not widget.components_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.components_button.isEnabled(), timeout=30000)
+    assert widget.component_table.rowCount() >= 2
+    affine = volume_from_layer(labels).affine
+    for row in widget.components:
+        expected = (affine @ [*row["centroid_voxel"], 1.0])[:3]
+        np.testing.assert_allclose(row["centroid_mm"], expected, atol=1e-9)
+    shown = widget.component_table.item(0, 3).text()
+    assert shown == ", ".join(f"{c:.1f}" for c in widget.components[0]["centroid_mm"])
+
+
 def test_errors_become_notifications(make_napari_viewer, qtbot, plugin_dock):
     viewer = make_napari_viewer()
     widget = plugin_dock(viewer, "EditWidget")

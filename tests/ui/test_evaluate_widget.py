@@ -49,7 +49,7 @@ def test_compute_metrics_table(setup, qtbot):
     _viewer, widget, pred, gt = setup
     widget.compute_button.click()
     qtbot.waitUntil(lambda: widget.table.columnCount() == 2, timeout=30000)
-    expected = evaluate_case(pred.data, gt.data, gt.scale, labels={1: "Anterior",
+    expected = evaluate_case(pred.data, gt.data, np.abs(gt.scale), labels={1: "Anterior",
                                                                    2: "Posterior"})
     names = [widget.table.horizontalHeaderItem(c).text() for c in range(2)]
     assert names == ["Anterior", "Posterior"]

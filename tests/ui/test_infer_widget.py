@@ -133,11 +133,16 @@ def test_segment_image_adds_labels_on_the_image_grid(make_napari_viewer, qtbot, 
     _select(widget, "hippo3d")
     widget.uncertainty_check.setChecked(True)
     widget.probability_check.setChecked(True)
+    statuses = []
+    widget.runner.event.connect(lambda ev: statuses.append(widget.status_label.text()))
     widget.run_button.click()
     assert widget.runner.running and widget.cancel_button.isEnabled()
     _wait_done(qtbot, widget)
 
     assert widget.last_event.kind == "finished", widget.last_event.message
+    assert any(t.endswith(" windows") or " windows · ~" in t for t in statuses), statuses
+    # the maps follow the labels on later event-loop turns (each layer costs napari ~0.2 s)
+    qtbot.waitUntil(lambda: len(widget.last_layers) == 3, timeout=5000)
     labels, probability, uncertainty = widget.last_layers
     assert isinstance(labels, napari.layers.Labels)
     assert "hippo3d" in labels.name
@@ -161,6 +166,20 @@ def test_segment_image_adds_labels_on_the_image_grid(make_napari_viewer, qtbot, 
         assert 0.0 <= float(extra.data.min()) and float(extra.data.max()) <= 1.0 + 1e-5
     assert uncertainty.colormap.name == "inferno"
     assert not _errors()
+
+
+def test_progress_shows_windows_and_time_left(make_napari_viewer):
+    from napari_medseg.events import Event
+
+    widget = _widget(make_napari_viewer())
+    widget._pending = {"kind": "image"}
+    widget._on_event(Event("step", step=120, total=480, eta_s=95.0))
+    assert widget.status_label.text() == "120/480 windows · ~2 min left"
+    widget._on_event(Event("step", step=480, total=480, eta_s=0.0))
+    assert widget.status_label.text() == "480/480 windows"
+    widget._pending = {"kind": "folder"}
+    widget._on_event(Event("step", step=1, total=3, eta_s=20.0, message="a.nii.gz -> a.nii.gz"))
+    assert widget.status_label.text() == "Image 1/3: a.nii.gz -> a.nii.gz · ~20 s left"
 
 
 def _card_dir(name):
@@ -203,7 +222,7 @@ def test_no_model_or_broken_model_is_a_clear_message(make_napari_viewer, qtbot, 
     model_events.saved.emit(str(broken))  # what the Train dock emits after saving
     assert widget.model_combo.findData(str(broken)) >= 0
     widget.run_button.click()
-    assert any("not valid JSON" in e for e in _errors())
+    assert any("not valid JSON" in e for e in _errors()), _errors()
     assert not widget.runner.running
 
 

@@ -66,11 +66,19 @@ def test_dicom_folder_with_two_series_shows_chooser(make_napari_viewer, qtbot, s
     qtbot.waitUntil(lambda: not widget.series_box.isHidden(), timeout=20000)
     assert len(viewer.layers) == 0
     assert widget.series_table.rowCount() == 2
-    slices = sorted(int(widget.series_table.item(r, 2).text()) for r in range(2))
+    from napari_medseg.ui.load_widget import SERIES_COLUMNS
+
+    col = {name: i for i, name in enumerate(SERIES_COLUMNS)}
+    slices = sorted(int(widget.series_table.item(r, col["Slices"]).text()) for r in range(2))
     assert slices == [32, 35]
-    assert widget.series_table.item(0, 1).text() == "MR"
+    assert widget.series_table.item(0, col["Modality"]).text() == "MR"
+    # identical descriptions: the folder and the patient tell the rows apart
+    folders = {widget.series_table.item(r, col["Folder"]).text() for r in range(2)}
+    assert folders == {"PGBM-002_HippoCrop", "PGBM-006_HippoCrop"}
+    patients = {widget.series_table.item(r, col["Patient"]).text() for r in range(2)}
+    assert len(patients) == 2 and all(p.startswith("PGBM-00") for p in patients)
     widget.series_table.selectRow(1)
-    chosen = int(widget.series_table.item(1, 2).text())
+    chosen = int(widget.series_table.item(1, col["Slices"]).text())
     widget.series_button.click()
     qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=20000)
     assert viewer.layers[0].data.shape[0] == chosen

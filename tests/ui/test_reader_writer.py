@@ -57,7 +57,9 @@ def test_open_nifti_gets_physical_geometry(make_napari_viewer, hippo_cases):
     img = nib.load(str(image))
     zooms = img.header.get_zooms()[:3]
     assert layer.data.shape == img.shape[::-1]  # (z, y, x) from nibabel's (x, y, z)
-    np.testing.assert_allclose(layer.scale, zooms[::-1])
+    # mm per voxel; the sign flips RAS+ axes into napari's (inferior, posterior, left) world
+    np.testing.assert_allclose(np.abs(layer.scale), zooms[::-1])
+    np.testing.assert_allclose(layer.scale, -np.asarray(zooms[::-1]))
     assert "medseg" in layer.metadata
     np.testing.assert_allclose(
         np.asarray(layer.metadata["medseg"]["affine"])[:3, 3], img.affine[:3, 3]
@@ -78,7 +80,8 @@ def test_open_dicom_folder_scale(make_napari_viewer, samples_dir):
     layer = layers[0]
     assert type(layer).__name__ == "Image"
     assert layer.data.shape == (32, 35, 51) or sorted(layer.data.shape) == [32, 35, 51]
-    np.testing.assert_allclose(layer.scale, (1.0, 1.0, 1.0), atol=1e-3)
+    # slices stacked toward the head: world axis 0 runs to the feet, so that scale is negative
+    np.testing.assert_allclose(layer.scale, (-1.0, 1.0, 1.0), atol=1e-3)
     assert layer.metadata["medseg"]["modality"] == "MR"
 
 

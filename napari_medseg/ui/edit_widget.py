@@ -36,7 +36,6 @@ from napari_medseg.ui._controls import (
     run_in_worker,
 )
 from napari_medseg.ui._layers import (
-    apply_labels_edit,
     labels_layers,
     layer_classes,
     volume_from_layer,
@@ -45,7 +44,7 @@ from napari_medseg.ui._notify import catch_errors
 from napari_medseg.ui._settings import get_setting, set_setting
 from napari_medseg.ui.annotate_widget import current_slice_axis, current_slice_index
 
-COMPONENT_COLUMNS = ("Label", "Piece", "Volume (mL)", "Centroid (mm)")
+COMPONENT_COLUMNS = ("Label", "Piece", "Volume (mL)", "Centroid (RAS mm)")
 
 #: Classes of the preview layer.
 PREVIEW_CLASSES = {
@@ -303,25 +302,30 @@ class EditWidget(QWidget):
         """Compute the operation on a snapshot and show its effect without changing labels."""
         snapshot = np.array(layer.data, copy=True)
 
-        def show(result: Any) -> None:
-            result = np.asarray(result)
-            diff = np.zeros(snapshot.shape, dtype=np.uint8)
-            diff[(result != snapshot) & (result != 0)] = 1
-            diff[(result != snapshot) & (result == 0)] = 2
+        def work(snap: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+            # everything that scans the volume runs here, in the worker for large volumes
+            result = np.asarray(compute(snap))
+            changed = result != snap
+            diff = np.zeros(snap.shape, dtype=np.uint8)
+            diff[changed & (result != 0)] = 1
+            diff[changed & (result == 0)] = 2
+            added = int(np.count_nonzero(changed & (result != 0)))
+            return result, diff, added, int(np.count_nonzero(changed)) - added
+
+        def show(out: tuple[np.ndarray, np.ndarray, int, int]) -> None:
+            result, diff, added, removed = out
             self._show_preview(layer, diff)
             self._pending = (layer, snapshot, result, what)
-            added, removed = int((diff == 1).sum()), int((diff == 2).sum())
             self.status.setText(f"Preview of {what}: +{added} / -{removed} voxels. "
                                 "Apply or Discard.")
             self._update_preview_buttons()
 
         if snapshot.size <= BACKGROUND_VOXELS:
-            show(compute(snapshot))
+            show(work(snapshot))
             return None
         self._set_busy(True)
-        self.worker = run_in_worker(compute, snapshot, on_returned=show, action=action,
-                                    on_finished=lambda: self._set_busy(False),
-                                    progress=f"Preview: {action}")
+        self.worker = run_in_worker(work, snapshot, on_returned=show, action=action,
+                                    on_finished=lambda: self._set_busy(False))
         return self.worker
 
     def _show_preview(self, layer: Any, diff: np.ndarray) -> None:
@@ -352,13 +356,19 @@ class EditWidget(QWidget):
         if self._pending is None:
             raise ValueError("nothing to apply: run an operation with 'Preview' ticked first")
         layer, snapshot, result, what = self._pending
-        changed = snapshot != result
-        merged = np.array(layer.data, copy=True)
-        merged[changed] = result[changed]  # strokes made since the preview are kept
-        n = apply_labels_edit(layer, merged)
+
+        def merge(current: np.ndarray) -> np.ndarray:
+            # only the voxels the previewed operation changed: strokes made since are kept
+            changed = snapshot != result
+            merged = np.array(current, copy=True)
+            merged[changed] = result[changed]
+            return merged
+
         self._on_discard_preview()
-        self._report(what, n)
-        return n
+        self.worker = edit_labels(layer, merge, lambda n: self._report(what, n),
+                                  "Apply preview", self._set_busy)
+        # voxels changed (0 while a large edit is still being applied in the background)
+        return 0 if self.worker is not None else int(getattr(self, "_last_changed", 0))
 
     def _on_discard_preview(self) -> None:
         self._pending = None
@@ -411,6 +421,7 @@ class EditWidget(QWidget):
         return layer, compute, f"{title}, label {label} ({where})"
 
     def _report(self, what: str, n: int) -> None:
+        self._last_changed = n
         self.status.setText(f"{what}: {n} voxels changed. Ctrl+Z undoes it.")
 
     def _set_busy(self, busy: bool) -> None:

@@ -276,3 +276,30 @@ def test_preview_then_apply_or_discard(setup):
     assert widget.preview_layer is None and not widget.apply_button.isEnabled()
     labels.undo()
     np.testing.assert_array_equal(labels.data, original)
+
+
+def test_large_preview_and_apply_run_in_workers_and_keep_strokes(make_napari_viewer, qtbot,
+                                                                  plugin_dock):
+    from napari_medseg.ui._controls import BACKGROUND_VOXELS
+
+    viewer = make_napari_viewer()
+    widget = plugin_dock(viewer, "EditWidget")
+    data = np.zeros((80, 80, 80), np.uint8)
+    assert data.size > BACKGROUND_VOXELS  # a volume the GUI thread must not scan
+    data[30:50, 30:50, 30:50] = 1
+    layer = viewer.add_labels(data, name="big")
+    widget.labels_combo.set_layer(layer)
+    widget.set_label(1)
+    widget.radius_spin.setValue(2.0)
+    widget.preview_check.setChecked(True)
+    worker = widget.run_operation("grow_label")
+    assert worker is not None  # the preview is computed in a worker
+    qtbot.waitUntil(lambda: widget.apply_button.isEnabled(), timeout=30000)
+    assert (widget.preview_layer.data == 1).sum() > 0
+    assert not (np.asarray(layer.data)[28, 40, 40])  # nothing applied yet
+    layer.data[5, 5, 5] = 1  # a stroke made while the preview is shown
+    widget.apply_button.click()
+    qtbot.waitUntil(lambda: np.asarray(layer.data)[28, 40, 40] == 1, timeout=30000)
+    qtbot.wait(200)
+    assert np.asarray(layer.data)[5, 5, 5] == 1  # the stroke survived
+    assert widget.preview_layer is None

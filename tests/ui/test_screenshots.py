@@ -43,10 +43,8 @@ def out_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def app(make_napari_viewer, qtbot, plugin_dock):
-
     viewer = make_napari_viewer(show=True)
     widget = plugin_dock(viewer, "MedSegWidget")
-    viewer.window.add_dock_widget(widget, name="MedSeg", area="right")
     viewer.window._qt_window.resize(*WINDOW)
     return viewer, widget
 

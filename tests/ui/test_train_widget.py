@@ -93,7 +93,6 @@ def test_train_button_saves_a_model_and_keeps_labels(make_napari_viewer, qtbot, 
     widget = _widget(viewer, qtbot)
 
     infer = plugin_dock(viewer, "InferWidget")
-    viewer.window.add_dock_widget(infer, name="Infer", area="right")
     assert infer.model_combo.currentData() is None
     widget.config_overrides = dict(TINY)
     widget.name_edit.setText("hippo tiny")
@@ -290,7 +289,6 @@ def test_screenshots_train_then_infer(make_napari_viewer, qtbot, hippo_cases, tm
     viewer = make_napari_viewer(show=True)
     _open_pairs(viewer, hippo_cases, 4 if docs_mode else 2)
     dock = plugin_dock(viewer, "MedSegWidget")
-    viewer.window.add_dock_widget(dock, name="MedSeg", area="right")
     viewer.window._qt_window.resize(1500, 950)
     train_tab, infer_tab = dock.page("Train"), dock.page("Infer")
     qtbot.waitUntil(lambda: "detecting" not in train_tab.device_label.text(), timeout=60000)

@@ -14,6 +14,7 @@ from napari_medseg.models import (
     ModelCard,
     ModelLoadError,
     build_network,
+    file_sha256,
     load_matching_weights,
     load_model,
     plan_network,
@@ -113,6 +114,12 @@ def test_load_refuses_pickled_objects(tmp_path):
             return (print, ("pwned",))
 
     torch.save({"x": Evil()}, model_dir / WEIGHTS_FILE)
+    with pytest.raises(ModelLoadError, match="does not match its model card"):
+        load_model(model_dir)  # the checksum catches a swapped file first
+    # an attacker who also edits the card's checksum still cannot run code
+    meta = json.loads((model_dir / CARD_FILE).read_text())
+    meta["weights_sha256"] = file_sha256(model_dir / WEIGHTS_FILE)
+    (model_dir / CARD_FILE).write_text(json.dumps(meta))
     with pytest.raises(ModelLoadError, match="cannot be loaded safely"):
         load_model(model_dir)
 

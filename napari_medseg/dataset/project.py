@@ -173,6 +173,58 @@ def _remove_stale_partials(root: Path, older_than_s: float = 60.0) -> int:
     return removed
 
 
+class ProjectLock:
+    """Re-entrant lock on a project folder, held across threads *and* processes.
+
+    A thread lock serialises this process; an advisory file lock (``PROJECT/.project.lock``,
+    `filelock <https://py-filelock.readthedocs.io>`_) serialises processes, so two programs
+    doing read-modify-write on ``project.json`` never lose each other's changes.
+    """
+
+    def __init__(self, root: Path, timeout_s: float = 60.0) -> None:
+        from filelock import FileLock
+
+        self._thread_lock = threading.RLock()
+        self._file_lock = FileLock(str(Path(root) / ".project.lock"), timeout=timeout_s,
+                                   thread_local=False)
+        self._depth = 0
+
+    def __enter__(self) -> ProjectLock:
+        from filelock import Timeout
+
+        self._thread_lock.acquire()
+        try:
+            if self._depth == 0:
+                self._file_lock.acquire()
+        except Timeout as exc:
+            self._thread_lock.release()
+            raise ProjectError("The project is locked by another program (napari-medseg "
+                               "open elsewhere?); try again in a moment.") from exc
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0:
+                self._file_lock.release()
+        finally:
+            self._thread_lock.release()
+
+
+#: File suffixes of case images and labels inside a project.
+_CASE_SUFFIXES = (".nii.gz", ".png")
+
+
+def _case_id_of_file(path: Path) -> str | None:
+    if path.name.startswith("."):
+        return None
+    for sfx in _CASE_SUFFIXES:
+        if path.name.endswith(sfx):
+            return path.name[: -len(sfx)]
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # identities
 
@@ -253,14 +305,14 @@ class Project:
     """A project folder (see module docstring). Open with :meth:`open`, make with :meth:`create`.
 
     Every change re-reads ``project.json`` from disk, applies itself and writes it back
-    atomically (under a lock), so a CLI run and the GUI on the same folder do not lose each
-    other's entries.
+    atomically under a lock held across processes (``.project.lock``, :class:`ProjectLock`),
+    so a CLI run and the GUI on the same folder do not lose each other's entries.
     """
 
     def __init__(self, root: Path, meta: dict[str, Any]) -> None:
         self.root = Path(root)
         self._meta = meta
-        self._lock = threading.RLock()
+        self._lock = ProjectLock(self.root)
 
     # -- construction -------------------------------------------------------------------------
     @staticmethod
@@ -348,7 +400,46 @@ class Project:
         _remove_stale_partials(root)
         for sub in ("imagesTr", "labelsTr", "imagesTs", "drafts", "models"):
             (root / sub).mkdir(exist_ok=True)
-        return cls(root, meta)
+        project = cls(root, meta)
+        project._reconcile()
+        return project
+
+    def _reconcile(self) -> list[str]:
+        """Register case files on disk that ``project.json`` does not know (a process killed
+        between writing an image and registering it). Returns the case ids added."""
+        known = set(self._meta["cases"])
+        orphans = []
+        for sub, status in (("imagesTs", STATUS_UNLABELLED), ("imagesTr", STATUS_ACCEPTED)):
+            for path in sorted((self.root / sub).iterdir()):
+                cid = _case_id_of_file(path)
+                if cid is None or cid in known:
+                    continue
+                if status == STATUS_ACCEPTED and not any(
+                        (self.root / "labelsTr" / (cid + sfx)).is_file() for sfx in _CASE_SUFFIXES):
+                    status_here = STATUS_UNLABELLED
+                else:
+                    status_here = status
+                orphans.append((cid, path, status_here))
+        if not orphans:
+            return []
+        entries = {}
+        for cid, path, status in orphans:
+            try:
+                volume = read_image(path)
+            except (OSError, ValueError):
+                continue  # unreadable leftovers are not cases
+            entry = self._case_entry(volume, status)
+            entry["source"], entry["source_hash"] = None, None
+            entry["recovered"] = True
+            entries[cid] = entry
+        if entries:
+            def change(meta: dict[str, Any]) -> None:
+                for cid, entry in entries.items():
+                    meta["cases"].setdefault(cid, entry)
+
+            self._update(change, "recover_cases", {"cases": sorted(entries)})
+            self._write_dataset_json()
+        return sorted(entries)
 
     @staticmethod
     def _read_meta(root: Path) -> dict[str, Any]:
@@ -545,18 +636,20 @@ class Project:
             The case id.
         """
         volume = image if isinstance(image, Volume) else read_image(image)
-        cid, is_new = self._resolve_case(volume, case_id)
-        if not is_new:
-            return cid
-        self._check_image(volume, cid)
-        atomic_write_volume(volume, self.root / "imagesTs" / f"{cid}.nii.gz", labels=False)
-        entry = self._case_entry(volume, STATUS_UNLABELLED)
+        with self._lock:  # id choice, file and registry entry as one step across processes
+            self.reload()
+            cid, is_new = self._resolve_case(volume, case_id)
+            if not is_new:
+                return cid
+            self._check_image(volume, cid)
+            atomic_write_volume(volume, self.root / "imagesTs" / f"{cid}.nii.gz", labels=False)
+            entry = self._case_entry(volume, STATUS_UNLABELLED)
 
-        def change(meta: dict[str, Any]) -> None:
-            meta["cases"][cid] = entry
+            def change(meta: dict[str, Any]) -> None:
+                meta["cases"][cid] = entry
 
-        self._update(change, "add_unlabelled", {"case": cid, "source": entry["source"]})
-        self._write_dataset_json()
+            self._update(change, "add_unlabelled", {"case": cid, "source": entry["source"]})
+            self._write_dataset_json()
         return cid
 
     def accept_case(
@@ -620,6 +713,13 @@ class Project:
             )
         if np.all(stored == IGNORE_LABEL):
             raise ProjectError("Nothing is annotated: mark at least one slice as annotated.")
+        with self._lock:  # one step across processes (ids, files, registry)
+            self.reload()
+            return self._accept_locked(image, stored, annotated_slices, case_id, axis)
+
+    def _accept_locked(self, image: Volume, stored: np.ndarray,
+                       annotated_slices: Sequence[int] | None, case_id: str | None,
+                       axis: int) -> str:
         cid, is_new = self._resolve_case(image, case_id)
         self._check_image(image, cid)
         image_dst = self.root / "imagesTr" / f"{cid}.nii.gz"

@@ -53,6 +53,9 @@ MODALITIES = ("CT", "MR", "PT", "US", "XA", "unknown")
 
 #: napari world from RAS+ patient coordinates (mm): row ``w`` is world axis ``w`` written in RAS,
 #: i.e. world = (inferior, posterior, left) = (-S, -A, -R). See the module docstring.
+#: Channel names of a colour picture's input channels (alpha is not an input).
+RGB_CHANNEL_NAMES = ("red", "green", "blue")
+
 NAPARI_WORLD_FROM_RAS = np.array([[0.0, 0.0, -1.0], [0.0, -1.0, 0.0], [-1.0, 0.0, 0.0]])
 
 
@@ -132,6 +135,12 @@ class Volume:
         Must stay JSON-serialisable (napari keeps it in ``layer.metadata``).
     name : str
         Short display name (file stem or series description).
+    rgb : bool
+        A colour picture: ``array`` is ``(Y, X, C)`` (or ``(Z, Y, X, C)``) with ``C`` = 3 (RGB)
+        or 4 (RGBA), channels last as napari's RGB layers hold them. ``ndim``, ``shape`` and
+        ``spacing`` then describe the spatial grid only; :meth:`channel_volumes` splits the
+        picture into one greyscale Volume per colour channel, which is what training and
+        prediction consume (a colour picture is 3 input channels, not a special case).
     """
 
     array: np.ndarray
@@ -140,27 +149,34 @@ class Volume:
     modality: str = "unknown"
     metadata: dict[str, Any] = field(default_factory=dict)
     name: str = "volume"
+    rgb: bool = False
 
     def __post_init__(self) -> None:
         self.array = np.asarray(self.array)
-        if self.array.ndim not in (2, 3):
+        if self.rgb:
+            if self.array.ndim not in (3, 4) or self.array.shape[-1] not in (3, 4):
+                raise ValueError(
+                    f"A colour Volume needs channels last (3 or 4 of them), got an array of "
+                    f"shape {self.array.shape}."
+                )
+        elif self.array.ndim not in (2, 3):
             raise ValueError(
                 f"A Volume must be 2D or 3D, got an array of shape {self.array.shape}. "
                 "Choose one channel or time point of a multi-channel/4D image first."
             )
-        if len(self.spacing) != self.array.ndim:
-            if len(self.spacing) == 3 and self.array.ndim == 2:
+        if len(self.spacing) != self.ndim:
+            if len(self.spacing) == 3 and self.ndim == 2:
                 self.spacing = tuple(self.spacing[1:])
             else:
                 raise ValueError(
-                    f"spacing {self.spacing} does not match an array of {self.array.ndim} dims"
+                    f"spacing {self.spacing} does not match an array of {self.ndim} dims"
                 )
         self.spacing = tuple(float(s) for s in self.spacing)
         if any(not np.isfinite(s) or s <= 0 for s in self.spacing):
             raise ValueError(f"voxel spacing must be positive and finite, got {self.spacing}")
         if self.affine is None:
             aff = np.eye(4)
-            sp = (1.0,) * (3 - self.array.ndim) + self.spacing
+            sp = (1.0,) * (3 - self.ndim) + self.spacing
             aff[:3, :3] = np.diag(sp)
             self.affine = aff
         self.affine = np.asarray(self.affine, dtype=float)
@@ -169,11 +185,41 @@ class Volume:
 
     @property
     def ndim(self) -> int:
-        return self.array.ndim
+        """Spatial dimensions (2 or 3); a colour channel axis is not counted."""
+        return self.array.ndim - 1 if self.rgb else self.array.ndim
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.array.shape)
+        """Spatial shape, array order (a colour channel axis is not included)."""
+        return tuple(self.array.shape[:-1] if self.rgb else self.array.shape)
+
+    @property
+    def n_channels(self) -> int:
+        """Input channels the picture gives a model: 3 for RGB and RGBA (alpha dropped), else 1."""
+        return 3 if self.rgb else 1
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Names of :meth:`channel_volumes`, as a model card records them."""
+        if self.rgb:
+            return list(RGB_CHANNEL_NAMES)
+        return [str((self.metadata or {}).get("channel_name") or "image")]
+
+    def channel_volumes(self) -> list[Volume]:
+        """One greyscale Volume per input channel (``[self]`` for a greyscale volume).
+
+        A colour picture gives its red, green and blue planes (views, no copy); an alpha
+        channel is dropped (it says where the picture is, not what it shows).
+        """
+        if not self.rgb:
+            return [self]
+        out = []
+        for c, cname in enumerate(RGB_CHANNEL_NAMES):
+            meta = dict(self.metadata)
+            meta["channel_name"] = cname
+            out.append(Volume(self.array[..., c], self.spacing, self.affine.copy(), self.modality,
+                              meta, f"{self.name} [{cname}]"))
+        return out
 
     @property
     def origin(self) -> tuple[float, ...]:
@@ -249,6 +295,7 @@ class Volume:
             "modality": self.modality,
             "source": {k: v for k, v in self.metadata.items() if _jsonable(v)},
             "name": self.name,
+            "rgb": bool(self.rgb),
         }
 
     @classmethod
@@ -261,15 +308,21 @@ class Volume:
             modality=meta.get("modality", "unknown"),
             metadata=dict(meta.get("source", {})),
             name=meta.get("name", "volume"),
+            rgb=bool(meta.get("rgb", False)) and np.ndim(array) == len(meta["spacing"]) + 1,
         )
 
     def with_array(self, array: np.ndarray, name: str | None = None) -> Volume:
-        """Same geometry, other voxels (e.g. labels derived from this image)."""
+        """Same geometry, other voxels (e.g. labels derived from this image).
+
+        ``array`` has the spatial shape (a greyscale result, e.g. labels on a colour
+        picture's grid) or, for a colour picture, its full shape (another colour picture).
+        """
         array = np.asarray(array)
-        if array.shape != self.array.shape:
+        rgb = self.rgb and array.shape == self.array.shape
+        if array.shape != self.shape and not rgb:
             raise ValueError(f"array shape {array.shape} differs from volume shape {self.shape}")
         return Volume(array, self.spacing, self.affine.copy(), self.modality,
-                      dict(self.metadata), name or self.name)
+                      dict(self.metadata), name or self.name, rgb=rgb)
 
 
 def _jsonable(value: Any) -> bool:

@@ -6,9 +6,11 @@ from napari_medseg.models.card import (
     ModelCard,
     ModelLoadError,
     check_card_compatible,
+    file_sha256,
     load_model,
     read_card,
     save_model,
+    write_card,
 )
 from napari_medseg.models.factory import (
     build_network,
@@ -26,10 +28,12 @@ __all__ = [
     "build_network",
     "check_card_compatible",
     "count_parameters",
+    "file_sha256",
     "load_matching_weights",
     "load_model",
     "plan_network",
     "plan_patch_size",
     "read_card",
     "save_model",
+    "write_card",
 ]

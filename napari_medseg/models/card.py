@@ -2,17 +2,33 @@
 
 A model directory is something a user can trust: weights are loaded with
 ``torch.load(weights_only=True)`` (no arbitrary unpickling) and the network is rebuilt from the
-card's plain-JSON description. Files are replaced atomically (temp file + rename), so a
-cancelled or crashed training never leaves a half-written model.
+card's plain-JSON description.
+
+Saving is a small journal, so a process killed at any moment leaves a loadable, consistent
+model (the old one or the new one, never a card that belongs to other weights):
+
+1. the new weights go to ``model.pt.new`` and the new card, holding their SHA-256
+   (``weights_sha256``), to ``model_card.json.new`` (each written to a temp file, fsync'ed,
+   renamed);
+2. ``model.pt.new`` is renamed over ``model.pt``, then ``model_card.json.new`` over
+   ``model_card.json``.
+
+A reader that finds weights whose checksum differs from the card's takes the pending
+``model_card.json.new`` when its checksum matches (a save killed between the two renames) and
+otherwise refuses the model as damaged. Files are created readable by the group and others
+(as the umask allows), so a shared models folder works.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
-import tempfile
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +40,8 @@ from napari_medseg.models.factory import build_network
 WEIGHTS_FILE = "model.pt"
 CARD_FILE = "model_card.json"
 CARD_FORMAT = "napari-medseg-model/1"
+#: Suffix of the files of a save in progress (see the module docstring).
+PENDING_SUFFIX = ".new"
 
 
 class ModelLoadError(ValueError):
@@ -95,6 +113,7 @@ class ModelCard:
     torch_version: str = field(default_factory=lambda: torch.__version__)
     monai_version: str = ""
     train_config: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str | None = None
     format: str = CARD_FORMAT
 
     def __post_init__(self) -> None:
@@ -142,58 +161,166 @@ class ModelCard:
         return f"'{self.task}' v{self.version}, {self.dims}D, classes: {names}"
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
     try:
-        with os.fdopen(fd, "wb") as fh:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(folder: Path, older_than_s: float = 600.0) -> None:
+    """Delete temp files a killed save left behind (``.tmp-*``)."""
+    now = time.time()
+    for p in folder.glob(".tmp-*"):
+        try:
+            if now - p.stat().st_mtime > older_than_s:
+                p.unlink()
+        except OSError:
+            pass
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    """Write to a short temp name in the same folder, fsync, chmod 0666 & ~umask, rename.
+
+    The temp name (``.tmp-<8 hex>``) is shorter than any real file name here, so a long final
+    name never fails because of its temp name.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "xb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _card_bytes(card: ModelCard) -> bytes:
+    return json.dumps(card.to_dict(), indent=2, default=float).encode()
 
 
 def save_model(model_or_state: torch.nn.Module | dict, card: ModelCard, model_dir: str | os.PathLike) -> Path:
-    """Write ``model.pt`` and ``model_card.json`` atomically into ``model_dir``.
+    """Write ``model.pt`` and ``model_card.json`` into ``model_dir`` as one atomic change.
 
     Parameters
     ----------
     model_or_state : torch.nn.Module or dict
         The network (a DDP wrapper is unwrapped) or its ``state_dict``.
     card : ModelCard
+        Written with ``weights_sha256`` set to the checksum of these weights (the passed
+        object is not changed).
     model_dir : path
-        Created if needed; existing model files are replaced only once the new ones are complete.
+        Created if needed; a process killed at any point leaves the previous model or the new
+        one, both loadable (module docstring).
     """
     model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(model_dir)
     if isinstance(model_or_state, torch.nn.Module):
         module = getattr(model_or_state, "module", model_or_state)
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     else:
         state = {k: v.detach().cpu() for k, v in model_or_state.items()}
-    _atomic_write_bytes(model_dir / WEIGHTS_FILE, lambda fh: torch.save(state, fh))
-    text = json.dumps(card.to_dict(), indent=2, default=float).encode()
-    _atomic_write_bytes(model_dir / CARD_FILE, lambda fh: fh.write(text))
+    weights_new = model_dir / (WEIGHTS_FILE + PENDING_SUFFIX)
+    card_new = model_dir / (CARD_FILE + PENDING_SUFFIX)
+    _atomic_write_bytes(weights_new, lambda fh: torch.save(state, fh))
+    stamped = ModelCard.from_dict(dict(card.to_dict(), weights_sha256=file_sha256(weights_new)))
+    text = _card_bytes(stamped)
+    _atomic_write_bytes(card_new, lambda fh: fh.write(text))
+    os.replace(weights_new, model_dir / WEIGHTS_FILE)
+    _fsync_dir(model_dir)
+    os.replace(card_new, model_dir / CARD_FILE)
+    _fsync_dir(model_dir)
     return model_dir
 
 
+def write_card(model_dir: str | os.PathLike, card: ModelCard) -> Path:
+    """Replace only the card of a model folder (same weights), atomically.
+
+    The card's ``weights_sha256`` is set from the ``model.pt`` on disk when it is missing.
+    """
+    model_dir = Path(model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    if card.weights_sha256 is None and weights.is_file():
+        card = ModelCard.from_dict(dict(card.to_dict(), weights_sha256=file_sha256(weights)))
+    text = _card_bytes(card)
+    _atomic_write_bytes(model_dir / CARD_FILE, lambda fh: fh.write(text))
+    return model_dir / CARD_FILE
+
+
+def _parse_card(path: Path, model_dir: Path) -> ModelCard:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not a model card.")
+    try:
+        return ModelCard.from_dict(data)
+    except ModelLoadError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not a valid model card: "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+
+
+def _pending_card(model_dir: Path, weights_sha: str) -> ModelCard | None:
+    """The card of a save killed between its two renames, when it matches the weights."""
+    pending = model_dir / (CARD_FILE + PENDING_SUFFIX)
+    if not pending.is_file():
+        return None
+    try:
+        card = _parse_card(pending, model_dir)
+    except ModelLoadError:
+        return None
+    return card if card.weights_sha256 == weights_sha else None
+
+
 def read_card(model_dir: str | os.PathLike) -> ModelCard:
-    """Read ``model_card.json`` from a model directory (clear errors for missing/broken files)."""
+    """Read ``model_card.json`` from a model directory (clear errors for missing/broken files).
+
+    When a save was interrupted between its two renames, the pending card that belongs to
+    the weights on disk is returned instead (see the module docstring).
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelLoadError(f"Model folder not found: {model_dir}")
     card_path = model_dir / CARD_FILE
     if not card_path.is_file():
         raise ModelLoadError(f"{model_dir} is not a napari-medseg model (no {CARD_FILE}).")
-    try:
-        data = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not a model card.")
-    return ModelCard.from_dict(data)
+    card = _parse_card(card_path, model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    if (model_dir / (CARD_FILE + PENDING_SUFFIX)).is_file() and weights.is_file():
+        sha = file_sha256(weights)
+        if card.weights_sha256 != sha:
+            return _pending_card(model_dir, sha) or card
+    return card
 
 
 def check_card_compatible(
@@ -266,6 +393,14 @@ def load_model(
     weights = Path(model_dir) / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelLoadError(f"{model_dir} has a model card but no {WEIGHTS_FILE}.")
+    if card.weights_sha256 is not None:
+        sha = file_sha256(weights)
+        if sha != card.weights_sha256:
+            raise ModelLoadError(
+                f"{WEIGHTS_FILE} in {model_dir} does not match its model card (checksum "
+                f"{sha[:12]}…, card says {card.weights_sha256[:12]}…): the file is damaged or "
+                "was replaced; use another model or train again."
+            )
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ...
@@ -281,3 +416,34 @@ def load_model(
     model.to(device)
     model.eval()
     return model, card
+
+
+class ModelFolderBusyError(ValueError):
+    """Another training is writing into the same model folder."""
+
+
+@contextmanager
+def model_folder_lock(model_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive, inter-process lock on a model folder while training writes into it.
+
+    A second training into the same folder (another process, or the GUI while the CLI runs) is
+    refused at once with :class:`ModelFolderBusyError`, instead of two runs mixing their
+    histories and metrics in one model. The lock is an advisory file lock
+    (``MODEL_DIR/.training.lock``), released when the holder exits, even if it is killed.
+    """
+    from filelock import FileLock, Timeout
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(model_dir / ".training.lock"), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise ModelFolderBusyError(
+            f"Another training is already writing to {model_dir}: wait for it to finish or "
+            "choose another output folder."
+        ) from exc
+    try:
+        yield model_dir
+    finally:
+        lock.release()

@@ -311,5 +311,5 @@ def test_add_unlabelled_pool(tmp_path, project):
     np.testing.assert_allclose(img.affine, vol.affine)
     meta = json.loads((project.root / "dataset.json").read_text())
     assert meta["test"] == [f"./imagesTs/{cid}.nii.gz"] and meta["numTraining"] == 0
-    with pytest.raises(ProjectError, match="Only 3D"):
+    with pytest.raises(ProjectError, match="This project holds 3D images"):
         project.add_unlabelled(Volume(np.zeros((4, 4)), name="flat"))

@@ -11,6 +11,11 @@ Layout::
       drafts/CASE.nii.gz    autosaved work-in-progress labels (restored when the image is reopened)
       models/v001/ ...      model versions (weights + model card), see :meth:`Project.register_model`
 
+A project holds volumes (3D) or 2D images, not both. 2D pictures (colour photographs, 8/16-bit
+greyscale images) are stored losslessly as ``CASE.png`` in the same folders (the nnU-Net v2
+natural-image layout; ``dataset.json`` then says ``"file_ending": ".png"``); other 2D images
+(floating-point slices) as 2D ``.nii.gz``.
+
 Nothing is ever half-written: every file goes to a temporary name in the same folder, is flushed
 to disk (``fsync``) and then moved over the old file with :func:`os.replace`, which is atomic on
 POSIX and Windows. A process killed in the middle of a save leaves the previous file intact
@@ -115,14 +120,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def atomic_write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool) -> Path:
-    """Write a :class:`Volume` as ``.nii.gz`` atomically, flushed to disk before the rename.
+    """Write a :class:`Volume` as ``.nii.gz`` (or ``.png``) atomically, fsync'ed before the rename.
 
     Parameters
     ----------
     volume : Volume
-        Voxels ``(Z, Y, X)`` with spacing (mm) and affine.
+        Voxels ``(Z, Y, X)`` or ``(Y, X)`` with spacing (mm) and affine; a colour picture for
+        ``.png``.
     path : path-like
-        Final ``.nii.gz`` file.
+        Final ``.nii.gz`` or ``.png`` file.
     labels : bool
         Store as an integer label map (uint8 when values fit).
     """
@@ -130,9 +136,13 @@ def atomic_write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_path(path, ".nii.gz")
+    suffix = ".png" if path.name.endswith(".png") else ".nii.gz"
+    tmp = _partial_path(path, suffix)
     try:
-        write_nifti(volume, tmp, labels=labels)
+        if suffix == ".png":
+            _write_png(volume.array, tmp, labels=labels)
+        else:
+            write_nifti(volume, tmp, labels=labels)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -141,6 +151,30 @@ def atomic_write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool
             tmp.unlink()
     _fsync_dir(path.parent)
     return path
+
+
+def _write_png(array: np.ndarray, path: Path, *, labels: bool) -> None:
+    """Lossless PNG of a 2D label map, greyscale or colour picture (8 or 16 bit)."""
+    from PIL import Image
+
+    array = np.asarray(array)
+    if labels:
+        array = array.astype(np.uint8 if array.max(initial=0) <= 255 else np.uint16)
+    if array.dtype == np.uint16 and array.ndim == 2:
+        Image.fromarray(array).save(path, format="PNG")  # 16-bit greyscale ("I;16")
+    elif array.dtype == np.uint8 and array.ndim in (2, 3):
+        Image.fromarray(array).save(path, format="PNG")
+    else:
+        raise ProjectError(f"A {array.dtype} image of shape {array.shape} cannot be stored as PNG.")
+
+
+def case_file_ending(volume: Volume) -> str:
+    """How a project stores this image: ``".png"`` for 2D pictures, else ``".nii.gz"``."""
+    if volume.ndim == 2 and (
+            (volume.rgb and volume.array.dtype == np.uint8)
+            or (not volume.rgb and volume.array.dtype in (np.uint8, np.uint16, np.bool_))):
+        return ".png"
+    return ".nii.gz"
 
 
 def _remove_stale_partials(root: Path, older_than_s: float = 60.0) -> int:
@@ -526,13 +560,24 @@ class Project:
         """Where the case's image is stored in the project."""
         info = self.case_info(case_id)
         sub = "imagesTr" if info["status"] == STATUS_ACCEPTED else "imagesTs"
-        return self.root / sub / f"{case_id}.nii.gz"
+        return self.root / sub / f"{case_id}{self._ending(case_id)}"
+
+    def _ending(self, case_id: str) -> str:
+        info = self._meta["cases"].get(case_id) or {}
+        return str(info.get("file_ending") or ".nii.gz")
 
     def label_path(self, case_id: str) -> Path:
-        return self.root / "labelsTr" / f"{case_id}.nii.gz"
+        return self.root / "labelsTr" / f"{case_id}{self._ending(case_id)}"
 
     def draft_path(self, case_id: str) -> Path:
-        return self.root / "drafts" / f"{case_id}.nii.gz"
+        return self.root / "drafts" / f"{case_id}{self._ending(case_id)}"
+
+    @property
+    def dims(self) -> int | None:
+        """2 or 3 as the cases are (None while the project is empty)."""
+        for info in self._meta["cases"].values():
+            return len(info["shape"])
+        return None
 
     def load_image(self, case_id: str) -> Volume:
         """The case's image as a :class:`Volume` (with its stored geometry)."""
@@ -540,6 +585,11 @@ class Project:
         if not path.is_file():
             raise ProjectError(f"The image of case {case_id} is missing ({path}).")
         volume = read_image(path)
+        info = self._meta["cases"][case_id]
+        if path.name.endswith(".png") and info.get("affine") is not None:
+            # PNG keeps the pixels; the geometry of the original image is in project.json
+            volume = Volume(volume.array, tuple(info["spacing"]), np.asarray(info["affine"]),
+                            volume.modality, dict(volume.metadata), volume.name, rgb=volume.rgb)
         volume.modality = self.modality if volume.modality == "unknown" else volume.modality
         volume.name = case_id
         return volume
@@ -591,6 +641,9 @@ class Project:
             "fingerprint": content_fingerprint(volume.array),
             "shape": list(volume.shape),
             "spacing": list(volume.spacing),
+            "channels": volume.n_channels,
+            "file_ending": case_file_ending(volume),
+            "affine": volume.affine.tolist() if case_file_ending(volume) == ".png" else None,
             "annotated_slices": None,
             "slice_axis": self.slice_axis,
             "added": _now(),
@@ -607,10 +660,22 @@ class Project:
         return self._new_case_id(image, case_id), True
 
     def _check_image(self, image: Volume, case_id: str) -> None:
-        if image.ndim != 3:
-            raise ProjectError(
-                f"Only 3D images can be added to a project (got shape {image.shape} for {case_id})."
-            )
+        if image.ndim not in (2, 3):
+            raise ProjectError(f"Only 2D and 3D images can be added to a project (got shape "
+                               f"{image.shape} for {case_id}).")
+        others = [c for c in self._meta["cases"].values()]
+        if others:
+            dims = len(others[0]["shape"])
+            if image.ndim != dims:
+                raise ProjectError(
+                    f"This project holds {dims}D images; {case_id} is {image.ndim}D. Start "
+                    f"another project for {image.ndim}D images.")
+            channels = int(others[0].get("channels", 1))
+            if image.n_channels != channels:
+                kind = {1: "greyscale", 3: "colour"}
+                raise ProjectError(
+                    f"This project holds {kind.get(channels, channels)} images; {case_id} is "
+                    f"{kind.get(image.n_channels, image.n_channels)}.")
         info = self._meta["cases"].get(case_id)
         if info is not None and list(info["shape"]) != list(image.shape):
             raise ProjectError(
@@ -642,8 +707,9 @@ class Project:
             if not is_new:
                 return cid
             self._check_image(volume, cid)
-            atomic_write_volume(volume, self.root / "imagesTs" / f"{cid}.nii.gz", labels=False)
             entry = self._case_entry(volume, STATUS_UNLABELLED)
+            atomic_write_volume(volume, self.root / "imagesTs" / f"{cid}{entry['file_ending']}",
+                                labels=False)
 
             def change(meta: dict[str, Any]) -> None:
                 meta["cases"][cid] = entry
@@ -722,16 +788,18 @@ class Project:
                        axis: int) -> str:
         cid, is_new = self._resolve_case(image, case_id)
         self._check_image(image, cid)
-        image_dst = self.root / "imagesTr" / f"{cid}.nii.gz"
-        pool_image = self.root / "imagesTs" / f"{cid}.nii.gz"
+        old = self._meta["cases"].get(cid)
+        ending = (old or {}).get("file_ending") or case_file_ending(image)
+        image_dst = self.root / "imagesTr" / f"{cid}{ending}"
+        pool_image = self.root / "imagesTs" / f"{cid}{ending}"
         if pool_image.is_file() and not image_dst.exists():
             os.replace(pool_image, image_dst)
             _fsync_dir(image_dst.parent)
         elif not image_dst.exists():
             atomic_write_volume(image, image_dst, labels=False)
-        atomic_write_volume(image.with_array(stored), self.label_path(cid), labels=True)
+        atomic_write_volume(image.with_array(stored), self.root / "labelsTr" / f"{cid}{ending}",
+                            labels=True)
         slices = None if annotated_slices is None else sorted({int(s) for s in annotated_slices})
-        old = self._meta["cases"].get(cid)
         entry = dict(old) if old else self._case_entry(image, STATUS_ACCEPTED)
         entry.update(status=STATUS_ACCEPTED, annotated_slices=slices, slice_axis=axis,
                      accepted=_now())
@@ -817,7 +885,11 @@ class Project:
         """A Volume with the case's stored geometry (read from the header only)."""
         from napari_medseg.io.nifti import nifti_header_summary
 
-        summary = nifti_header_summary(self.image_path(case_id))
+        path = self.image_path(case_id)
+        if not path.name.endswith(".nii.gz"):
+            image = read_image(path)
+            return Volume(labels, image.spacing, image.affine, self.modality, {}, case_id)
+        summary = nifti_header_summary(path)
         return Volume(labels, tuple(summary["spacing"]), np.asarray(summary["affine"]),
                       self.modality, {}, case_id)
 
@@ -844,7 +916,13 @@ class Project:
             if path.is_file():
                 from napari_medseg.io.nifti import read_nifti
 
-                array = np.asarray(read_nifti(path, as_labels=True).array).astype(np.uint8)
+                if path.name.endswith(".png"):
+                    from PIL import Image
+
+                    with Image.open(path) as im:
+                        array = np.asarray(im).astype(np.uint8)
+                else:
+                    array = np.asarray(read_nifti(path, as_labels=True).array).astype(np.uint8)
                 if not keep_ignore:
                     array[array == IGNORE_LABEL] = 0
                 return array
@@ -875,7 +953,12 @@ class Project:
         for cid in self.accepted_ids():
             info = self._meta["cases"][cid]
             slices = info.get("annotated_slices")
-            total += len(slices) if slices is not None else int(info["shape"][info["slice_axis"]])
+            if slices is not None:
+                total += len(slices)
+            elif len(info["shape"]) == 2:
+                total += 1  # a 2D image is one slice
+            else:
+                total += int(info["shape"][info["slice_axis"]])
         return total
 
     # -- dataset.json -------------------------------------------------------------------------
@@ -883,19 +966,24 @@ class Project:
         """Rewrite ``dataset.json`` (MSD) from the accepted and pool cases."""
         accepted = self.accepted_ids()
         pool = [c for c in self.unlabelled_ids()
-                if (self.root / "imagesTs" / f"{c}.nii.gz").is_file()]
+                if (self.root / "imagesTs" / f"{c}{self._ending(c)}").is_file()]
+        first = next(iter(self._meta["cases"].values()), {})
+        colour = int(first.get("channels", 1)) == 3
         meta = {
             "name": self.name,
             "description": "napari-medseg correct-and-retrain project",
-            "tensorImageSize": "3D",
-            "modality": {"0": self.modality},
+            "tensorImageSize": f"{self.dims or 3}D",
+            "modality": ({"0": "red", "1": "green", "2": "blue"} if colour
+                         else {"0": self.modality}),
             "labels": {str(k): v for k, v in self.label_names.items()},
             "numTraining": len(accepted),
             "numTest": len(pool),
-            "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"}
-                         for c in accepted],
-            "test": [f"./imagesTs/{c}.nii.gz" for c in pool],
+            "training": [{"image": f"./imagesTr/{c}{self._ending(c)}",
+                          "label": f"./labelsTr/{c}{self._ending(c)}"} for c in accepted],
+            "test": [f"./imagesTs/{c}{self._ending(c)}" for c in pool],
         }
+        if first.get("file_ending", ".nii.gz") != ".nii.gz":
+            meta["file_ending"] = first["file_ending"]
         atomic_write_json(self.root / "dataset.json", meta)
 
     # -- models -------------------------------------------------------------------------------

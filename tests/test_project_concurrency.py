@@ -63,3 +63,20 @@ def test_open_registers_an_image_whose_entry_was_lost(tmp_path):
     reopened = Project.open(tmp_path / "p")
     assert "orphan" in reopened.unlabelled_ids()
     assert reopened.case_info("orphan")["recovered"] is True
+
+
+def test_project_keeps_patient_identifiers_out(tmp_path):
+    """Folder names of DICOM series often hold patient ids: none reaches the project's files."""
+    project = Project.create(tmp_path / "p", "t", {1: "organ"})
+    volume = Volume(np.zeros((4, 8, 8), np.float32), name="PGBM-002_HippoCrop",
+                    metadata={"format": "dicom", "path": "/data/PGBM-002_HippoCrop/series1"})
+    cid = project.add_unlabelled(volume)
+    assert cid == "case_001"
+    labels = np.zeros((4, 8, 8), np.uint8)
+    labels[1, 2:4, 2:4] = 1
+    project.accept_case(volume, labels, case_id=cid)
+    for path in (tmp_path / "p").rglob("*"):
+        assert "PGBM" not in path.name
+        if path.is_file() and path.suffix == ".json":
+            assert "PGBM" not in path.read_text(), path
+    assert project.find_case(volume) == cid  # still recognised (by the source path's hash)

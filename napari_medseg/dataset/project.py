@@ -265,9 +265,10 @@ def _case_id_of_file(path: Path) -> str | None:
 
 def safe_case_id(name: str) -> str:
     """A file-name-safe case id from a display or file name (``"MR head #2"`` -> ``"MR_head_2"``)."""
-    for suffix in (".nii.gz", ".nii"):
+    for suffix in (".nii.gz", ".nii", ".png"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
+            break
     cid = _SAFE_ID.sub("_", name).strip("._-")
     return cid or "case"
 
@@ -625,6 +626,13 @@ class Project:
         return None
 
     def _new_case_id(self, volume: Volume, wanted: str | None) -> str:
+        if wanted is None and (volume.metadata or {}).get("format") == "dicom":
+            # DICOM names (series descriptions, folder names) often carry patient ids: an
+            # opaque id keeps them out of file names, dataset.json and model cards.
+            n = 1
+            while f"case_{n:03d}" in self._meta["cases"]:
+                n += 1
+            return f"case_{n:03d}"
         base = safe_case_id(wanted or volume.name or "case")
         cid, n = base, 1
         while cid in self._meta["cases"]:
@@ -636,7 +644,7 @@ class Project:
         path = _source_path(volume)
         return {
             "status": status,
-            "source": path,
+            "source": None,  # never the path: folder names often hold patient ids
             "source_hash": source_path_hash(path) if path else None,
             "fingerprint": content_fingerprint(volume.array),
             "shape": list(volume.shape),
@@ -714,7 +722,7 @@ class Project:
             def change(meta: dict[str, Any]) -> None:
                 meta["cases"][cid] = entry
 
-            self._update(change, "add_unlabelled", {"case": cid, "source": entry["source"]})
+            self._update(change, "add_unlabelled", {"case": cid})
             self._write_dataset_json()
         return cid
 

@@ -71,3 +71,64 @@ def check_readable(path: str | os.PathLike[str]) -> Path:
     if not os.access(p, os.R_OK) or (p.is_dir() and not os.access(p, os.X_OK)):
         raise MedsegIOError(f"Permission denied: cannot read {p}")
     return p
+
+
+#: Largest image napari-medseg opens, in voxels (about 2 G: a 1300^3 volume).
+MAX_VOXELS = 2**31 - 1
+
+
+def available_memory_bytes() -> int:
+    """Memory the system can still give this process (bytes), from /proc/meminfo or psutil."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil missing or unsupported platform
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 16 * 2**30  # unknown: assume a 16 GiB workstation
+
+
+def check_allocation(shape: tuple[int, ...] | list[int], bytes_per_voxel: float, what: str,
+                     copies: float = 1.0) -> None:
+    """Refuse, before allocating, an array that cannot fit in memory.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Array shape the work will allocate.
+    bytes_per_voxel : float
+        Bytes per element (4 for float32).
+    what : str
+        What the array is, for the message ("the image of scan.nii.gz").
+    copies : float
+        Working copies the step needs at the same time.
+
+    Raises
+    ------
+    MedsegIOError
+        One line with the size needed, the memory free, and what to do.
+    """
+    n = 1
+    for s in shape:
+        if int(s) < 0:
+            raise MedsegIOError(f"{what} has a negative size {tuple(shape)}.")
+        n *= int(s)
+    if n > MAX_VOXELS:
+        raise MedsegIOError(
+            f"{what} would have {n:,} voxels (shape {tuple(int(s) for s in shape)}), more than "
+            f"napari-medseg handles ({MAX_VOXELS:,}); crop or downsample it first."
+        )
+    need = n * float(bytes_per_voxel) * float(copies)
+    free = available_memory_bytes()
+    if need > 0.8 * free:
+        raise MedsegIOError(
+            f"{what} needs about {need / 2**30:.1f} GiB of memory but only "
+            f"{free / 2**30:.1f} GiB is free; crop or downsample it, or use a larger machine."
+        )

@@ -39,19 +39,22 @@ is none); their count is recorded in ``metadata["warnings"]`` and reported with
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import uuid
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from napari_medseg.io.errors import MedsegIOError, MedsegIOWarning, check_readable
+from napari_medseg.io.errors import (
+    MedsegIOError,
+    MedsegIOWarning,
+    check_allocation,
+    check_readable,
+)
 from napari_medseg.io.volume import Volume, affine_from_nifti, spacing_from_affine
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -180,9 +183,10 @@ def _load(path: Path) -> Any:
         return nib.load(str(path))
     except PermissionError as exc:
         raise MedsegIOError(f"Permission denied: cannot read {path}") from exc
-    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as exc:
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types on damaged headers
         raise MedsegIOError(
-            f"Cannot read {path.name}: the file is damaged or is not a NIfTI image ({exc})."
+            f"Cannot read {path.name}: the file is damaged or is not a NIfTI image "
+            f"({type(exc).__name__}: {exc})."
         ) from exc
 
 
@@ -247,17 +251,38 @@ def read_nifti(
     img = _load(p)
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise MedsegIOError(f"{p.name} is not a NIfTI image (nibabel read it as {type(img).__name__}).")
+    _check_header_size(img, p)
     try:
         data = _scaled_voxels(img.dataobj)
     except PermissionError as exc:
         raise MedsegIOError(f"Permission denied: cannot read {p}") from exc
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+    except MemoryError as exc:
+        raise MedsegIOError(f"{p.name} is too large for the memory of this computer.") from exc
+    except Exception as exc:  # noqa: BLE001 - zlib/gzip/nibabel errors on damaged data
         raise MedsegIOError(
-            f"Cannot read the voxels of {p.name}: the file is truncated or damaged ({exc})."
+            f"Cannot read the voxels of {p.name}: the file is truncated or damaged "
+            f"({type(exc).__name__}: {exc})."
         ) from exc
+    rgb = False
+    if data.dtype.names:  # RGB24 / RGBA32 NIfTI (structured voxels)
+        if not set("RG") <= {n.upper()[:1] for n in data.dtype.names} or len(data.dtype.names) not in (3, 4):
+            raise MedsegIOError(f"{p.name} holds voxels of an unsupported compound type "
+                                f"{data.dtype}.")
+        data = np.stack([data[n] for n in data.dtype.names[:3]], axis=-1).astype(np.uint8)
+        rgb = True
 
     warn_list: list[str] = []
     n_channels = 1
+    if rgb:
+        spatial = data.shape[:-1]
+        while len(spatial) > 2 and spatial[-1] == 1:
+            spatial = spatial[:-1]
+        if len(spatial) not in (2, 3):
+            raise MedsegIOError(f"{p.name} is a colour image of shape {img.shape}; only 2D "
+                                "and 3D colour images can be opened.")
+        data = data.reshape(spatial + (3,))
+        array = np.ascontiguousarray(np.moveaxis(data, -1, 0).T)  # (..., Y, X, 3) channels last
+        return _finish_rgb(img, p, array)
     if data.ndim < 2:
         raise MedsegIOError(f"{p.name} has {data.ndim} dimension(s); an image needs 2 or 3.")
     if data.ndim > 3:
@@ -301,16 +326,7 @@ def read_nifti(
         array = _to_labels(array, p.name)
         is_labels = True
 
-    nifti_affine = _affine_from_extension(img)
-    orientation_unknown = nifti_affine is not None and _has_no_orientation_mark(img)
-    if nifti_affine is None:
-        nifti_affine = np.asarray(img.affine, dtype=float)
-    affine = affine_from_nifti(nifti_affine)
-    spacing = spacing_from_affine(affine, array.ndim)
-    if any(s <= 0 or not np.isfinite(s) for s in spacing):
-        zooms = tuple(float(z) for z in img.header.get_zooms()[: array.ndim])[::-1]
-        spacing = tuple(z if z > 0 else 1.0 for z in zooms)
-        warn_list.append(f"{p.name}: the affine is degenerate; voxel sizes taken from pixdim.")
+    affine, spacing, orientation_unknown = _geometry(img, p, array.ndim, warn_list)
 
     header = img.header
     metadata: dict[str, Any] = {
@@ -331,6 +347,73 @@ def read_nifti(
     if modality != "unknown":
         metadata["modality_guessed"] = True
     return Volume(array, spacing, affine, modality, metadata, name)
+
+
+def _check_header_size(img: Any, p: Path) -> None:
+    """Refuse, from the header alone, a file whose voxels cannot fit in memory (gzip bombs,
+    damaged dimensions) before nibabel allocates them."""
+    shape = tuple(int(s) for s in img.shape)
+    try:
+        itemsize = max(int(img.header.get_data_dtype().itemsize), 4)  # float32 working copy
+    except Exception:  # noqa: BLE001
+        itemsize = 4
+    check_allocation(shape, itemsize, f"The image {p.name}", copies=2)
+    if not p.name.lower().endswith(".gz"):
+        try:
+            offset = int(img.header.get_data_offset())
+        except Exception:  # noqa: BLE001
+            offset = 0
+        needed = offset + int(np.prod(shape, dtype=np.int64)) * int(
+            img.header.get_data_dtype().itemsize)
+        if p.stat().st_size < needed:
+            raise MedsegIOError(
+                f"{p.name} is truncated: its header describes {needed:,} bytes of image but the "
+                f"file holds {p.stat().st_size:,}."
+            )
+
+
+def _geometry(img: Any, p: Path, ndim: int, warn_list: list[str]
+              ) -> tuple[np.ndarray, tuple[float, ...], bool]:
+    """(Volume affine, spacing, orientation_unknown) from a NIfTI header, sane or repaired."""
+    nifti_affine = _affine_from_extension(img)
+    orientation_unknown = nifti_affine is not None and _has_no_orientation_mark(img)
+    if nifti_affine is None:
+        nifti_affine = np.asarray(img.affine, dtype=float)
+    affine = affine_from_nifti(nifti_affine)
+    spacing = spacing_from_affine(affine, ndim)
+    broken = (not np.all(np.isfinite(affine))
+              or abs(np.linalg.det(affine[:3, :3])) < 1e-12
+              or any(s <= 0 or not np.isfinite(s) for s in spacing))
+    if broken:
+        zooms = tuple(float(z) for z in img.header.get_zooms()[:ndim])[::-1]
+        spacing = tuple(z if np.isfinite(z) and z > 0 else 1.0 for z in zooms)
+        spacing = spacing + (1.0,) * (ndim - len(spacing))
+        affine = np.eye(4)
+        affine[:3, :3] = np.diag((1.0,) * (3 - ndim) + spacing)
+        orientation_unknown = True
+        warn_list.append(f"{p.name}: the affine is degenerate (zero, NaN or singular); voxel "
+                         "sizes taken from pixdim and the orientation is unknown.")
+    if any(s > 100 or s < 1e-3 for s in spacing):
+        raise MedsegIOError(
+            f"{p.name} has implausible voxel sizes {tuple(round(s, 6) for s in spacing)} mm "
+            "(expected 0.001-100 mm); the header is damaged."
+        )
+    return affine, spacing, orientation_unknown
+
+
+def _finish_rgb(img: Any, p: Path, array: np.ndarray) -> Volume:
+    warn_list: list[str] = []
+    ndim = array.ndim - 1
+    affine, spacing, orientation_unknown = _geometry(img, p, ndim, warn_list)
+    header = img.header
+    metadata: dict[str, Any] = {
+        "path": str(p), "format": "nifti", "nifti_dtype": str(header.get_data_dtype()),
+        "sform_code": int(header["sform_code"]), "qform_code": int(header["qform_code"]),
+        "is_labels": False, "n_channels": 3, "channel": None, "warnings": warn_list,
+    }
+    if orientation_unknown:
+        metadata["orientation_unknown"] = True
+    return Volume(array, spacing, affine, "unknown", metadata, nifti_stem(p), rgb=True)
 
 
 def nifti_header_summary(path: str | os.PathLike[str]) -> dict[str, Any]:

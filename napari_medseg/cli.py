@@ -26,6 +26,23 @@ def _one_line(exc: BaseException) -> str:
     return text or exc.__class__.__name__
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN/inf floats replaced by None, so the printed JSON is valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps(obj: Any, **kwargs: Any) -> str:
+    """JSON text of a summary: numpy values converted, NaN/inf written as null."""
+    return json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))),
+                      allow_nan=False, **kwargs)
+
+
 def _json_default(value: Any) -> Any:
     try:
         import numpy as np
@@ -46,7 +63,7 @@ def _json_default(value: Any) -> Any:
 def cmd_info(args: argparse.Namespace) -> int:
     from napari_medseg.io import describe_path
 
-    print(json.dumps(describe_path(args.path), indent=2, default=_json_default))
+    print(_dumps(describe_path(args.path), indent=2))
     return 0
 
 
@@ -141,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                    "best_epoch", "epochs", "steps",
                                                    "stop_reason")}
         summary["elapsed_s"] = round(result.elapsed_s, 1)
-        print(json.dumps(summary, default=_json_default))
+        print(_dumps(summary))
     return 0
 
 
@@ -158,25 +175,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predict_folder,
         resolve_device,
     )
+    from napari_medseg.inference.outputs import get_output_format
+    from napari_medseg.inference.predict import check_single_file_channels
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.format.lower() != "auto":
+        get_output_format(args.format)  # an unknown format fails before any work
+    probabilities: bool | str = False
+    if args.probabilities_format:
+        get_output_format(args.probabilities_format)
+        probabilities = args.probabilities_format
+    elif args.probabilities:
+        probabilities = True
     files = list_input_images(args.input)
     device = resolve_device(args.device)
     loaded = load_model(args.model, device=device)
-    card = loaded[1]
-    if card.in_channels != 1:
-        raise ValueError(
-            f"The model {card.describe()} expects {card.in_channels} image channel(s) "
-            f"({', '.join(card.channel_names)}); each input file holds 1."
-        )
+    check_single_file_channels(loaded[1])  # e.g. a T1 + T2 model: one file holds one image
     written = []
     with tqdm(total=len(files), desc="predict", unit="image", file=sys.stderr,
               disable=args.quiet, dynamic_ncols=True, delay=0.5) as bar:
         for event in predict_folder(loaded, args.input, args.out, tta=args.tta, device=device,
-                                    keep_largest=args.keep_largest, overlap=args.overlap):
+                                    keep_largest=args.keep_largest, overlap=args.overlap,
+                                    output_format=args.format, probabilities=probabilities):
             if event.kind == "step":
                 bar.update(1)
             elif event.kind == "finished":
@@ -205,7 +228,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               surface=not args.no_surface)
     summary = result["summary"]
     if args.json:
-        print(json.dumps(summary, indent=2, default=_json_default))
+        print(_dumps(summary, indent=2))
         return 0
     columns = [("dice", "Dice"), ("jaccard", "Jaccard"), ("sensitivity", "Sens"),
                ("precision", "Prec")]
@@ -232,6 +255,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+class _KnownFormats:
+    """The registered output formats, looked up only when ``--help`` is shown (so building the
+    parser does not import torch)."""
+
+    def __str__(self) -> str:
+        from napari_medseg.inference.outputs import output_formats
+
+        return ", ".join(output_formats())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,10 +321,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="segment a NIfTI file, every NIfTI file in a folder, or a DICOM series folder")
+    p = sub.add_parser("predict", help="segment an image file (NIfTI, DICOM, PNG, JPEG, TIFF, "
+                                       "BMP), every image in a folder, or a DICOM series folder")
     p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("input", help="image file, folder of NIfTI files, or DICOM series folder")
-    p.add_argument("--out", required=True, help="output folder (<name>.nii.gz per input)")
+    p.add_argument("input", help="image file, folder of NIfTI files and/or pictures, or DICOM "
+                                 "series folder")
+    p.add_argument("--out", required=True,
+                   help="output folder (<name>.nii.gz per volume, <name>.png per 2D picture)")
+    fmt = p.add_argument(
+        "--format", default="auto", metavar="FORMAT",
+        help="how to write the labels: auto (PNG for a 2D picture or 2D DICOM input, NIfTI "
+             "otherwise; the default) or one of: %(known)s")
+    fmt.known = _KnownFormats()
+    p.add_argument("--probabilities", action="store_true",
+                   help="also write one probability map per foreground class, "
+                        "<name>_prob_<value>: 16-bit PNG (0-65535 = 0-1) for PNG/TIFF output, "
+                        "float32 NIfTI for NIfTI output")
+    p.add_argument("--probabilities-format", default=None, metavar="FORMAT",
+                   help="write the probability maps in this format instead (e.g. nifti); "
+                        "implies --probabilities")
     p.add_argument("--tta", action="store_true",
                    help="mirror test-time augmentation (over the axes the model was trained "
                         "to see mirrored)")
@@ -315,16 +363,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error)."""
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as exc:  # user-facing problems: one line, exit 2
-        print(f"napari-medseg {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"napari-medseg {args.command}: interrupted", file=sys.stderr)
-        return 130
+    prefix = f"napari-medseg {args.command}"
+    # Warnings are held back and printed one per line after a success; after an error the
+    # user sees the one error line only.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        try:
+            status = int(args.func(args) or 0)
+        except (ValueError, OSError) as exc:  # user-facing problems: one line, exit 2
+            print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        except MemoryError:
+            print(f"{prefix}: error: not enough memory for this input; crop or downsample it, "
+                  "or use a larger machine.", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print(f"{prefix}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - never a traceback dump for a user
+            if os.environ.get("NAPARI_MEDSEG_DEBUG"):
+                raise
+            print(f"{prefix}: error: {type(exc).__name__}: {_one_line(exc)} (an internal "
+                  "problem: set NAPARI_MEDSEG_DEBUG=1 for the details and report it)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    seen = set()
+    for w in caught:
+        text = _one_line(w.message)
+        if text not in seen and issubclass(w.category, UserWarning):
+            seen.add(text)
+            print(f"{prefix}: warning: {text}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from napari_medseg.inference.engine import (
     resolve_device,
     sliding_window_with_progress,
 )
-from napari_medseg.io.volume import Volume
+from napari_medseg.io.volume import RGB_CHANNEL_NAMES, Volume
 from napari_medseg.models.card import ModelCard, ModelLoadError, load_model
 from napari_medseg.preprocess import NormalisationParams, prepare_image, resample_to_shape
 
@@ -103,7 +103,8 @@ def _as_model(model: ModelLike, device: torch.device) -> tuple[torch.nn.Module, 
 
 
 def _channels(volume: Volume | Sequence[Volume]) -> list[Volume]:
-    channels = [volume] if isinstance(volume, Volume) else list(volume)
+    given = [volume] if isinstance(volume, Volume) else list(volume)
+    channels = [c for v in given for c in v.channel_volumes()]  # colour = 3 channels
     if not channels:
         raise ValueError("No image given to predict on.")
     shape = channels[0].shape
@@ -111,6 +112,46 @@ def _channels(volume: Volume | Sequence[Volume]) -> list[Volume]:
         if ch.shape != shape:
             raise ValueError(f"Input channels have different shapes: {shape} and {ch.shape}.")
     return channels
+
+
+def _given(volume: Volume | Sequence[Volume] | None) -> list[Volume]:
+    return [] if volume is None else [volume] if isinstance(volume, Volume) else list(volume)
+
+
+def is_colour_model(card: ModelCard) -> bool:
+    """Whether the model was trained on colour pictures (3 channels: red, green, blue).
+
+    A 3-channel card without three channel names of its own (older cards) counts as colour.
+    """
+    names = [str(n).lower() for n in card.channel_names]
+    return card.in_channels == 3 and (names == list(RGB_CHANNEL_NAMES) or len(names) != 3)
+
+
+def channel_mismatch_message(card: ModelCard, volume: Volume | Sequence[Volume] | None,
+                             n_channels: int) -> str:
+    """One plain sentence saying why the input's channels do not fit the model.
+
+    Parameters
+    ----------
+    card : ModelCard
+        The model.
+    volume : Volume or sequence of Volume or None
+        The input as given (a colour Volume or greyscale channels), if known.
+    n_channels : int
+        Input channels it gives the model.
+    """
+    given = _given(volume)
+    colour_input = any(v.rgb for v in given)
+    model = f"The model {card.describe()}"
+    rgb = ", ".join(RGB_CHANNEL_NAMES)
+    if is_colour_model(card) and n_channels == 1:
+        return (f"{model} was trained on colour ({rgb}) images; this image is greyscale. "
+                "Use a model trained on greyscale images.")
+    if card.in_channels == 1 and colour_input and len(given) == 1:
+        return (f"{model} was trained on greyscale images; this image is in colour ({rgb}). "
+                "Use a model trained on colour images.")
+    return (f"{model} expects {card.in_channels} image channel(s) "
+            f"({', '.join(card.channel_names)}); the input has {n_channels}.")
 
 
 def _target_spacing(card: ModelCard, spacing: Sequence[float]) -> tuple[float, ...] | None:
@@ -185,10 +226,7 @@ def predict(
         net = net.to(memory_format=channels_last_format(card.dims))
     channels = _channels(volume)
     if len(channels) != card.in_channels:
-        raise ModelLoadError(
-            f"The model {card.describe()} expects {card.in_channels} image channel(s) "
-            f"({', '.join(card.channel_names)}); the input has {len(channels)}."
-        )
+        raise ModelLoadError(channel_mismatch_message(card, volume, len(channels)))
     ref = channels[0]
     known = {"CT", "MR", "PT", "US", "XA"}
     if card.modality in known and ref.modality in known and card.modality != ref.modality:
@@ -197,7 +235,11 @@ def predict(
             f"{ref.modality}. It belongs to a different task."
         )
     if card.dims == 3 and ref.ndim != 3:
-        raise ModelLoadError(f"The model {card.describe()} needs a 3D volume; the input is 2D.")
+        what = "picture" if any(v.rgb for v in _given(volume)) or (
+            ref.metadata or {}).get("picture") else "image"
+        raise ModelLoadError(
+            f"The model {card.describe()} needs a 3D volume; the input is a 2D {what} "
+            f"({'×'.join(str(n) for n in ref.shape)} pixels). Use a 2D model for it.")
     spacing = ref.spacing
     target = _target_spacing(card, spacing)
     params = [NormalisationParams.from_dict(d) for d in card.normalisation]
@@ -285,17 +327,31 @@ def predict_volume(model: ModelLike, volume: Volume | Sequence[Volume], **kwargs
             return stop.value
 
 
-def _strip_suffix(name: str) -> str:
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
+#: Picture files a folder prediction picks up (besides NIfTI), lower case.
+PICTURE_INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+_STRIPPED_SUFFIXES = (*_NIFTI_SUFFIXES, *PICTURE_INPUT_SUFFIXES, ".gif", ".dcm", ".dicom", ".ima")
+
+
+def output_stem(path: str | os.PathLike) -> str:
+    """Name of an input without its image suffix: ``case.nii.gz`` -> ``case``,
+    ``photo.JPG`` -> ``photo``; a DICOM folder keeps its name."""
+    name = Path(path).name
+    if Path(path).is_dir():
+        return name
+    lower = name.lower()
+    for suffix in _STRIPPED_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
 
 
 def list_input_images(input_path: str | os.PathLike) -> list[Path]:
-    """Images to segment: a file, every ``.nii``/``.nii.gz`` in a folder, or a DICOM folder.
+    """Images to segment: a file; every NIfTI (``.nii``, ``.nii.gz``) and picture (PNG, JPEG,
+    TIFF, BMP) file in a folder; or a DICOM folder.
 
-    A folder without NIfTI files but with DICOM files is one input (its single image series).
+    A folder without NIfTI or picture files but with DICOM files is one input (its single
+    image series).
     """
     from napari_medseg.io import folder_has_dicom
 
@@ -304,14 +360,33 @@ def list_input_images(input_path: str | os.PathLike) -> list[Path]:
         return [path]
     if path.is_dir():
         files = sorted(p for p in path.iterdir()
-                       if p.is_file() and p.name.endswith((".nii", ".nii.gz"))
+                       if p.is_file() and p.name.lower().endswith(
+                           (*_NIFTI_SUFFIXES, *PICTURE_INPUT_SUFFIXES))
                        and not p.name.startswith("."))
         if files:
             return files
         if folder_has_dicom(path):
             return [path]
-        raise ValueError(f"No NIfTI images (.nii, .nii.gz) or DICOM files in {path}.")
+        raise ValueError(f"No NIfTI images (.nii, .nii.gz), pictures (.png, .jpg, .tif, .bmp) "
+                         f"or DICOM files in {path}.")
     raise ValueError(f"Input not found: {path}")
+
+
+def check_single_file_channels(card: ModelCard) -> None:
+    """Raise unless one input file can feed the model: 1 channel (greyscale) or colour.
+
+    Raises
+    ------
+    ModelLoadError
+        The model needs several co-registered images per case (e.g. T1 + T2), which one file
+        does not hold.
+    """
+    if card.in_channels != 1 and not is_colour_model(card):
+        raise ModelLoadError(
+            f"The model {card.describe()} expects {card.in_channels} image channel(s) "
+            f"({', '.join(card.channel_names)}); each input file holds 1 (greyscale) or 3 "
+            "(colour: red, green, blue)."
+        )
 
 
 def predict_folder(
@@ -322,32 +397,67 @@ def predict_folder(
     device: str | torch.device = "auto",
     keep_largest: bool = False,
     should_stop: StopFlag = None,
+    output_format: str = "auto",
+    probabilities: bool | str = False,
     **kwargs,
 ) -> Generator[Event, None, list[Path]]:
-    """Segment a file, every NIfTI image in a folder, or a DICOM series into ``out_dir``.
+    """Segment a file, every NIfTI image / picture in a folder, or a DICOM series into ``out_dir``.
 
-    Outputs are named ``<input name without .nii/.nii.gz>.nii.gz`` (a DICOM folder gives
-    ``<folder name>.nii.gz``).
+    Outputs are named after the input without its suffix: ``<name>.nii.gz`` for volumes (a
+    DICOM folder gives ``<folder name>.nii.gz``) and ``<name>.png`` for 2D pictures (PNG, JPEG,
+    TIFF, BMP, 2D DICOM), unless ``output_format`` says otherwise (see
+    :mod:`napari_medseg.inference.outputs`).
 
-    Each output has the input's shape and affine and is written atomically (temp + rename).
-    Yields one ``"step"`` per finished image; returns the written paths.
+    Parameters
+    ----------
+    model, input_path, out_dir
+        Model directory (or loaded model), input file or folder, output folder.
+    tta, device, keep_largest, should_stop, **kwargs
+        As for :func:`predict`.
+    output_format : str
+        ``"auto"`` (PNG for 2D pictures, NIfTI otherwise) or a registered format name
+        (``"nifti"``, ``"png"``, ``"tif"`` ...).
+    probabilities : bool or str
+        Also write per-class probability maps (True: in the output format; or a format name).
+
+    Each output has the input's shape and geometry and is written atomically (temp + rename);
+    an input that does not fit (channels, dimensionality, format) stops the run before anything
+    is written for it. Yields one ``"step"`` per finished image; returns the written paths.
     """
-    from napari_medseg.dataset.msd import read_image, write_labels
+    from napari_medseg.dataset.msd import read_image
+    from napari_medseg.inference.outputs import (
+        get_output_format,
+        label_path,
+        resolve_output_format,
+        write_prediction,
+    )
 
     stop = should_stop.is_set if hasattr(should_stop, "is_set") else should_stop
     files = list_input_images(input_path)
+    auto = str(output_format).lower() == "auto"
+    candidates = ["png", "nifti"] if auto else [get_output_format(output_format).name]
+    if probabilities and probabilities is not True:
+        get_output_format(str(probabilities))
     dev = resolve_device(device)
     loaded = _as_model(model, dev)
+    check_single_file_channels(loaded[1])
     out = Path(out_dir)
-    targets = [out / f"{_strip_suffix(f.name)}.nii.gz" for f in files]
-    for src, dst in zip(files, targets, strict=True):
-        if dst.resolve() == src.resolve():
-            raise ValueError(f"The output {dst} would overwrite its input; choose another --out.")
+    stems: dict[str, Path] = {}
+    for src in files:
+        stem = output_stem(src)
+        if stem in stems:
+            raise ValueError(f"{stems[stem].name} and {src.name} would both be written as "
+                             f"{stem}.*; rename one of them.")
+        stems[stem] = src
+        for name in candidates:
+            if label_path(out, stem, name).resolve() == src.resolve():
+                raise ValueError(f"The output {label_path(out, stem, name)} would overwrite its "
+                                 "input; choose another --out.")
     yield Event("start", step=0, total=len(files),
                 message=f"Segmenting {len(files)} image(s) with {loaded[1].describe()}")
     written: list[Path] = []
     t0 = time.perf_counter()
-    for i, (src, dst) in enumerate(zip(files, targets, strict=True), start=1):
+    for i, (stem, src) in enumerate(stems.items(), start=1):
         if stop is not None and stop():
             yield Event("cancelled", step=i - 1, total=len(files), result=[str(p) for p in written],
                         message="Prediction cancelled.")
@@ -355,20 +465,23 @@ def predict_folder(
         try:
             volume = read_image(src)
         except ValueError as exc:
+            if src.name in str(exc):
+                raise  # the reader's message already names the file
             raise ValueError(f"Cannot read {src.name}: {exc}") from exc
-        result = predict_volume(loaded, volume, tta=tta, device=dev, return_probabilities=False,
+        fmt = resolve_output_format(output_format, volume, src)  # e.g. a 3D volume as PNG
+        result = predict_volume(loaded, volume, tta=tta, device=dev,
+                                return_probabilities=bool(probabilities),
                                 return_entropy=False, keep_largest=keep_largest,
                                 should_stop=stop, **kwargs)
         if result is None:  # cancelled inside this image
             yield Event("cancelled", step=i - 1, total=len(files),
                         result=[str(p) for p in written], message="Prediction cancelled.")
             return written
-        out.mkdir(parents=True, exist_ok=True)
-        write_labels(result.to_volume(volume), dst)
-        written.append(dst)
+        paths = write_prediction(result, volume, out, stem, fmt.name, probabilities, source=src)
+        written.extend(paths)
         elapsed = time.perf_counter() - t0
         yield Event("step", step=i, total=len(files), eta_s=elapsed / i * (len(files) - i),
-                    message=f"{src.name} -> {dst.name}")
+                    message=f"{src.name} -> {paths[0].name}")
     yield Event("finished", step=len(files), total=len(files), result=[str(p) for p in written],
-                message=f"Wrote {len(written)} segmentation(s) to {out}")
+                message=f"Wrote {len(stems)} segmentation(s) to {out}")
     return written

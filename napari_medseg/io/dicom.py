@@ -11,7 +11,10 @@ How a folder becomes volumes
    that differ in EchoNumbers / TemporalPositionIdentifier are split the same way. Files without
    a SeriesInstanceUID (anonymised data) are grouped per folder, FrameOfReferenceUID, series number
    and description under a made-up key ``"no-uid-<hash>"``. SEG, RTSTRUCT, RTPLAN, RTDOSE, SR, ...
-   are listed with ``is_image=False`` and never read as images.
+   are listed with ``is_image=False`` and never read as images. **2D pictures** (projection
+   and ultrasound modalities CR, DX, MG, XA, RF, US ..., and secondary captures, photographs
+   or colour images without a patient position) are never stacked: each file is its own
+   image (several X-ray views of one series become ``"<uid>#1"``, ``"<uid>#2"`` ...).
 3. **Sort** slices by ImagePositionPatient projected on the slice normal
    (``cross(row direction, column direction)`` from ImageOrientationPatient), not by file name
    or InstanceNumber. Slice spacing is the median distance between neighbouring positions.
@@ -25,12 +28,29 @@ How a folder becomes volumes
    tilt: it loads unchanged with a rotated affine.
 5. **Pixels**: RescaleSlope/Intercept are applied (CT in HU). The result is the stored integer
    dtype when there is no rescale, int16 when an integer rescale fits, float32 otherwise.
+   MONOCHROME1 images (X-ray: low values bright) are inverted first, exactly
+   (``2**BitsStored - 1 - v``; ``-1 - v`` when signed), so high values are bright; the VOI
+   window (WindowCenter/Width) is kept in the metadata, moved with the inversion. Colour
+   images become ``Volume(..., rgb=True)`` with RGB channels last: pydicom 3 converts
+   YBR_FULL / YBR_FULL_422 (and JPEG 2000 colour) to RGB while decoding, PALETTE COLOR goes
+   through its lookup table (``pydicom.pixels.apply_color_lut``).
    Compressed transfer syntaxes need a decoder (``pip install "napari-medseg[dicom-codecs]"``);
    without one a :class:`MissingDecoderError` names that extra.
 
 Geometry: DICOM patient coordinates are LPS; ``Volume.affine`` is RAS (x and y negated), array
 order ``(Z, Y, X)`` = (slice, row, column). A series of one slice (or a single file) is a 2D
 ``(Y, X)`` volume; a multi-frame file is 3D.
+
+Pictures and frames (``metadata["layout"]``): a 2D picture, or one slice without
+ImagePositionPatient/ImageOrientationPatient, has no patient orientation
+(``metadata["orientation_unknown"]``, a positive placeholder affine: napari shows it as stored).
+A multi-frame file without frame positions that is not CT/MR/PET/NM (an ultrasound or XA
+cine loop, a multi-frame capture) is ``(frames, Y, X)`` with a frame step of 1
+and ``metadata["frame_axis"]`` ``"time"`` (cine) or ``"unknown"``: its frames are not slices.
+Pixel spacing comes from PixelSpacing, else ImagerPixelSpacing (X-ray and mammography:
+measured at the detector, said in ``metadata["spacing_note"]``), else the calibrated
+ultrasound region (SequenceOfUltrasoundRegions, PhysicalDeltaX/Y in cm -> mm), else 1 mm with
+``metadata["spacing_known"] = False`` and a warning; ``metadata["spacing_source"]`` names it.
 """
 
 from __future__ import annotations
@@ -80,6 +100,21 @@ _EXTENSIONS_WITHOUT_PREAMBLE = {".dcm", ".dicom", ".ima"}
 _TILT_LIMIT_DEG = 0.5
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
+#: Modalities whose images are projections, photographs or ultrasound: 2D pictures with no
+#: patient 3D orientation, never slices of a volume (each file is its own image).
+PICTURE_MODALITIES = frozenset(
+    {"CR", "DX", "MG", "IO", "PX", "RF", "XA", "US", "ES", "XC", "OP", "GM", "SM", "DG", "BDUS"}
+)
+#: Modalities whose multi-frame files without frame positions are still stacked as slices
+#: (as before 2D support; enhanced CT/MR files carry frame positions anyway).
+_VOLUME_MODALITIES = frozenset({"CT", "MR", "PT", "NM"})
+#: Modalities whose frames are a time series (cine loops).
+_CINE_MODALITIES = frozenset({"US", "XA", "RF", "ES", "XC", "IVUS"})
+_CINE_KEYWORDS = ("FrameTime", "FrameTimeVector", "CineRate", "RecommendedDisplayFrameRate")
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_VISIBLE_LIGHT = "1.2.840.10008.5.1.4.1.1.77.1"
+_US_UNITS_CM = 3
+
 
 @dataclass
 class DicomSeriesInfo:
@@ -121,6 +156,27 @@ class DicomSeriesInfo:
         Whether pydicom can decode the pixel data (``None``: unknown).
     kind : str
         Human-readable kind: ``"image"`` or e.g. ``"DICOM Segmentation (SEG) object"``.
+    photometric_interpretation : str
+        PhotometricInterpretation of the first file (``"MONOCHROME2"``, ``"RGB"``,
+        ``"YBR_FULL_422"``, ``"PALETTE COLOR"`` ...).
+    rgb : bool
+        ``True`` for colour images: they are read as RGB, array ``shape + (3,)``.
+    colour : str
+        In words: ``"greyscale"``, ``"greyscale (MONOCHROME1, inverted on reading)"``,
+        ``"RGB"``, ``"RGB (stored as YBR_FULL_422)"``, ``"RGB (palette colour)"``.
+    layout : str
+        ``"volume"`` (slices in patient space, or one oriented slice), ``"picture"`` (a 2D
+        image without patient orientation: X-ray, mammogram, ultrasound, capture) or
+        ``"frames"`` (a multi-frame file whose frames are not slices: cine loop).
+    frame_axis : str or None
+        For ``"frames"``: ``"time"`` (cine) or ``"unknown"``; ``None`` otherwise.
+    spacing_known : bool or None
+        ``False`` when no pixel spacing was found (1 mm assumed); ``None`` for non-images.
+    spacing_source : str or None
+        ``"PixelSpacing"``, ``"ImagerPixelSpacing"`` (at the detector) or
+        ``"SequenceOfUltrasoundRegions"``.
+    has_orientation : bool
+        Whether the affine states the patient orientation (``False`` for pictures and frames).
     """
 
     series_uid: str
@@ -141,6 +197,14 @@ class DicomSeriesInfo:
     transfer_syntax_uid: str = ""
     decoder_available: bool | None = None
     kind: str = "image"
+    photometric_interpretation: str = ""
+    rgb: bool = False
+    colour: str = ""
+    layout: str = "volume"
+    frame_axis: str | None = None
+    spacing_known: bool | None = None
+    spacing_source: str | None = None
+    has_orientation: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (``files`` replaced by ``n_files`` and ``first_file``)."""
@@ -196,6 +260,13 @@ class _Header:
     samples_per_pixel: int
     echo: str
     temporal: str
+    photometric: str = "MONOCHROME2"
+    bits_stored: int | None = None
+    spacing_source: str | None = None
+    spacing_warnings: list[str] = field(default_factory=list)
+    magnification: float | None = None
+    cine: bool = False
+    frame_time_ms: float | None = None
 
 
 def _floats(value: Any, n: int) -> np.ndarray | None:
@@ -248,6 +319,35 @@ def _functional(ds: Dataset, frame: int | None, *path: str) -> Dataset | None:
     return _first_item(ds, "SharedFunctionalGroupsSequence", *path)
 
 
+def _ultrasound_spacing(ds: Dataset) -> tuple[np.ndarray | None, list[str]]:
+    """Pixel size (row, column) in mm from the calibrated ultrasound regions, if any.
+
+    Only regions whose physical units are centimetres in both directions
+    (PhysicalUnitsX/YDirection = 3) count; 2D tissue regions (RegionSpatialFormat = 1) are
+    preferred. Returns ``(spacing or None, warnings)``.
+    """
+    found: list[tuple[int, float, float]] = []
+    for region in ds.get("SequenceOfUltrasoundRegions") or []:
+        if (_int(region.get("PhysicalUnitsXDirection")) != _US_UNITS_CM
+                or _int(region.get("PhysicalUnitsYDirection")) != _US_UNITS_CM):
+            continue
+        dx, dy = _float(region.get("PhysicalDeltaX")), _float(region.get("PhysicalDeltaY"))
+        if dx and dy:
+            spatial = _int(region.get("RegionSpatialFormat"), 0) == 1
+            found.append((0 if spatial else 1, abs(dy) * 10.0, abs(dx) * 10.0))
+    if not found:
+        return None, []
+    found.sort(key=lambda t: t[0])  # stable: 2D regions first, then file order
+    _, row_mm, col_mm = found[0]
+    warn = []
+    if any(not np.isclose(r, row_mm) or not np.isclose(c, col_mm) for _, r, c in found[1:]):
+        warn.append(
+            "The ultrasound regions of this image have different pixel sizes; the first 2D "
+            f"region's ({_fmt(row_mm)} x {_fmt(col_mm)} mm) is used for the whole image."
+        )
+    return np.array([row_mm, col_mm]), warn
+
+
 def _header_from_dataset(path: str, ds: Dataset) -> _Header:
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
@@ -258,13 +358,17 @@ def _header_from_dataset(path: str, ds: Dataset) -> _Header:
     thickness = _float(ds.get("SliceThickness"))
     between = _float(ds.get("SpacingBetweenSlices"))
     frame_ipps: list[np.ndarray] | None = None
+    spacing_source = "PixelSpacing" if spacing is not None else None
+    spacing_warnings: list[str] = []
     if n_frames > 1:
         orient = _functional(ds, 0, "PlaneOrientationSequence")
         if iop is None and orient is not None:
             iop = _floats(orient.get("ImageOrientationPatient"), 6)
         measures = _functional(ds, 0, "PixelMeasuresSequence")
         if measures is not None:
-            spacing = spacing if spacing is not None else _floats(measures.get("PixelSpacing"), 2)
+            if spacing is None:
+                spacing = _floats(measures.get("PixelSpacing"), 2)
+                spacing_source = "PixelSpacing" if spacing is not None else None
             thickness = thickness or _float(measures.get("SliceThickness"))
             between = between or _float(measures.get("SpacingBetweenSlices"))
         positions = []
@@ -282,6 +386,13 @@ def _header_from_dataset(path: str, ds: Dataset) -> _Header:
             if offsets is not None:
                 normal = np.cross(iop[:3], iop[3:])
                 frame_ipps = [ipp + o * normal for o in offsets]
+    if spacing is None:
+        imager = _floats(ds.get("ImagerPixelSpacing"), 2)
+        if imager is not None and np.all(imager > 0):
+            spacing, spacing_source = imager, "ImagerPixelSpacing"
+    if spacing is None:
+        spacing, spacing_warnings = _ultrasound_spacing(ds)
+        spacing_source = "SequenceOfUltrasoundRegions" if spacing is not None else None
     return _Header(
         path=path,
         series_uid=_text(ds, "SeriesInstanceUID"),
@@ -308,6 +419,13 @@ def _header_from_dataset(path: str, ds: Dataset) -> _Header:
         samples_per_pixel=_int(ds.get("SamplesPerPixel"), 1) or 1,
         echo=_text(ds, "EchoNumbers"),
         temporal=_text(ds, "TemporalPositionIdentifier"),
+        photometric=_text(ds, "PhotometricInterpretation").upper() or "MONOCHROME2",
+        bits_stored=_int(ds.get("BitsStored")),
+        spacing_source=spacing_source,
+        spacing_warnings=spacing_warnings,
+        magnification=_float(ds.get("EstimatedRadiographicMagnificationFactor")),
+        cine=any(k in ds for k in _CINE_KEYWORDS),
+        frame_time_ms=_float(ds.get("FrameTime")),
     )
 
 
@@ -423,6 +541,43 @@ def _kind(h: _Header) -> str:
     return "image"
 
 
+def _is_colour(h: _Header) -> bool:
+    """Colour picture: several samples per pixel, or palette colour."""
+    return h.samples_per_pixel > 1 or h.photometric == "PALETTE COLOR"
+
+
+def _is_picture(h: _Header) -> bool:
+    """A 2D picture (X-ray, mammogram, ultrasound, photograph, secondary capture ...).
+
+    Projection and ultrasound modalities always are; secondary captures, visible-light
+    photographs and colour images are when they carry no patient position/orientation.
+    """
+    if h.modality in PICTURE_MODALITIES:
+        return True
+    no_plane = h.iop is None or h.ipp is None
+    sop = h.sop_class_uid
+    is_capture = sop == _SECONDARY_CAPTURE or sop.startswith(
+        (_SECONDARY_CAPTURE + ".", _VISIBLE_LIGHT)
+    )
+    return no_plane and (is_capture or _is_colour(h))
+
+
+def _layout(series: _Series) -> str:
+    """How the series becomes an array: ``"volume"``, ``"picture"`` (2D) or ``"frames"``.
+
+    ``"frames"``: one multi-frame file without frame positions, not CT/MR/PET/NM (those
+    keep being stacked as slices): a cine loop, or frames whose spacing is unknown.
+    ``"picture"``: one single-frame 2D picture, or one slice without position/orientation.
+    """
+    if len(series.headers) != 1:
+        return "volume"
+    h = series.headers[0]
+    if h.n_frames > 1:
+        flat = h.frame_ipps is None and h.modality not in _VOLUME_MODALITIES
+        return "frames" if flat else "volume"
+    return "picture" if _is_picture(h) or h.iop is None or h.ipp is None else "volume"
+
+
 def _geometry_key(h: _Header) -> tuple[Any, ...]:
     iop = tuple(np.round(h.iop, 3)) if h.iop is not None else None
     ps = tuple(np.round(h.pixel_spacing, 4)) if h.pixel_spacing is not None else None
@@ -489,15 +644,19 @@ def _group(headers: list[_Header]) -> list[_Series]:
         for h in images:
             if h.n_frames > 1:
                 by_geometry[("multiframe", h.path)].append(h)
+            elif _is_picture(h):
+                by_geometry[("picture", h.path)].append(h)  # each picture stands alone
             else:
                 by_geometry[_geometry_key(h)].append(h)
         for hs in by_geometry.values():
             for sub in _split_duplicates(hs):
                 parts.append((sub, "image"))
+        n_pictures = sum(1 for hs, kind in parts if kind == "image" and _is_picture(hs[0]))
         for i, (hs, kind) in enumerate(parts):
             key = uid if len(parts) == 1 else f"{uid}#{i + 1}"
             extra = list(note)
-            if len(parts) > 1 and kind == "image":
+            # several X-ray views or ultrasound images in one series are nothing odd
+            if len(parts) > 1 and kind == "image" and n_pictures < len(parts):
                 extra.append(
                     f"Series {uid} mixes slices of different orientation, size, echo or time "
                     f"point; this is part {i + 1} of {len(parts)}."
@@ -515,6 +674,9 @@ class _Geometry:
     warnings: list[str]
     shifts: list[tuple[float, float]] | None = None  # per-slice (row, col) pixel shift (tilt)
     tilt_deg: float = 0.0
+    layout: str = "volume"  # "volume", "picture" (2D, no orientation) or "frames"
+    oriented: bool = True  # the affine states the patient orientation
+    frame_axis: str | None = None  # "frames" layout: "time" (cine) or "unknown"
 
 
 def _slices_of(series: _Series) -> list[_Slice]:
@@ -533,13 +695,50 @@ def _fmt(v: float) -> str:
     return f"{v:.2f}".rstrip("0").rstrip(".")
 
 
-def _geometry(series: _Series) -> _Geometry:
+_NO_SPACING = (
+    "PixelSpacing is missing (and no ImagerPixelSpacing or calibrated ultrasound region); "
+    "1 mm pixels assumed, so sizes are in pixels."
+)
+
+
+def _flat_geometry(series: _Series, layout: str) -> _Geometry:
+    """Geometry of a 2D picture or a multi-frame file without frame positions.
+
+    No patient orientation: a positive placeholder affine (spacing on the diagonal, origin 0),
+    so napari shows the image as stored (first row at the top). Frames are 1 apart.
+    """
     h0 = series.headers[0]
-    warn: list[str] = []
+    warn = list(h0.spacing_warnings)
+    if h0.pixel_spacing is None:
+        warn.append(_NO_SPACING)
+    row_spacing, col_spacing = h0.pixel_spacing or (1.0, 1.0)
+    slices = _slices_of(series)
+    rows, cols = h0.rows or 0, h0.cols or 0
+    frame_axis = None
+    if layout == "picture":
+        slices = slices[:1]
+        shape: tuple[int, ...] = (rows, cols)
+        spacing: tuple[float, ...] = (row_spacing, col_spacing)
+    else:
+        slices.sort(key=lambda s: s.frame or 0)
+        shape = (len(slices), rows, cols)
+        spacing = (1.0, row_spacing, col_spacing)
+        frame_axis = "time" if h0.cine or h0.modality in _CINE_MODALITIES else "unknown"
+    affine = np.diag([*((1.0,) * (3 - len(spacing))), *spacing, 1.0])
+    return _Geometry(slices, shape, spacing, affine, warn, layout=layout, oriented=False,
+                     frame_axis=frame_axis)
+
+
+def _geometry(series: _Series) -> _Geometry:
+    layout = _layout(series)
+    if layout != "volume":
+        return _flat_geometry(series, layout)
+    h0 = series.headers[0]
+    warn: list[str] = list(h0.spacing_warnings)
     slices = _slices_of(series)
     row_spacing, col_spacing = h0.pixel_spacing or (1.0, 1.0)
     if h0.pixel_spacing is None:
-        warn.append("PixelSpacing is missing; 1 mm pixels assumed.")
+        warn.append(_NO_SPACING)
     fallback_step = h0.spacing_between or h0.slice_thickness or 1.0
     has_geometry = h0.iop is not None and all(s.ipp is not None for s in slices)
     if has_geometry:
@@ -672,6 +871,24 @@ def _missing_decoder_message(description: str, ts_uid: str) -> str:
     )
 
 
+def _colour_words(h: _Header) -> str:
+    if h.photometric == "PALETTE COLOR":
+        return "RGB (palette colour)"
+    if h.samples_per_pixel > 1:
+        return "RGB" if h.photometric == "RGB" else f"RGB (stored as {h.photometric})"
+    if h.photometric == "MONOCHROME1":
+        return "greyscale (MONOCHROME1, inverted on reading)"
+    return "greyscale"
+
+
+def _unsupported_colour_message(h: _Header) -> str:
+    return (
+        f"{Path(h.path).name} stores {h.samples_per_pixel} samples per pixel "
+        f"({h.photometric or 'unknown colour model'}); only greyscale and RGB images can be "
+        "opened."
+    )
+
+
 def _info(series: _Series, geometry: _Geometry | None) -> DicomSeriesInfo:
     h0 = series.headers[0]
     files = sorted({h.path for h in series.headers})
@@ -680,8 +897,8 @@ def _info(series: _Series, geometry: _Geometry | None) -> DicomSeriesInfo:
     decoder = _decoder_available(h0.transfer_syntax_uid) if is_image else None
     if geometry is not None:
         warn.extend(geometry.warnings)
-    if is_image and h0.samples_per_pixel > 1:
-        warn.append("Colour (RGB) images: only greyscale images can be segmented.")
+    if is_image and _is_colour(h0) and h0.samples_per_pixel not in (1, 3):
+        warn.append(_unsupported_colour_message(h0))
     if decoder is False:
         warn.append(_missing_decoder_message(h0.description or series.key, h0.transfer_syntax_uid))
     if not is_image:
@@ -708,10 +925,43 @@ def _info(series: _Series, geometry: _Geometry | None) -> DicomSeriesInfo:
         transfer_syntax_uid=h0.transfer_syntax_uid,
         decoder_available=decoder,
         kind=series.kind,
+        photometric_interpretation=h0.photometric,
+        rgb=is_image and _is_colour(h0),
+        colour=_colour_words(h0) if is_image else "",
+        layout=geometry.layout if geometry is not None else "volume",
+        frame_axis=geometry.frame_axis if geometry is not None else None,
+        spacing_known=(h0.pixel_spacing is not None) if is_image else None,
+        spacing_source=h0.spacing_source if is_image else None,
+        has_orientation=bool(geometry.oriented) if geometry is not None else False,
     )
 
 
 _Found = list[tuple[DicomSeriesInfo, _Series, _Geometry | None]]
+
+
+def _damaged_files_as_io_errors(read):
+    """Turn the errors pydicom and numpy raise on damaged files (unknown VRs, bad lengths,
+    impossible sizes) into one-line :class:`MedsegIOError`; our own errors pass unchanged."""
+    import functools
+
+    @functools.wraps(read)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return read(path, *args, **kwargs)
+        except MedsegIOError:
+            raise
+        except MemoryError as exc:
+            raise MedsegIOError(f"{Path(path).name} is too large for the memory of this "
+                                "computer (or its header is damaged).") from exc
+        except (NotImplementedError, KeyError, AttributeError, TypeError, IndexError,
+                ValueError, OverflowError, ZeroDivisionError, EOFError, OSError,
+                RuntimeError) as exc:
+            raise MedsegIOError(
+                f"Cannot read {Path(path).name}: the DICOM data is damaged or unsupported "
+                f"({type(exc).__name__}: {exc})."
+            ) from exc
+
+    return wrapper
 
 
 def _discover(path: str | os.PathLike[str]) -> tuple[_Found, list[str], list[str], Path]:
@@ -732,6 +982,7 @@ def _discover(path: str | os.PathLike[str]) -> tuple[_Found, list[str], list[str
     return found, problems, notes, root
 
 
+@_damaged_files_as_io_errors
 def list_dicom_series(path: str | os.PathLike[str]) -> list[DicomSeriesInfo]:
     """Find the DICOM series in a file, a folder or a folder tree, reading headers only.
 
@@ -801,49 +1052,123 @@ def _decode(path: str, description: str) -> tuple[Dataset, np.ndarray]:
     return ds, np.asarray(pixels)
 
 
-def _read_pixels(info: DicomSeriesInfo, series: _Series, geometry: _Geometry) -> tuple[np.ndarray, bool]:
-    """Stack the slices in geometry order, rescaled; returns ``(array, rescaled)``."""
+def _invert_monochrome1(plane: np.ndarray, bits_stored: int | None) -> tuple[np.ndarray, float]:
+    """MONOCHROME1 (low values bright) -> MONOCHROME2, exactly, in the stored dtype.
+
+    The stored range is reversed: ``(2**BitsStored - 1) - v`` for unsigned data, ``-1 - v``
+    for signed data (both map the range onto itself). Returns ``(plane, lo + hi)``, the sum
+    of the range ends in stored units, which maps a window centre onto the inverted values.
+    """
+    if plane.dtype.kind == "i":
+        return np.invert(plane), -1.0
+    if plane.dtype.kind == "u":
+        width = plane.dtype.itemsize * 8
+        bits = bits_stored if bits_stored and 0 < bits_stored <= width else width
+        top = (1 << bits) - 1
+        return (plane.dtype.type(top) - np.minimum(plane, top)).astype(plane.dtype), float(top)
+    lo, hi = float(np.min(plane)), float(np.max(plane))
+    return (lo + hi) - plane, lo + hi
+
+
+def _first_number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, str)):
+        value = value[0] if len(value) else None
+    return _float(value)
+
+
+def _display_window(
+    ds: Dataset, slope: float, intercept: float, inverted_sum: float | None
+) -> dict[str, Any]:
+    """The file's first VOI window (centre/width) in the units of the array we return."""
+    center = _first_number(ds.get("WindowCenter"))
+    width = _first_number(ds.get("WindowWidth"))
+    if center is None or width is None or width <= 0:
+        return {}
+    if inverted_sum is not None:  # the window moves with the inverted values
+        center = slope * inverted_sum + 2.0 * intercept - center
+    out: dict[str, Any] = {"window_center": float(center), "window_width": float(width)}
+    function = _text(ds, "VOILUTFunction")
+    if function:
+        out["voi_lut_function"] = function
+    return out
+
+
+def _plane_of(pixels: np.ndarray, frame: int | None, colour: bool) -> np.ndarray:
+    """One frame of a decoded pixel array (frames first only when the file has several)."""
+    frame_ndim = 3 if colour else 2
+    if frame is not None and pixels.ndim == frame_ndim + 1:
+        return pixels[frame]
+    return pixels if pixels.ndim == frame_ndim else pixels[0]
+
+
+def _palette_to_rgb(planes: list[np.ndarray], ds_of: list[Dataset]) -> np.ndarray:
+    """PALETTE COLOR indices -> RGB with pydicom's ``apply_color_lut``.
+
+    A 16-bit palette holding 8-bit colours (every entry ``c * 256`` or every entry
+    ``c * 257``) gives uint8 ``c``, exactly; any other palette keeps its own dtype.
+    """
+    from pydicom.pixels import apply_color_lut
+
+    rgb = np.stack([apply_color_lut(plane, ds) for plane, ds in zip(planes, ds_of, strict=True)])
+    if rgb.dtype == np.uint16:
+        for step in (256, 257):
+            if not np.any(rgb % step):
+                return (rgb // step).astype(np.uint8)
+    return rgb
+
+
+def _read_pixels(
+    info: DicomSeriesInfo, series: _Series, geometry: _Geometry
+) -> tuple[np.ndarray, bool, dict[str, Any]]:
+    """Stack the slices in geometry order; returns ``(array, rescaled, display)``.
+
+    Greyscale: rescaled (RescaleSlope/Intercept), MONOCHROME1 inverted first. Colour: RGB
+    channels last (pydicom 3 converts YBR_FULL / YBR_FULL_422 / JPEG 2000 colour to RGB when
+    decoding; palette colour goes through its lookup table). ``display`` holds the VOI window
+    and notes for the metadata.
+    """
     h0 = series.headers[0]
     label = info.description or Path(info.files[0]).parent.name
-    if h0.samples_per_pixel > 1:
-        raise MedsegIOError(
-            f"'{label}' holds colour (RGB) images; only greyscale medical images can be opened."
-        )
+    colour = _is_colour(h0)
+    palette = h0.photometric == "PALETTE COLOR"
+    if colour and h0.samples_per_pixel not in (1, 3):
+        raise MedsegIOError(_unsupported_colour_message(h0))
     if info.decoder_available is False:
         raise MissingDecoderError(_missing_decoder_message(label, h0.transfer_syntax_uid))
     cache: dict[str, tuple[Dataset, np.ndarray]] = {}
     planes: list[np.ndarray] = []
+    datasets: list[Dataset] = []
     scales: list[tuple[float, float]] = []
+    inverted_sum: float | None = None
     for s in geometry.slices:
         if s.path not in cache:
             cache = {s.path: _decode(s.path, label)}
         ds, pixels = cache[s.path]
-        if s.frame is not None:
-            plane = pixels[s.frame] if pixels.ndim == 3 else pixels
-        else:
-            plane = pixels if pixels.ndim == 2 else pixels[0]
-        if plane.shape != (h0.rows, h0.cols):
+        plane = _plane_of(pixels, s.frame, colour and not palette)
+        expected = (h0.rows, h0.cols) + ((3,) if colour and not palette else ())
+        if plane.shape != expected:
             raise MedsegIOError(
-                f"{Path(s.path).name} has an image of {plane.shape[0]}x{plane.shape[1]} pixels, "
+                f"{Path(s.path).name} has an image of {plane.shape[0]}x{plane.shape[1]} pixels"
+                f"{'' if plane.ndim == len(expected) else ' with another number of colours'}, "
                 f"but its header says {h0.rows}x{h0.cols}."
             )
+        if not colour and h0.photometric == "MONOCHROME1":
+            plane, inverted_sum = _invert_monochrome1(plane, h0.bits_stored)
         planes.append(plane)
+        datasets.append(ds)
         scales.append(_rescale(ds, s.frame))
-    stacked = np.stack(planes)
-    slopes = np.array([a for a, _ in scales])
-    intercepts = np.array([b for _, b in scales])
-    rescaled = bool(np.any(slopes != 1) or np.any(intercepts != 0))
-    if not rescaled:
-        array = stacked
-    elif np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
-        wide = stacked.astype(np.int64) + intercepts.astype(np.int64)[:, None, None]
-        lo, hi = int(wide.min()), int(wide.max())
-        dtype = np.int16 if -32768 <= lo and hi <= 32767 else np.int32
-        array = wide.astype(dtype)
+    display: dict[str, Any] = {}
+    if colour:
+        array = _palette_to_rgb(planes, datasets) if palette else np.stack(planes)
+        rescaled = False
     else:
-        array = (stacked.astype(np.float64) * slopes[:, None, None] + intercepts[:, None, None])
-        array = array.astype(np.float32)
-    if geometry.shifts is not None:
+        array, rescaled = _rescaled(np.stack(planes), scales)
+        display = _display_window(datasets[0], *scales[0], inverted_sum)
+        if inverted_sum is not None:
+            display["inverted"] = True
+    if geometry.shifts is not None and not colour:
         from scipy import ndimage
 
         fill = float(array.min())
@@ -855,15 +1180,70 @@ def _read_pixels(info: DicomSeriesInfo, series: _Series, geometry: _Geometry) ->
         )
     if len(geometry.shape) == 2:
         array = array[0]
-    return np.ascontiguousarray(array), rescaled
+    return np.ascontiguousarray(array), rescaled, display
+
+
+def _rescaled(
+    stacked: np.ndarray, scales: list[tuple[float, float]]
+) -> tuple[np.ndarray, bool]:
+    """Apply per-slice RescaleSlope/Intercept: stored dtype, int16/int32, or float32."""
+    slopes = np.array([a for a, _ in scales])
+    intercepts = np.array([b for _, b in scales])
+    rescaled = bool(np.any(slopes != 1) or np.any(intercepts != 0))
+    if not rescaled:
+        return stacked, False
+    if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
+        wide = stacked.astype(np.int64) + intercepts.astype(np.int64)[:, None, None]
+        lo, hi = int(wide.min()), int(wide.max())
+        dtype = np.int16 if -32768 <= lo and hi <= 32767 else np.int32
+        return wide.astype(dtype), True
+    array = stacked.astype(np.float64) * slopes[:, None, None] + intercepts[:, None, None]
+    return array.astype(np.float32), True
+
+
+def _geometry_metadata(info: DicomSeriesInfo, series: _Series, geometry: _Geometry) -> dict[str, Any]:
+    """Metadata saying how far the geometry can be trusted (spacing, orientation, frames)."""
+    h0 = series.headers[0]
+    meta: dict[str, Any] = {
+        "layout": geometry.layout,
+        "spacing_known": h0.pixel_spacing is not None,
+        "spacing_source": h0.spacing_source,
+    }
+    if h0.spacing_source == "ImagerPixelSpacing":
+        meta["spacing_note"] = (
+            "Pixel spacing is ImagerPixelSpacing, measured at the detector: objects in the "
+            "patient are smaller by the geometric magnification"
+            + (f" (estimated factor {_fmt(h0.magnification)})." if h0.magnification else ".")
+        )
+        if h0.magnification:
+            meta["magnification_factor"] = h0.magnification
+    elif h0.spacing_source == "SequenceOfUltrasoundRegions":
+        meta["spacing_note"] = "Pixel spacing from the calibrated ultrasound region (cm -> mm)."
+    if not geometry.oriented:
+        meta["orientation_unknown"] = True
+    if geometry.layout == "frames":
+        meta["frame_axis"] = geometry.frame_axis
+        meta["frame_note"] = (
+            "Axis 0 holds the frames of a cine loop (time), not slices: its spacing of 1 is a "
+            "frame index, not millimetres." if geometry.frame_axis == "time" else
+            "Axis 0 holds frames that are not known to be slices: its spacing of 1 is a frame "
+            "index, not millimetres."
+        )
+        if h0.frame_time_ms:
+            meta["frame_time_ms"] = h0.frame_time_ms
+    return meta
 
 
 def _volume(root: Path, info: DicomSeriesInfo, series: _Series, geometry: _Geometry) -> Volume:
-    array, rescaled = _read_pixels(info, series, geometry)
+    array, rescaled, display = _read_pixels(info, series, geometry)
     for msg in info.warnings:
         warnings.warn(msg, MedsegIOWarning, stacklevel=3)
     folder = Path(info.files[0]).parent.name if info.files else root.name
-    name = info.description or folder or info.modality
+    if geometry.layout == "volume":
+        name = info.description or folder or info.modality
+    else:  # pictures: several in one folder or series, so the file tells them apart
+        stem = Path(info.files[0]).stem if info.files else ""
+        name = info.description or stem or folder or info.modality
     metadata: dict[str, Any] = {
         "path": str(root),
         "format": "dicom",
@@ -881,8 +1261,30 @@ def _volume(root: Path, info: DicomSeriesInfo, series: _Series, geometry: _Geome
         "gantry_tilt_deg": geometry.tilt_deg,
         "is_labels": False,
         "warnings": list(info.warnings),
+        "photometric_interpretation": info.photometric_interpretation,
+        "colour": info.colour,
+        "inverted": bool(display.pop("inverted", False)),
     }
-    return Volume(array, geometry.spacing, geometry.affine, info.modality, metadata, name)
+    if metadata["inverted"]:
+        metadata["inversion_note"] = (
+            "MONOCHROME1 image (low values shown bright): pixel values were inverted on "
+            "reading so that high values are bright, as in MONOCHROME2."
+        )
+    metadata.update(display)
+    metadata.update(_geometry_metadata(info, series, geometry))
+    return Volume(array, geometry.spacing, geometry.affine, info.modality, metadata, name,
+                  rgb=info.rgb)
+
+
+def _extent(info: DicomSeriesInfo) -> str:
+    """``"40 slices"``, ``"2D image"``, ``"30 frames"`` (with colour when it is colour)."""
+    if info.layout == "picture":
+        text = "2D image"
+    elif info.layout == "frames":
+        text = f"{info.n_slices} frames"
+    else:
+        text = f"{info.n_slices} slices"
+    return f"{text}, colour" if info.rgb else text
 
 
 def _select(
@@ -923,9 +1325,7 @@ def _select(
             )
         raise MedsegIOError(f"No DICOM images found in {root}.")
     if len(images) > 1:
-        listing = "; ".join(
-            f"{t[0].description or t[0].modality} ({t[0].n_slices} slices)" for t in images
-        )
+        listing = "; ".join(f"{t[0].description or t[0].modality} ({_extent(t[0])})" for t in images)
         raise MultipleSeriesError(
             f"{root} contains {len(images)} image series ({listing}); choose one.",
             [t[0] for t in images],
@@ -933,6 +1333,7 @@ def _select(
     return images[0]  # type: ignore[return-value]
 
 
+@_damaged_files_as_io_errors
 def read_dicom_series(path: str | os.PathLike[str], series_uid: str | None = None) -> Volume:
     """Read one DICOM image series into a :class:`Volume` (HU for CT).
 
@@ -967,6 +1368,7 @@ def read_dicom_series(path: str | os.PathLike[str], series_uid: str | None = Non
     return _volume(root, info, series, geometry)
 
 
+@_damaged_files_as_io_errors
 def read_dicom(path: str | os.PathLike[str]) -> list[Volume]:
     """Read every image series under ``path`` (non-image objects are skipped).
 

@@ -40,6 +40,7 @@ is none); their count is recorded in ``metadata["warnings"]`` and reported with
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 import warnings
@@ -58,6 +59,10 @@ from napari_medseg.io.errors import (
 from napari_medseg.io.volume import Volume, affine_from_nifti, spacing_from_affine
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# nibabel logs header repairs ("sizeof_hdr should be 348 ...") straight to stderr, which breaks
+# the one-line promise of the CLI; what matters comes back as our own warning or error instead.
+logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
+
 _AFFINE_EXTENSION_PREFIX = b"napari-medseg float64 affine "
 _NO_ORIENTATION_MARK = b"napari-medseg orientation unknown"
 _COMMENT_CODE = 6
@@ -357,7 +362,6 @@ def _check_header_size(img: Any, p: Path) -> None:
         itemsize = max(int(img.header.get_data_dtype().itemsize), 4)  # float32 working copy
     except Exception:  # noqa: BLE001
         itemsize = 4
-    check_allocation(shape, itemsize, f"The image {p.name}", copies=2)
     if not p.name.lower().endswith(".gz"):
         try:
             offset = int(img.header.get_data_offset())
@@ -370,6 +374,7 @@ def _check_header_size(img: Any, p: Path) -> None:
                 f"{p.name} is truncated: its header describes {needed:,} bytes of image but the "
                 f"file holds {p.stat().st_size:,}."
             )
+    check_allocation(shape, itemsize, f"The image {p.name}", copies=2)
 
 
 def _geometry(img: Any, p: Path, ndim: int, warn_list: list[str]

@@ -1,7 +1,10 @@
-"""npe2 reader: NIfTI files, DICOM files and DICOM folders -> napari layers with geometry.
+"""npe2 reader: NIfTI files, DICOM files and folders, pictures -> napari layers with geometry.
 
 ``get_reader`` only looks at the path (extension, folder, DICOM magic bytes); all reading
-happens in the returned function, which calls :mod:`napari_medseg.io`. Read errors become a
+happens in the returned function, which calls :mod:`napari_medseg.io`. Pictures (PNG, JPEG,
+TIFF, BMP, GIF) open as an RGB Image layer when in colour, as a Labels layer when they are a
+label mask (:func:`is_label_picture`, conservative: a photograph never opens as Labels), else
+as a greyscale Image layer; their scale is the pixel size (1 when unknown), translate 0. Read errors become a
 one-line napari notification and no layer, never a traceback (napari's "null layer" sentinel
 ``[(None,)]`` tells it that the reader handled the path).
 """
@@ -20,6 +23,15 @@ ReaderFunction = Callable[[Any], list[LayerData]]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+#: File-name hints that a picture is a label mask (``Image_01L_1stHO.png``: CHASE_DB1 masks).
+PICTURE_LABEL_HINTS = ("mask", "label", "seg", "manual", "_1stho", "_2ndho", "annot",
+                       "truth", "_gt")
+#: Distinct values a greyscale picture may hold and still be a label mask, without / with a
+#: name or folder hint.
+_PICTURE_LABEL_VALUES = (16, 64)
+#: Share of background (0) pixels a mask without a name hint must have.
+_PICTURE_BACKGROUND_SHARE = 0.5
 #: Folder names whose NIfTI files are label maps (MSD / nnU-Net layout).
 LABEL_FOLDERS = ("labelstr", "labelsts", "labels", "masks", "segmentations")
 #: How many folder entries get_reader inspects before deciding (keeps it fast).
@@ -61,8 +73,14 @@ def _folder_is_candidate(folder: Path) -> bool:
         return True  # let the reader report the permission problem
 
 
+def _is_picture_file(path: Path) -> bool:
+    return path.name.lower().endswith(PICTURE_SUFFIXES)
+
+
 def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
-    """Return a reader for NIfTI / DICOM paths, else ``None`` (fast: no pixel reading).
+    """Return a reader for NIfTI / DICOM / picture paths, else ``None`` (fast: no pixels read).
+
+    Pictures are recognised by suffix (``.png .jpg .jpeg .tif .tiff .bmp .gif``, any case).
 
     Parameters
     ----------
@@ -76,9 +94,112 @@ def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
         if p.is_dir():
             if not _folder_is_candidate(p):
                 return None
-        elif not (_is_candidate_file(p) or (p.is_file() and _has_dicom_magic(p))):
+        elif not (_is_candidate_file(p) or _is_picture_file(p)
+                  or (p.is_file() and _has_dicom_magic(p))):
             return None
     return read_paths
+
+
+def _picture_name_hint(path: str | os.PathLike[str] | None, volume: Any) -> bool:
+    p = Path(path if path is not None else volume.metadata.get("path") or volume.name)
+    name = p.name.lower()
+    return p.parent.name.lower() in LABEL_FOLDERS or any(h in name for h in PICTURE_LABEL_HINTS)
+
+
+def _value_counts(array: np.ndarray, limit: int) -> dict[int, int] | None:
+    """Pixel count per value of an integer picture, or ``None`` when it has > ``limit`` values."""
+    flat = array.reshape(-1)
+    if flat.dtype.kind == "b":
+        flat = flat.view(np.uint8)
+    if flat.dtype.itemsize <= 2 and flat.dtype.kind == "u":
+        counts = np.bincount(flat, minlength=1)
+        values = np.flatnonzero(counts)
+        if values.size > limit:
+            return None
+        return {int(v): int(counts[v]) for v in values}
+    values, counts = np.unique(flat, return_counts=True)
+    if values.size > limit:
+        return None
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def is_label_picture(volume: Any, path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether a picture (PNG, TIFF ...) should open as a Labels layer rather than an Image.
+
+    Conservative, so a photograph never opens as Labels: the picture must be greyscale with
+    non-negative whole-number values, and either hold at most 64 distinct values and have a
+    mask-like name or folder (``*mask*``, ``*label*``, ``*seg*``, ``*manual*``,
+    ``*_1stHO*``, ``labelsTr/`` ...), or hold at most 16 distinct values with mostly (>= 50 %)
+    background 0. Colour pictures and JPEGs (lossy: no exact label values) never are.
+    """
+    array = np.asarray(volume.array)
+    if getattr(volume, "rgb", False) or array.ndim != 2 or array.dtype.kind not in "uib":
+        return False
+    if volume.metadata.get("format") == "jpeg":
+        return False  # lossy: compression noise, never exact label values
+    if array.size == 0 or (array.dtype.kind == "i" and array.min() < 0):
+        return False
+    hinted = _picture_name_hint(path, volume)
+    step = max(1, array.size // 250_000)  # a quick look first, exact counts only if it passes
+    limit = _PICTURE_LABEL_VALUES[1 if hinted else 0]
+    sample = _value_counts(array.reshape(-1)[::step], limit)
+    if sample is None:
+        return False
+    counts = _value_counts(array, limit)
+    if counts is None:
+        return False
+    if hinted:
+        return True
+    return counts.get(0, 0) >= _PICTURE_BACKGROUND_SHARE * array.size and len(counts) > 1
+
+
+def picture_mask_values(array: np.ndarray) -> tuple[np.ndarray, dict[str, int] | None]:
+    """Map a 0/255 (or 16-bit 0/65535) mask to 0/1; other label pictures stay unchanged.
+
+    Returns
+    -------
+    (np.ndarray, dict or None)
+        The label array and the value mapping applied (``{"255": 1}``), or ``None``.
+    """
+    array = np.asarray(array)
+    if array.dtype.kind not in "ui":
+        return array, None
+    counts = _value_counts(array, 2) or {}
+    for top in (255, 65535):
+        if top in counts and set(counts) <= {0, top}:
+            return (array == top).astype(np.uint8), {str(top): 1}
+    return array, None
+
+
+def _mask_as_labels(volume: Any) -> Any:
+    """A 0/255 picture mask as label 1, noted in ``metadata`` (others unchanged)."""
+    mapped, value_map = picture_mask_values(np.asarray(volume.array))
+    if value_map is None:
+        return volume
+    metadata = dict(volume.metadata)
+    metadata["label_values_mapped"] = value_map
+    metadata["warnings"] = [*metadata.get("warnings", []),
+                            f"Mask values {next(iter(value_map))} were read as label 1."]
+    out = volume.with_array(mapped)
+    out.metadata = metadata
+    return out
+
+
+def _rgb_layer_data(volume: Any) -> LayerData:
+    """An RGB Image layer tuple for a colour Volume (channels last)."""
+    from napari_medseg.ui._layers import layer_kwargs_for_volume
+
+    kwargs = layer_kwargs_for_volume(volume)
+    kwargs["rgb"] = True
+    array = volume.array
+    if array.dtype == np.uint8:
+        kwargs["contrast_limits"] = [0.0, 255.0]  # stated: napari need not scan the pixels
+    else:  # 16-bit / float colour: stretch to the values present
+        sample = array[..., :3].reshape(-1)[:: max(1, array.size // 1_000_000)]
+        lo, hi = (float(sample.min()), float(sample.max())) if sample.size else (0.0, 0.0)
+        if hi > lo:
+            kwargs["contrast_limits"] = [lo, hi]
+    return (array, kwargs, "image")
 
 
 def is_label_volume(volume: Any, path: str | os.PathLike[str] | None = None) -> bool:
@@ -134,7 +255,15 @@ def volume_to_layer_data(volume: Any, path: str | os.PathLike[str] | None = None
         if stated is not None:
             volume.modality = stated
             volume.metadata.pop("modality_guessed", None)
-    if is_label_volume(volume, path):
+    if getattr(volume, "rgb", False):
+        return _rgb_layer_data(volume)
+    if volume.metadata.get("picture") and volume.ndim == 2:
+        as_labels = is_label_picture(volume, path)
+        if as_labels:
+            volume = _mask_as_labels(volume)
+    else:
+        as_labels = is_label_volume(volume, path)
+    if as_labels:
         array = np.asarray(volume.array)
         if array.dtype.kind == "b" or (array.dtype.kind == "f"):
             array = array.astype(np.uint16 if array.max(initial=0) > 255 else np.uint8)
@@ -202,6 +331,11 @@ def find_matching_labels(image_path: str | os.PathLike[str]) -> Path | None:
     Looks for (in order) ``imagesTr/x.nii.gz`` -> ``labelsTr/x.nii.gz`` (also ``imagesTs`` and
     nnU-Net channel suffixes ``x_0000.nii.gz`` -> ``x.nii.gz``), then ``x_labels``, ``x_label``,
     ``x_seg``, ``x_segmentation``, ``x_mask`` with ``.nii.gz`` or ``.nii`` in the same folder.
+    For a picture (``x.png``, ``x.jpg`` ...) the label files are pictures (``.png``, ``.tif``,
+    ``.tiff``, ``.gif``, ``.bmp``, the image's own suffix first; never JPEG) and a sibling
+    folder ``masks/`` / ``labels/`` ... of an ``images/`` folder also counts, with the same
+    stem or ``x_mask``, ``x_1stHO`` (CHASE_DB1: ``images/Image_01L.jpg`` ->
+    ``masks/Image_01L_1stHO.png``).
 
     Returns
     -------
@@ -210,7 +344,15 @@ def find_matching_labels(image_path: str | os.PathLike[str]) -> Path | None:
     p = Path(image_path)
     if not p.is_file():
         return None
-    stem = _nifti_stem(p.name)
+    picture = _is_picture_file(p)
+    if picture:
+        stem = p.name[: -len(p.suffix)]
+        own = [p.suffix] if p.suffix.lower() not in (".jpg", ".jpeg") else []
+        suffixes = own + [x for x in (".png", ".tif", ".tiff", ".gif", ".bmp")
+                          if x != p.suffix.lower()]
+    else:
+        stem = _nifti_stem(p.name)
+        suffixes = [".nii.gz", ".nii"]
     stems = [stem]
     if len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit():
         stems.append(stem[:-5])  # nnU-Net channel suffix
@@ -219,11 +361,15 @@ def find_matching_labels(image_path: str | os.PathLike[str]) -> Path | None:
     if parent.lower().startswith("images"):
         labels_dir = p.parent.parent / ("labels" + parent[len("images"):])
         for s in stems:
-            candidates += [labels_dir / f"{s}.nii.gz", labels_dir / f"{s}.nii"]
+            candidates += [labels_dir / f"{s}{x}" for x in suffixes]
     for s in stems:
         for tag in ("labels", "label", "seg", "segmentation", "mask"):
             for sep in ("_", "-", "."):
-                candidates += [p.parent / f"{s}{sep}{tag}.nii.gz", p.parent / f"{s}{sep}{tag}.nii"]
+                candidates += [p.parent / f"{s}{sep}{tag}{x}" for x in suffixes]
+    if picture and parent.lower() in ("images", "image", "imgs", "photos"):
+        for folder in LABEL_FOLDERS + ("label", "mask"):
+            for tag in ("", "_mask", "_label", "_labels", "_seg", "_1stHO", "_manual1"):
+                candidates += [p.parent.parent / folder / f"{stem}{tag}{x}" for x in suffixes]
     for c in candidates:
         if c.is_file() and c.resolve() != p.resolve():
             return c

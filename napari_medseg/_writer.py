@@ -1,9 +1,14 @@
-"""npe2 writers: a Labels (or Image) layer -> NIfTI with the geometry it was opened with.
+"""npe2 writers: a Labels (or Image) layer -> NIfTI with the geometry it was opened with;
+a 2D Labels layer -> PNG / TIFF label picture.
 
 The geometry comes from ``layer.metadata["medseg"]`` (written when the image was opened), so
 a Labels layer painted on an image saves with that image's affine: reading it back gives the
 same voxels and affine. Sparse-annotation marks turn unannotated slices into
 ``IGNORE_LABEL`` (255), and the class table goes to a ``.classes.json`` sidecar.
+
+:func:`write_labels_picture` saves a 2D Labels layer (on a photograph, an X-ray ...) as a PNG
+(8-bit, or 16-bit above 255) or TIFF with the exact label values, and the pixel size when the
+image stated one; 3D labels are refused with a pointer to NIfTI.
 """
 
 from __future__ import annotations
@@ -64,3 +69,47 @@ def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         np.asarray(data), medseg, meta.get("scale"), meta.get("translate"), meta.get("name", "image")
     )
     return [str(write_nifti(volume, path, labels=False))]
+
+
+def write_labels_picture(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Save a 2D Labels layer as ``.png`` / ``.tif`` / ``.tiff`` (exact integer values).
+
+    Parameters
+    ----------
+    path : str
+        Destination file.
+    data : array-like
+        Label values ``(Y, X)``.
+    meta : dict
+        napari layer attributes (``metadata``, ``scale``, ``translate``, ``name``).
+
+    Returns
+    -------
+    list of str
+        The files written (the picture, plus the class-table sidecar when the layer has
+        classes).
+
+    Raises
+    ------
+    MedsegIOError
+        3D labels (save them as NIfTI), negative or non-integer values, values above 65535
+        for PNG, bad folder; nothing is written then.
+    """
+    from napari_medseg.io import MedsegIOError, write_picture
+    from napari_medseg.ui._layers import volume_from_parts, write_classes_sidecar
+
+    medseg = _medseg(meta)
+    array = np.asarray(data)
+    name = meta.get("name", "labels")
+    if array.ndim != 2:
+        raise MedsegIOError(
+            f"Cannot save '{name}' as {path.rsplit('.', 1)[-1].upper()}: it is "
+            f"{array.ndim}D (shape {array.shape}); PNG/TIFF hold 2D labels, save 3D labels "
+            "as .nii.gz."
+        )
+    reference = volume_from_parts(array, medseg, meta.get("scale"), meta.get("translate"), name)
+    written = write_picture(reference, path)
+    out = [str(written)]
+    if medseg.get("classes"):
+        out.append(str(write_classes_sidecar(written, medseg["classes"])))
+    return out

@@ -106,9 +106,17 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def test_unsupported_file_type(tmp_path: Path) -> None:
+    odd = tmp_path / "notes.xyz"
+    odd.write_bytes(b"hello")
+    with pytest.raises(MedsegIOError, match="Unsupported file type: notes.xyz") as exc:
+        read_volume(odd)
+    _assert_one_line(exc)
+
+
+def test_damaged_png_is_one_line(tmp_path: Path) -> None:
     png = tmp_path / "photo.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
-    with pytest.raises(MedsegIOError, match="Unsupported file type: photo.png") as exc:
+    with pytest.raises(MedsegIOError, match="Cannot read photo.png") as exc:
         read_volume(png)
     _assert_one_line(exc)
 
@@ -199,10 +207,9 @@ def test_4d_nifti_needs_channel(tmp_path: Path) -> None:
     assert read_volume(tmp_path / "t.nii.gz", channel=1).shape == (3, 3, 3)
 
 
-def test_colour_dicom_is_refused() -> None:
+def test_colour_dicom_opens_as_a_colour_picture() -> None:
     path = pydicom.data.get_testdata_file("SC_rgb_rle.dcm")
     if path is None:
         pytest.skip("SC_rgb_rle.dcm not bundled")
-    with pytest.raises(MedsegIOError, match="colour") as exc:
-        read_volume(path)
-    _assert_one_line(exc)
+    volume = read_volume(path)
+    assert volume.rgb and volume.array.shape == (100, 100, 3)

@@ -1,7 +1,8 @@
 """Path-level entry points: open whatever the user pointed at, describe it, find sample data.
 
 :func:`read_volume` dispatches on what ``path`` is: ``.nii``/``.nii.gz`` -> NIfTI; a folder, a
-``.dcm`` file or a file with the DICOM preamble (``DICM`` at byte 128) -> DICOM.
+``.dcm`` file or a file with the DICOM preamble (``DICM`` at byte 128) -> DICOM; ``.png``,
+``.jpg``/``.jpeg``, ``.tif``/``.tiff``, ``.bmp``, ``.gif`` -> picture (:mod:`.picture`).
 :func:`describe_path` gives the JSON summary printed by ``napari-medseg info PATH``.
 """
 
@@ -25,29 +26,25 @@ from napari_medseg.io.dicom import (
 )
 from napari_medseg.io.errors import MedsegIOError, check_readable
 from napari_medseg.io.nifti import is_nifti_path, nifti_header_summary, read_nifti
+from napari_medseg.io.picture import describe_picture, is_picture_path, read_picture
 from napari_medseg.io.volume import Volume
 
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-#: Common picture formats: napari's built-in reader shows them.
-_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
 
 def _kind(p: Path) -> str:
-    """``"nifti"``, ``"dicom"`` or raise a clear error."""
+    """``"nifti"``, ``"dicom"``, ``"picture"`` or raise a clear error."""
     if p.is_dir():
         return "dicom"
     if is_nifti_path(p):
         return "nifti"
     if p.suffix.lower() in _DICOM_SUFFIXES or has_dicom_preamble(p):
         return "dicom"
-    if p.suffix.lower() in _PICTURE_SUFFIXES:
-        raise MedsegIOError(
-            f"Unsupported file type: {p.name} is a {p.suffix.lstrip('.').upper()} picture; "
-            "napari-medseg reads NIfTI and DICOM. View it with File > Open (napari's own reader)."
-        )
+    if is_picture_path(p):
+        return "picture"
     raise MedsegIOError(
         f"Unsupported file type: {p.name}. napari-medseg opens NIfTI (.nii, .nii.gz) files, "
-        "DICOM files and folders of DICOM files."
+        "DICOM files and folders of DICOM files, and PNG, JPEG, TIFF, BMP and GIF pictures."
     )
 
 
@@ -67,12 +64,14 @@ def _no_dicom_hint(p: Path, exc: MedsegIOError) -> MedsegIOError:
 def read_volume(
     path: str | os.PathLike[str], series_uid: str | None = None, channel: int | None = None
 ) -> Volume:
-    """Read one image volume from a NIfTI file, a DICOM file or a DICOM folder.
+    """Read one image volume from a NIfTI file, a DICOM file or folder, or a picture.
 
     Parameters
     ----------
     path : path-like
-        ``.nii``/``.nii.gz`` file, DICOM file, or folder (tree) of DICOM files.
+        ``.nii``/``.nii.gz`` file, DICOM file, folder (tree) of DICOM files, or a PNG, JPEG,
+        TIFF, BMP or GIF picture (:func:`~napari_medseg.io.picture.read_picture`: a colour
+        picture gives ``Volume(..., rgb=True)``, a multi-page TIFF a 3D volume).
     series_uid : str, optional
         DICOM only: key or SeriesInstanceUID of the series to read
         (see :func:`~napari_medseg.io.dicom.list_dicom_series`).
@@ -91,6 +90,8 @@ def read_volume(
     kind = _kind(p)
     if kind == "nifti":
         return read_nifti(p, channel=channel)
+    if kind == "picture":
+        return read_picture(p)
     try:
         return read_dicom_series(p, series_uid)
     except MedsegIOError as exc:
@@ -101,10 +102,13 @@ def read_volume(
 
 
 def read_volumes(path: str | os.PathLike[str]) -> list[Volume]:
-    """Read every image in ``path``: one volume for NIfTI, one per image series for DICOM."""
+    """Read every image in ``path``: one volume for NIfTI or a picture, one per DICOM series."""
     p = check_readable(path)
-    if _kind(p) == "nifti":
+    kind = _kind(p)
+    if kind == "nifti":
         return [read_nifti(p)]
+    if kind == "picture":
+        return [read_picture(p)]
     try:
         return read_dicom(p)
     except MedsegIOError as exc:
@@ -127,7 +131,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def describe_path(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """JSON-serialisable summary of a NIfTI file or DICOM file/folder, from headers only.
+    """JSON-serialisable summary of a NIfTI file, DICOM file/folder or picture.
+
+    NIfTI and DICOM are summarised from their headers only; a picture is decoded (pictures
+    are small, and this way a damaged one is reported).
 
     Returns
     -------
@@ -141,7 +148,11 @@ def describe_path(path: str | os.PathLike[str]) -> dict[str, Any]:
         ``spacing``, ``affine``, ``is_image``, ``kind``, ``transfer_syntax``, ``warnings`` ...;
         the top-level ``shape``/``spacing``/``affine``/``modality``/``dtype`` are those of the
         image series when there is exactly one, else ``None`` (see ``series``), and
-        ``n_image_series`` is added.
+        ``n_image_series`` is added. For a picture (``format`` ``"png"``, ``"jpeg"``,
+        ``"tiff"``, ``"bmp"``, ``"gif"``) ``shape`` is spatial, ``series`` is ``[]`` and
+        ``picture`` (True), ``channels`` (values per pixel: 1, 3 or 4), ``rgb``,
+        ``n_channels`` (model input channels), ``spacing_known``, ``pages`` and
+        ``value_range`` are added (:func:`~napari_medseg.io.picture.describe_picture`).
 
     Raises
     ------
@@ -150,6 +161,8 @@ def describe_path(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     p = check_readable(path)
     kind = _kind(p)
+    if kind == "picture":
+        return _jsonable(describe_picture(p))
     if kind == "nifti":
         summary = nifti_header_summary(p)
         result: dict[str, Any] = {

@@ -284,21 +284,16 @@ def evaluate_folders(
 
 def write_csv(per_case: dict[str, dict[str, dict[str, float]]], csv_path: str | os.PathLike) -> Path:
     """One row per case and class (atomic write)."""
-    import tempfile
+    import io
+
+    from napari_medseg.io.atomic import atomic_write_bytes
 
     csv_path = Path(csv_path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=csv_path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["case", "class", "label", *METRIC_NAMES])
-            for case, classes in per_case.items():
-                for name, row in classes.items():
-                    writer.writerow([case, name, row["label"],
-                                     *[row.get(m, "") for m in METRIC_NAMES]])
-        os.replace(tmp, csv_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["case", "class", "label", *METRIC_NAMES])
+    for case, classes in per_case.items():
+        for name, row in classes.items():
+            writer.writerow([case, name, row["label"], *[row.get(m, "") for m in METRIC_NAMES]])
+    atomic_write_bytes(csv_path, text.getvalue().encode())
     return csv_path

@@ -48,6 +48,13 @@ import numpy as np
 
 from napari_medseg.dataset.msd import Case, read_image
 from napari_medseg.events import IGNORE_LABEL
+from napari_medseg.io.atomic import (
+    atomic_output,
+    atomic_write_bytes,
+    atomic_write_json,
+    fsync_dir,
+    remove_stale_temps,
+)
 from napari_medseg.io.volume import Volume
 
 PROJECT_FILE = "project.json"
@@ -71,56 +78,11 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Flush a directory entry (the rename) to disk where the OS allows it (POSIX)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(str(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _partial_path(path: Path, suffix: str) -> Path:
-    stem = path.name[: -len(suffix)] if suffix and path.name.endswith(suffix) else path.name
-    return path.with_name(f".{stem}.{uuid.uuid4().hex[:8]}{_PARTIAL_TAG}{suffix}")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
-
-    If anything fails (or the process dies) before the final rename, the previous content of
-    ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_path(path, "".join(path.suffixes[-1:]))
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (see :func:`atomic_write_bytes`)."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+_fsync_dir = fsync_dir
 
 
 def atomic_write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool) -> Path:
-    """Write a :class:`Volume` as ``.nii.gz`` (or ``.png``) atomically, fsync'ed before the rename.
+    """Write a :class:`Volume` as ``.nii.gz`` (or ``.png``) atomically (:mod:`napari_medseg.io.atomic`).
 
     Parameters
     ----------
@@ -135,21 +97,11 @@ def atomic_write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool
     from napari_medseg.io.nifti import write_nifti
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".png" if path.name.endswith(".png") else ".nii.gz"
-    tmp = _partial_path(path, suffix)
-    try:
-        if suffix == ".png":
+    with atomic_output(path) as tmp:
+        if path.name.endswith(".png"):
             _write_png(volume.array, tmp, labels=labels)
         else:
             write_nifti(volume, tmp, labels=labels)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
     return path
 
 
@@ -197,6 +149,7 @@ def _remove_stale_partials(root: Path, older_than_s: float = 60.0) -> int:
         folder = root / sub
         if not folder.is_dir():
             continue
+        removed += remove_stale_temps(folder, older_than_s)
         for p in folder.glob(f".*{_PARTIAL_TAG}*"):
             try:
                 if now - p.stat().st_mtime > older_than_s:

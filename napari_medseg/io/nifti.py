@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from napari_medseg.io.atomic import atomic_output
 from napari_medseg.io.errors import (
     MedsegIOError,
     MedsegIOWarning,
@@ -520,18 +520,13 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str], *, labels: bool = 
     if unknown:
         header.extensions.append(nib.nifti1.Nifti1Extension(_COMMENT_CODE, _NO_ORIENTATION_MARK))
 
-    suffix = ".nii.gz" if out.name.lower().endswith(".gz") else ".nii"
-    tmp = out.with_name(f".{nifti_stem(out)}-{uuid.uuid4().hex[:8]}.tmp{suffix}")
     try:
-        nib.save(img, str(tmp))
-        os.replace(tmp, out)
+        with atomic_output(out) as tmp:
+            nib.save(img, str(tmp))
     except PermissionError as exc:
         raise MedsegIOError(f"Permission denied: cannot write {out}") from exc
     except OSError as exc:
         raise MedsegIOError(f"Cannot write {out}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

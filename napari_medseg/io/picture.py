@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_medseg.io.atomic import atomic_write_bytes
 from napari_medseg.io.errors import MedsegIOError, MedsegIOWarning, check_readable, one_line
 from napari_medseg.io.volume import Volume
 
@@ -442,20 +442,12 @@ def _output_path(path: str | os.PathLike[str], allowed: tuple[str, ...]) -> Path
 
 
 def _atomic_write(out: Path, data: bytes) -> Path:
-    tmp = out.with_name(f".{out.stem}-{uuid.uuid4().hex[:8]}.tmp{out.suffix}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        atomic_write_bytes(out, data)
     except PermissionError as exc:
         raise MedsegIOError(f"Permission denied: cannot write {out}") from exc
     except OSError as exc:
         raise MedsegIOError(f"Cannot write {out}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

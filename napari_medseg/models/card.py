@@ -25,7 +25,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from typing import Any
 
 import torch
 
+from napari_medseg.io.atomic import atomic_write, fsync_dir, remove_stale_temps
 from napari_medseg.models.factory import build_network
 
 WEIGHTS_FILE = "model.pt"
@@ -161,55 +161,8 @@ class ModelCard:
         return f"'{self.task}' v{self.version}, {self.dims}D, classes: {names}"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _remove_stale_temps(folder: Path, older_than_s: float = 600.0) -> None:
-    """Delete temp files a killed save left behind (``.tmp-*``)."""
-    now = time.time()
-    for p in folder.glob(".tmp-*"):
-        try:
-            if now - p.stat().st_mtime > older_than_s:
-                p.unlink()
-        except OSError:
-            pass
-
-
 def _atomic_write_bytes(path: Path, write) -> None:
-    """Write to a short temp name in the same folder, fsync, chmod 0666 & ~umask, rename.
-
-    The temp name (``.tmp-<8 hex>``) is shorter than any real file name here, so a long final
-    name never fails because of its temp name.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, write)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -241,7 +194,7 @@ def save_model(model_or_state: torch.nn.Module | dict, card: ModelCard, model_di
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(model_dir)
+    remove_stale_temps(model_dir)
     if isinstance(model_or_state, torch.nn.Module):
         module = getattr(model_or_state, "module", model_or_state)
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
@@ -254,9 +207,9 @@ def save_model(model_or_state: torch.nn.Module | dict, card: ModelCard, model_di
     text = _card_bytes(stamped)
     _atomic_write_bytes(card_new, lambda fh: fh.write(text))
     os.replace(weights_new, model_dir / WEIGHTS_FILE)
-    _fsync_dir(model_dir)
+    fsync_dir(model_dir)
     os.replace(card_new, model_dir / CARD_FILE)
-    _fsync_dir(model_dir)
+    fsync_dir(model_dir)
     return model_dir
 
 

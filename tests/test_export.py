@@ -1,0 +1,143 @@
+"""Model export: TorchScript, ONNX, MONAI bundle (napari_medseg.export)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_medseg.export import card_path_for, export_model, import_monai_bundle
+from napari_medseg.models import (
+    ModelCard,
+    ModelLoadError,
+    build_network,
+    load_model,
+    plan_network,
+    plan_patch_size,
+    save_model,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    _, strides = plan_patch_size((16, 16, 16))
+    spec = plan_network(3, 1, 3, strides, base_channels=4, max_channels=16)
+    net = build_network(spec)
+    card = ModelCard(task="Blobs", dims=3, in_channels=1, patch_size=[16, 16, 16], network=spec,
+                     classes=[{"value": v, "name": f"c{v}", "color": [v, v, v]} for v in range(3)],
+                     normalisation=[{"scheme": "zscore"}], spacing=[1.0, 1.0, 1.0])
+    return save_model(net, card, tmp_path_factory.mktemp("model") / "m")
+
+
+def _reference(model_dir, x, probabilities=False):
+    net, _ = load_model(model_dir)
+    with torch.no_grad():
+        out = net(x)
+    return (torch.softmax(out, dim=1) if probabilities else out).numpy()
+
+
+def test_torchscript(tmp_path, tiny_model):
+    out = export_model(tiny_model, "torchscript", tmp_path / "model.pt")
+    loaded = torch.jit.load(str(out))
+    x = torch.randn(2, 1, 32, 16, 24)  # another batch and spatial size than the traced patch
+    with torch.no_grad():
+        got = loaded(x).numpy()
+    np.testing.assert_allclose(got, _reference(tiny_model, x), atol=1e-5)
+    card = json.loads(card_path_for(out).read_text())
+    assert card["task"] == "Blobs" and card["export"]["format"] == "torchscript"
+    assert card["export"]["output"]["name"] == "logits"
+    assert card["export"]["sliding_window"]["roi_size"] == [16, 16, 16]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_onnx_matches_torch(tmp_path, tiny_model):
+    ort = pytest.importorskip("onnxruntime")
+    out = export_model(tiny_model, "onnx", tmp_path / "model.onnx", probabilities=True)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+    x = torch.randn(1, 1, 24, 32, 16)  # dynamic spatial axes
+    got = session.run(None, {"image": x.numpy()})[0]
+    expected = _reference(tiny_model, x, probabilities=True)
+    assert np.max(np.abs(got - expected)) <= 1e-4
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+    assert json.loads(card_path_for(out).read_text())["export"]["format"] == "onnx"
+
+
+def test_monai_bundle(tmp_path, tiny_model):
+    from monai.bundle import ConfigParser
+
+    out = export_model(tiny_model, "monai-bundle", tmp_path / "bundle")
+    for rel in ("configs/metadata.json", "configs/inference.json", "models/model.pt",
+                "docs/README.md"):
+        assert (out / rel).is_file(), rel
+    meta = json.loads((out / "configs" / "metadata.json").read_text())
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 3
+    parser = ConfigParser()
+    parser.read_config(out / "configs" / "inference.json")
+    parser.read_meta(out / "configs" / "metadata.json")
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(out / "models" / "model.pt", weights_only=True), strict=True)
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        got = net.eval()(x).numpy()
+    np.testing.assert_allclose(got, _reference(tiny_model, x), atol=1e-6)
+    assert parser.get_parsed_content("inferer").roi_size == [16, 16, 16]
+    from monai.bundle import verify_net_in_out  # MONAI's own check of the declared shapes
+
+    verify_net_in_out(net_id="network_def", meta_file=str(out / "configs" / "metadata.json"),
+                      config_file=str(out / "configs" / "inference.json"), device="cpu")
+    back = import_monai_bundle(out, tmp_path / "imported")
+    np.testing.assert_allclose(_reference(back, x), got, atol=1e-6)
+
+
+def test_export_errors(tmp_path, tiny_model):
+    with pytest.raises(ValueError, match="Unknown export format") as err:
+        export_model(tiny_model, "tflite", tmp_path / "m.tflite")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelLoadError, match="not a napari-medseg model"):
+        export_model(tmp_path, "onnx", tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="does not exist"):
+        export_model(tiny_model, "torchscript", tmp_path / "nope" / "m.pt")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(ValueError, match="not an empty folder"):
+        export_model(tiny_model, "monai-bundle", tmp_path / "full")
+    with pytest.raises(ModelLoadError, match="not a MONAI bundle"):
+        import_monai_bundle(tmp_path / "full", tmp_path / "m2")
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m2").exists()
+
+
+def test_exports_reproduce_predict(tmp_path, tiny_model):
+    """The recipe in the exported card (prepare, Gaussian sliding window, softmax) = predict."""
+    ort = pytest.importorskip("onnxruntime")
+    from monai.inferers import sliding_window_inference
+
+    from napari_medseg.inference.predict import predict_volume
+    from napari_medseg.io import Volume
+    from napari_medseg.preprocess import NormalisationParams, prepare_image
+
+    rng = np.random.default_rng(1)
+    volume = Volume(rng.normal(100, 20, (20, 28, 24)).astype(np.float32), (1.0, 1.0, 1.0))
+    result = predict_volume(tiny_model, volume, device="cpu")
+    card = json.loads(card_path_for(export_model(tiny_model, "torchscript",
+                                                 tmp_path / "m.pt")).read_text())
+    onnx_file = export_model(tiny_model, "onnx", tmp_path / "m.onnx")
+    params = [NormalisationParams.from_dict(d) for d in card["normalisation"]]
+    image = torch.from_numpy(prepare_image([volume.array], volume.spacing, params, None))[None]
+    window = card["export"]["sliding_window"]
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    runners = {
+        "torchscript": torch.jit.load(str(tmp_path / "m.pt")),
+        "onnx": lambda t: torch.from_numpy(session.run(None, {"image": t.numpy()})[0]),
+    }
+    for name, run in runners.items():
+        with torch.no_grad():
+            logits = sliding_window_inference(
+                image, window["roi_size"], 4, run, overlap=window["overlap"],
+                mode=window["mode"], padding_mode=window["padding_mode"], cval=window["cval"])
+        probs = torch.softmax(logits, dim=1)[0].numpy()
+        assert np.max(np.abs(probs - result.probabilities)) <= 1e-4, name
+        np.testing.assert_array_equal(probs.argmax(0), result.labels, err_msg=name)

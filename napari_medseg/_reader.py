@@ -21,7 +21,7 @@ import numpy as np
 LayerData = tuple[Any, ...]
 ReaderFunction = Callable[[Any], list[LayerData]]
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")  # NIfTI, NRRD, MetaImage
 DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 #: File-name hints that a picture is a label mask (``Image_01L_1stHO.png``: CHASE_DB1 masks).
@@ -50,7 +50,7 @@ def _has_dicom_magic(path: Path) -> bool:
 
 def _is_candidate_file(path: Path) -> bool:
     name = path.name.lower()
-    return name.endswith(NIFTI_SUFFIXES + DICOM_SUFFIXES)
+    return name.endswith(VOLUME_SUFFIXES + DICOM_SUFFIXES)
 
 
 def _folder_is_candidate(folder: Path) -> bool:

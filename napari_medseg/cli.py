@@ -166,6 +166,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 # predict
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from napari_medseg.export import export_model
+
+    out = export_model(args.model, args.format, args.out, probabilities=args.probabilities)
+    print(f"Exported {args.model} as {args.format}: {out}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -350,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a model for use without napari (TorchScript, "
+                                      "ONNX, MONAI bundle)")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--format", required=True, choices=["torchscript", "onnx", "monai-bundle"])
+    p.add_argument("--probabilities", action="store_true",
+                   help="include the softmax (default: logits, as predict blends them)")
+    p.add_argument("out", help="output file (.pt / .onnx) or bundle folder")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="Dice, Jaccard, HD95 ... of predictions vs ground truth")
     p.add_argument("pred_dir")

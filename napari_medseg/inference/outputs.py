@@ -85,7 +85,7 @@ _FORMATS: dict[str, OutputFormat] = {}
 #: Modules that register further formats when imported (e.g. NRRD, DICOM SEG, RTSTRUCT
 #: writers); imported on the first look-up. A writer that needs an optional library imports
 #: it inside the writer, so a missing extra fails with a clear message when it is used.
-FORMAT_MODULES: list[str] = []
+FORMAT_MODULES: list[str] = ["napari_medseg.inference.clinical_outputs"]
 _loaded_modules: set[str] = set()
 #: Other spellings users type for a registered format.
 _ALIASES = {"nii": "nifti", "nii.gz": "nifti", "tiff": "tif"}

@@ -24,7 +24,9 @@ from napari_medseg.io.dicom import (
     read_dicom,
     read_dicom_series,
 )
+from napari_medseg.io.dicom_seg import describe_dicom_labels, dicom_object_kind, read_dicom_labels
 from napari_medseg.io.errors import MedsegIOError, check_readable
+from napari_medseg.io.itk_formats import describe_itk_image, is_itk_path, read_itk_image
 from napari_medseg.io.nifti import is_nifti_path, nifti_header_summary, read_nifti
 from napari_medseg.io.picture import describe_picture, is_picture_path, read_picture
 from napari_medseg.io.volume import Volume
@@ -33,18 +35,23 @@ _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
 def _kind(p: Path) -> str:
-    """``"nifti"``, ``"dicom"``, ``"picture"`` or raise a clear error."""
+    """``"nifti"``, ``"itk"``, ``"dicom"``, ``"dicom-labels"``, ``"picture"`` or a clear error."""
     if p.is_dir():
         return "dicom"
     if is_nifti_path(p):
         return "nifti"
+    if is_itk_path(p):
+        return "itk"
     if p.suffix.lower() in _DICOM_SUFFIXES or has_dicom_preamble(p):
+        if p.is_file() and dicom_object_kind(p) in ("seg", "rtstruct"):
+            return "dicom-labels"
         return "dicom"
     if is_picture_path(p):
         return "picture"
     raise MedsegIOError(
-        f"Unsupported file type: {p.name}. napari-medseg opens NIfTI (.nii, .nii.gz) files, "
-        "DICOM files and folders of DICOM files, and PNG, JPEG, TIFF, BMP and GIF pictures."
+        f"Unsupported file type: {p.name}. napari-medseg opens NIfTI (.nii, .nii.gz), NRRD "
+        "(.nrrd, .nhdr) and MetaImage (.mha, .mhd) files, DICOM files and folders (images, "
+        "SEG, RTSTRUCT), and PNG, JPEG, TIFF, BMP and GIF pictures."
     )
 
 
@@ -92,6 +99,10 @@ def read_volume(
         return read_nifti(p, channel=channel)
     if kind == "picture":
         return read_picture(p)
+    if kind == "itk":
+        return read_itk_image(p)
+    if kind == "dicom-labels":
+        return read_dicom_labels(p)
     try:
         return read_dicom_series(p, series_uid)
     except MedsegIOError as exc:
@@ -109,6 +120,10 @@ def read_volumes(path: str | os.PathLike[str]) -> list[Volume]:
         return [read_nifti(p)]
     if kind == "picture":
         return [read_picture(p)]
+    if kind == "itk":
+        return [read_itk_image(p)]
+    if kind == "dicom-labels":
+        return [read_dicom_labels(p)]
     try:
         return read_dicom(p)
     except MedsegIOError as exc:
@@ -163,6 +178,10 @@ def describe_path(path: str | os.PathLike[str]) -> dict[str, Any]:
     kind = _kind(p)
     if kind == "picture":
         return _jsonable(describe_picture(p))
+    if kind == "itk":
+        return _jsonable(describe_itk_image(p))
+    if kind == "dicom-labels":
+        return _jsonable(describe_dicom_labels(p))
     if kind == "nifti":
         summary = nifti_header_summary(p)
         result: dict[str, Any] = {

@@ -239,6 +239,8 @@ class Volume:
         meta = self.metadata or {}
         if meta.get("orientation_unknown"):
             return False  # written by us from a volume without orientation (io.nifti)
+        if meta.get("orientation_known"):
+            return True  # NRRD / MetaImage with a patient space (io.itk_formats)
         if meta.get("format") == "dicom":
             return True
         if meta.get("format") == "nifti":

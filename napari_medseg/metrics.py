@@ -139,6 +139,7 @@ def evaluate_case(
     spacing: Sequence[float],
     labels: Sequence[int] | dict[int, str] | None = None,
     surface: bool = True,
+    roi: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """All metrics for every foreground class of one case.
 
@@ -153,6 +154,9 @@ def evaluate_case(
         value present in either array. Background (0) is never scored.
     surface : bool
         Also compute HD95 / ASSD (the slowest part).
+    roi : np.ndarray of bool, optional
+        Region of interest (e.g. a fundus camera's field of view): only voxels inside count,
+        in every metric (specificity's true negatives included).
 
     Returns
     -------
@@ -164,6 +168,13 @@ def evaluate_case(
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
+    inside = None
+    if roi is not None:
+        inside = np.asarray(roi, dtype=bool)
+        if inside.shape != gt.shape:
+            raise ValueError(f"region-of-interest shape {inside.shape} differs from ground truth "
+                             f"shape {gt.shape}")
+        pred, gt = np.where(inside, pred, 0), np.where(inside, gt, 0)
     if labels is None:
         values = sorted(int(v) for v in np.union1d(np.unique(pred), np.unique(gt)) if v != 0)
         names = {v: str(v) for v in values}
@@ -174,13 +185,14 @@ def evaluate_case(
     out: dict[str, dict[str, float]] = {}
     for value, name in names.items():
         p, g = pred == value, gt == value
+        pi, gi = (p, g) if inside is None else (p[inside], g[inside])
         row = {
             "label": value,
-            "dice": dice(p, g),
-            "jaccard": jaccard(p, g),
-            "sensitivity": sensitivity(p, g),
-            "specificity": specificity(p, g),
-            "precision": precision(p, g),
+            "dice": dice(pi, gi),
+            "jaccard": jaccard(pi, gi),
+            "sensitivity": sensitivity(pi, gi),
+            "specificity": specificity(pi, gi),
+            "precision": precision(pi, gi),
             "volume_pred_ml": volume_ml(p, spacing),
             "volume_gt_ml": volume_ml(g, spacing),
         }
@@ -218,10 +230,16 @@ def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dic
 def _label_files(folder: Path) -> dict[str, Path]:
     out = {}
     for p in sorted(folder.iterdir()):
-        for suffix in (".nii.gz", ".nii"):
-            if p.name.endswith(suffix) and not p.name.startswith("."):
+        for suffix in LABEL_FILE_SUFFIXES:
+            if p.name.lower().endswith(suffix) and not p.name.startswith("."):
                 out[p.name[: -len(suffix)]] = p
+                break
     return out
+
+
+#: Label files :func:`evaluate_folders` pairs by name (NIfTI, NRRD, MetaImage, pictures).
+LABEL_FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff", ".bmp",
+                       ".gif")
 
 
 def evaluate_folders(
@@ -230,11 +248,15 @@ def evaluate_folders(
     labels: dict[int, str] | None = None,
     csv_path: str | os.PathLike | None = None,
     surface: bool = True,
+    roi_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Score every prediction in ``pred_dir`` against the same-named file in ``gt_dir``.
 
     Label names come from ``labels`` or, if ``gt_dir`` sits in an MSD dataset, from its
-    ``dataset.json``. Geometry (shape and spacing) is taken from the ground truth files.
+    ``dataset.json`` (picture masks stored as 0/255 then read as class 1). Geometry (shape and
+    spacing) is taken from the ground truth files. Regions of interest (field-of-view masks)
+    come from ``roi_dir``, by default the dataset's ``masksTr`` folder beside ``gt_dir`` when
+    there is one: only pixels inside count.
 
     Returns
     -------
@@ -246,7 +268,7 @@ def evaluate_folders(
     ValueError
         Missing folders, no matching files, a ground truth without prediction, or shape mismatch.
     """
-    from napari_medseg.dataset.msd import label_names_from_json, read_label_image
+    from napari_medseg.dataset.msd import label_names_from_json, read_label_image, read_roi_mask
 
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for folder in (pred_dir, gt_dir):
@@ -254,7 +276,7 @@ def evaluate_folders(
             raise ValueError(f"Folder not found: {folder}")
     preds, gts = _label_files(pred_dir), _label_files(gt_dir)
     if not preds:
-        raise ValueError(f"No NIfTI predictions in {pred_dir}.")
+        raise ValueError(f"No NIfTI predictions (nor NRRD, PNG or TIFF label files) in {pred_dir}.")
     common = sorted(set(preds) & set(gts))
     if not common:
         raise ValueError(f"No file in {pred_dir} has a same-named ground truth in {gt_dir}.")
@@ -267,14 +289,20 @@ def evaluate_folders(
                 labels = label_names_from_json(json.loads(meta.read_text()))
             except (ValueError, KeyError):
                 labels = None
+    rois = {}
+    roi_folder = Path(roi_dir) if roi_dir is not None else gt_dir.parent / "masksTr"
+    if roi_folder.is_dir():
+        rois = _label_files(roi_folder)
     per_case: dict[str, dict[str, dict[str, float]]] = {}
     for case in common:
-        pred, gt = read_label_image(preds[case]), read_label_image(gts[case])
+        pred = read_label_image(preds[case], labels, case)
+        gt = read_label_image(gts[case], labels, case)
         if pred.shape != gt.shape:
             raise ValueError(f"{case}: prediction shape {pred.shape} differs from ground truth {gt.shape}.")
+        roi = read_roi_mask(rois[case], case) if case in rois else None
         gt_arr = np.rint(gt.array).astype(np.int32)
         per_case[case] = evaluate_case(np.rint(pred.array).astype(np.int32), gt_arr, gt.spacing,
-                                       labels, surface)
+                                       labels, surface, roi=roi)
     result = {"cases": per_case, "summary": summarise(per_case),
               "missing_predictions": sorted(set(gts) - set(preds))}
     if csv_path is not None:

@@ -1,0 +1,45 @@
+"""Metrics on 2D picture datasets: 0/255 masks and a field of view (issue 18)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from napari_medseg.metrics import evaluate_case, evaluate_folders
+
+
+def test_roi_excludes_pixels_outside_the_field_of_view():
+    gt = np.zeros((10, 10), np.uint8)
+    gt[2:5, 2:5] = 1
+    pred = gt.copy()
+    pred[8:, 8:] = 1  # false positives, but outside the field of view
+    roi = np.zeros((10, 10), bool)
+    roi[:7, :7] = True
+    assert evaluate_case(pred, gt, (1, 1), {1: "v"}, surface=False)["v"]["dice"] < 1
+    inside = evaluate_case(pred, gt, (1, 1), {1: "v"}, surface=False, roi=roi)["v"]
+    assert inside["dice"] == 1.0
+    assert inside["specificity"] == 1.0  # true negatives counted inside the field of view only
+
+
+def test_folders_of_png_masks_with_fov(tmp_path):
+    root = tmp_path / "ds"
+    for sub in ("labelsTr", "masksTr", "pred"):
+        (root / sub).mkdir(parents=True)
+    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "vessel": 1},
+                                                   "file_ending": ".png"}))
+    gt = np.zeros((20, 20), np.uint8)
+    gt[5:10, 5:10] = 255  # 0/255 mask
+    Image.fromarray(gt).save(root / "labelsTr" / "a.png")
+    fov = np.zeros((20, 20), np.uint8)
+    fov[:15, :15] = 255
+    Image.fromarray(fov).save(root / "masksTr" / "a.png")
+    pred = (gt > 0).astype(np.uint8)
+    pred[18, 18] = 1  # outside the field of view
+    Image.fromarray(pred).save(root / "pred" / "a.png")
+    result = evaluate_folders(root / "pred", root / "labelsTr", surface=False)
+    assert result["cases"]["a"]["vessel"]["dice"] == 1.0
+    result = evaluate_folders(root / "pred", root / "labelsTr", surface=False,
+                              roi_dir=tmp_path / "nowhere")
+    assert result["cases"]["a"]["vessel"]["dice"] < 1.0

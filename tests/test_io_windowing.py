@@ -97,3 +97,14 @@ def test_default_contrast_limits_by_modality() -> None:
     mr = Volume(np.arange(24, dtype=np.float32).reshape(2, 3, 4), modality="MR")
     lo, hi = default_contrast_limits(mr)
     assert 0 <= lo < 1 and 22 < hi <= 23
+
+
+def test_a_window_stated_by_the_file_is_the_default():
+    from napari_medseg.io import Volume
+    from napari_medseg.io.windowing import default_contrast_limits
+
+    xray = Volume(np.arange(100, dtype=np.uint16).reshape(10, 10), modality="unknown",
+                  metadata={"window_center": 2048.0, "window_width": 1000.0})
+    assert default_contrast_limits(xray) == (1548.0, 2548.0)
+    plain = Volume(np.arange(100, dtype=np.uint16).reshape(10, 10))
+    assert default_contrast_limits(plain) != (1548.0, 2548.0)

@@ -92,8 +92,17 @@ def default_contrast_limits(volume: Volume) -> tuple[float, float]:
     """Contrast limits to set when ``volume`` is opened.
 
     CT (``volume.modality == "CT"``) gets the soft-tissue window (level 40, width 400 HU);
-    every other modality gets :func:`auto_contrast_limits`.
+    an image whose file states a display window (DICOM WindowCenter/WindowWidth, e.g. an
+    X-ray or a mammogram: ``metadata["window_center"]``/``["window_width"]``) gets that window;
+    every other image gets :func:`auto_contrast_limits`.
     """
     if volume.modality == "CT":
         return preset_contrast_limits(DEFAULT_CT_PRESET)
+    meta = volume.metadata or {}
+    try:
+        centre, width = float(meta["window_center"]), float(meta["window_width"])
+    except (KeyError, TypeError, ValueError):
+        centre = width = float("nan")
+    if np.isfinite(centre) and np.isfinite(width) and width > 0:
+        return window_to_contrast_limits(centre, width)
     return auto_contrast_limits(volume.array)

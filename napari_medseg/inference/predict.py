@@ -127,6 +127,49 @@ def is_colour_model(card: ModelCard) -> bool:
     return card.in_channels == 3 and (names == list(RGB_CHANNEL_NAMES) or len(names) != 3)
 
 
+#: Modalities whose mismatch means "another task" (a CT model on MR is refused).
+_KNOWN_MODALITIES = {"CT", "MR", "PT", "US", "XA"}
+
+
+def check_fits(card: ModelCard, volume: Volume | Sequence[Volume]) -> list[str]:
+    """The one policy on whether a model can segment an image (CLI, API and docks alike).
+
+    Parameters
+    ----------
+    card : ModelCard
+    volume : Volume or sequence of Volume
+        The input: one Volume (a colour picture counts as its 3 channels) or one per channel.
+
+    Returns
+    -------
+    list of str
+        Concerns that do not stop the prediction (none today; kept for the docks' status).
+
+    Raises
+    ------
+    ModelLoadError
+        Channels (count, colour vs greyscale), dimensionality (a 3D model on a 2D image) or a
+        known modality that differs from the training data's (a CT model on MR), in one sentence.
+    """
+    channels = _channels(volume)
+    if len(channels) != card.in_channels:
+        raise ModelLoadError(channel_mismatch_message(card, volume, len(channels)))
+    ref = channels[0]
+    if card.modality in _KNOWN_MODALITIES and ref.modality in _KNOWN_MODALITIES \
+            and card.modality != ref.modality:
+        raise ModelLoadError(
+            f"The model {card.describe()} was trained on {card.modality} images; this image is "
+            f"{ref.modality}. It belongs to a different task."
+        )
+    if card.dims == 3 and ref.ndim != 3:
+        what = "picture" if any(v.rgb for v in _given(volume)) or (
+            ref.metadata or {}).get("picture") else "image"
+        raise ModelLoadError(
+            f"The model {card.describe()} needs a 3D volume; the input is a 2D {what} "
+            f"({'×'.join(str(n) for n in ref.shape)} pixels). Use a 2D model for it.")
+    return []
+
+
 def channel_mismatch_message(card: ModelCard, volume: Volume | Sequence[Volume] | None,
                              n_channels: int) -> str:
     """One plain sentence saying why the input's channels do not fit the model.
@@ -225,21 +268,8 @@ def predict(
         # oneDNN convolutions run ~20 % faster with channels-last weights (same results)
         net = net.to(memory_format=channels_last_format(card.dims))
     channels = _channels(volume)
-    if len(channels) != card.in_channels:
-        raise ModelLoadError(channel_mismatch_message(card, volume, len(channels)))
+    check_fits(card, volume)
     ref = channels[0]
-    known = {"CT", "MR", "PT", "US", "XA"}
-    if card.modality in known and ref.modality in known and card.modality != ref.modality:
-        raise ModelLoadError(
-            f"The model {card.describe()} was trained on {card.modality} images; this image is "
-            f"{ref.modality}. It belongs to a different task."
-        )
-    if card.dims == 3 and ref.ndim != 3:
-        what = "picture" if any(v.rgb for v in _given(volume)) or (
-            ref.metadata or {}).get("picture") else "image"
-        raise ModelLoadError(
-            f"The model {card.describe()} needs a 3D volume; the input is a 2D {what} "
-            f"({'×'.join(str(n) for n in ref.shape)} pixels). Use a 2D model for it.")
     spacing = ref.spacing
     target = _target_spacing(card, spacing)
     params = [NormalisationParams.from_dict(d) for d in card.normalisation]

@@ -14,6 +14,11 @@ Protocol (any MSD-layout dataset)
 3. After every training, validation Dice on ``--val-cases`` fixed validation cases (the first of
    ``splits_suggested.json``'s val list when the dataset has one).
 
+2D datasets (nnU-Net v2 pictures: ``imagesTr/CASE_0000.png``, ``"file_ending": ".png"``): a
+picture is one slice. The seed is ``--k`` fully annotated pictures; each round the annotator
+corrects the ``--m`` pictures with the most wrong pixels among ``--volumes-per-round`` new ones
+(at least ``2 m``), each costing one slice.
+
 Cost = every annotated slice, the ``k`` seed slices included. Slices are taken along
 ``--axis`` (``auto``: the axis whose slices cut the largest cross-sections of the structure,
 i.e. the fewest slices through it). Predictions use mirror TTA and keep the largest component
@@ -115,10 +120,11 @@ def _load_split(data: Path, seed: int) -> tuple[list[str], list[str]]:
 
 
 def _reorient(volume, axis: int):
-    """The volume with array axis ``axis`` moved to the front (slices along axis 0)."""
+    """The volume with array axis ``axis`` moved to the front (slices along axis 0); a 2D
+    picture is returned as it is."""
     from napari_medseg.io.volume import Volume
 
-    if axis == 0:
+    if axis == 0 or volume.ndim == 2:
         return volume
     order = [axis] + [a for a in range(3) if a != axis]
     affine = volume.affine.copy()
@@ -131,15 +137,16 @@ def _reorient(volume, axis: int):
 class CaseLoader:
     """Reads image + ground truth of a case id, reoriented so slices run along axis 0."""
 
-    def __init__(self, data: Path, modality: str) -> None:
+    def __init__(self, data: Path, modality: str, label_names: dict | None = None) -> None:
         from napari_medseg.dataset.msd import list_msd_cases
 
         self.paths = {cid: (imgs, lab) for cid, imgs, lab in list_msd_cases(data)}
         self.modality = modality
+        self.label_names = label_names
         self.axis = 0
 
     def raw(self, cid: str):
-        from napari_medseg.dataset.msd import read_image
+        from napari_medseg.dataset.msd import read_image, read_label_image
 
         imgs, lab = self.paths[cid]
         if len(imgs) != 1:
@@ -149,7 +156,9 @@ class CaseLoader:
                 self._warned = True
         image = read_image(imgs[0])
         image.modality = self.modality if image.modality == "unknown" else image.modality
-        labels = np.asarray(read_image(lab).array).astype(np.uint8)
+        labels = np.asarray(read_label_image(lab, self.label_names, cid).array).astype(np.uint8)
+        if labels.shape != image.shape:
+            raise SystemExit(f"case {cid}: labels {labels.shape} and image {image.shape} differ")
         return image, labels
 
     def load(self, cid: str):
@@ -158,7 +167,7 @@ class CaseLoader:
         image, labels = self.raw(cid)
         image = _reorient(image, self.axis)
         image.name = cid
-        gt = np.ascontiguousarray(np.moveaxis(labels, self.axis, 0))
+        gt = labels if labels.ndim == 2 else np.ascontiguousarray(np.moveaxis(labels, self.axis, 0))
         return image, gt, Volume(gt, image.spacing, image.affine, name=cid)
 
 
@@ -172,6 +181,8 @@ def choose_axis(loader: CaseLoader, case_ids: list[str]) -> tuple[int, list[floa
     counts = np.zeros(3)
     for cid in case_ids:
         _, labels = loader.raw(cid)
+        if labels.ndim == 2:
+            return 0, []
         fg = labels > 0
         for ax in range(3):
             other = tuple(a for a in range(3) if a != ax)
@@ -189,12 +200,29 @@ def seed_slices(gt: np.ndarray, n: int) -> list[int]:
     return sorted({int(i) for i in picks})
 
 
+def image_shape(path: Path) -> tuple[int, ...]:
+    """Spatial shape of an image file, from its header when it has one (NIfTI, pictures)."""
+    from napari_medseg.io import is_nifti_path
+
+    if is_nifti_path(path):
+        from napari_medseg.io.nifti import nifti_header_summary
+
+        return tuple(int(s) for s in nifti_header_summary(path)["shape"])
+    try:
+        from napari_medseg.io.picture import describe_picture, is_picture_path
+
+        if is_picture_path(path):
+            return tuple(int(s) for s in describe_picture(path)["shape"])
+    except ImportError:
+        pass
+    from napari_medseg.dataset.msd import read_image
+
+    return tuple(read_image(path).shape)
+
+
 def _median_voxels(loader: CaseLoader, case_ids: list[str]) -> float:
     """Median voxel count of the images of ``case_ids`` (read from the headers only)."""
-    from napari_medseg.io.nifti import nifti_header_summary
-
-    counts = [float(np.prod(nifti_header_summary(loader.paths[c][0][0])["shape"]))
-              for c in case_ids]
+    counts = [float(np.prod(image_shape(loader.paths[c][0][0]))) for c in case_ids]
     return float(np.median(counts)) if counts else 0.0
 
 
@@ -212,10 +240,9 @@ def choose_dims(loader: CaseLoader, case_ids: list[str], n_classes: int, budget_
     """
     import torch
 
-    from napari_medseg.io.nifti import nifti_header_summary
     from napari_medseg.models.factory import build_network, plan_network, plan_patch_size
 
-    shapes = [nifti_header_summary(loader.paths[c][0][0])["shape"] for c in case_ids]
+    shapes = [image_shape(loader.paths[c][0][0]) for c in case_ids]
     if any(len(sh) != 3 for sh in shapes):
         return 2, "2D images"
     shape = np.median(np.array(shapes, dtype=float), axis=0)
@@ -266,8 +293,10 @@ def choose_threads(max_threads: int | None = None) -> int:
 
 
 def slice_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Wrong voxels per slice (axis 0)."""
-    return (pred != gt).reshape(gt.shape[0], -1).sum(axis=1).astype(float)
+    """Wrong voxels per slice (axis 0); one value for a 2D picture."""
+    from napari_medseg.loop import correction_errors
+
+    return correction_errors(pred, gt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = choose_threads() if args.threads == "auto" else int(args.threads)
     torch.set_num_threads(threads)
-    from napari_medseg.active import rank_slices
     from napari_medseg.dataset.msd import (
         Case,
         _channel_names,
@@ -289,32 +317,46 @@ def main(argv: list[str] | None = None) -> int:
         read_dataset_json,
     )
     from napari_medseg.dataset.project import Project
-    from napari_medseg.inference import load_model, predict_volume, resolve_device
-    from napari_medseg.loop import default_retrain_config, retrain, run_to_end
+    from napari_medseg.loop import (
+        default_retrain_config,
+        retrain,
+        run_to_end,
+        simulated_annotator_round,
+    )
 
     t_start = time.perf_counter()
     data = Path(args.data)
     meta = read_dataset_json(data)
     label_names = label_names_from_json(meta)
-    modality = _modality_from_name(_channel_names(meta)[0])
-    modality = modality if modality != "unknown" else "MR"
+    first_channel = _channel_names(meta)[0]
+    modality = _modality_from_name(first_channel)
+    if modality == "unknown":  # z-score normalisation either way
+        modality = "US" if first_channel.upper() in ("US", "ULTRASOUND") else "MR"
     train_ids, val_ids = _load_split(data, args.seed)
     rng = np.random.default_rng(args.seed)
     pool = [train_ids[i] for i in rng.permutation(len(train_ids))]
-    loader = CaseLoader(data, modality)
-    if args.axis == "auto":
+    loader = CaseLoader(data, modality, label_names)
+    pictures = len(image_shape(loader.paths[pool[0]][0][0])) == 2
+    if pictures:
+        axis_note = "2D pictures: one picture is one annotated slice"
+        n_seed = max(args.k, 2)
+        if args.volumes_per_round < 2 * args.m:
+            args.volumes_per_round = 2 * args.m
+    elif args.axis == "auto":
         loader.axis, counts = choose_axis(loader, pool[:10])
         axis_note = f"auto: mean slices through the structure per axis {np.round(counts, 1).tolist()}"
     else:
         loader.axis, axis_note = int(args.axis), "chosen"
+    if not pictures:
+        n_seed = 2
     val_ids = val_ids[: args.val_cases]
-    if len(pool) < 2 + args.rounds:
+    if len(pool) < n_seed + args.rounds:
         raise SystemExit(f"the dataset has {len(pool)} training cases; at least "
-                         f"{2 + args.rounds} are needed for {args.rounds} round(s)")
-    if len(pool) < 2 + args.rounds * args.volumes_per_round:
-        args.volumes_per_round = (len(pool) - 2) // args.rounds
-        print(f"note: only {len(pool)} training cases: {args.volumes_per_round} new volume(s) "
-              "per round")
+                         f"{n_seed + args.rounds} are needed for {args.rounds} round(s)")
+    if len(pool) < n_seed + args.rounds * args.volumes_per_round:
+        args.volumes_per_round = (len(pool) - n_seed) // args.rounds
+        print(f"note: only {len(pool)} training cases: {args.volumes_per_round} new "
+              f"{'picture' if pictures else 'volume'}(s) per round")
     median_voxels = _median_voxels(loader, pool[:5])
     if args.dims == "auto":
         args.dims, dims_note = choose_dims(loader, pool[:5], len(label_names),
@@ -342,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict = {"dims": args.dims, "device": device, "seed": args.seed}
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
-    elif args.dims == 2:
+    elif args.dims == 2 and not pictures:  # slices of volumes; pictures: the engine plans
         overrides["batch_size"] = 16
     if args.base_channels:
         overrides["base_channels"] = args.base_channels
@@ -358,11 +400,15 @@ def main(argv: list[str] | None = None) -> int:
     classes = {v: n for v, n in label_names.items() if v != 0}
     project = Project.create(root, f"loop benchmark {data.name}", classes, modality=modality)
 
-    # -- seed: k slices in 2 volumes
-    seed_ids, pool = pool[:2], pool[2:]
+    # -- seed: k slices in 2 volumes (k whole pictures in 2D)
+    seed_ids, pool = pool[:n_seed], pool[n_seed:]
     cost = 0
     for i, cid in enumerate(seed_ids):
         image, gt, _ = loader.load(cid)
+        if pictures:
+            project.accept_case(image, gt, case_id=cid)
+            cost += 1
+            continue
         n = args.k // 2 + (1 if i < args.k % 2 else 0)
         slices = seed_slices(gt, n)
         project.accept_case(image, gt, annotated_slices=slices, case_id=cid)
@@ -385,33 +431,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     metrics, took = train_round("seed")
     train_s = metrics.get("train_time_s", took)
-    rows.append({"round": 0, "volumes": 2, "corrected": cost, "cumulative": cost,
+    rows.append({"round": 0, "volumes": n_seed, "corrected": cost, "cumulative": cost,
                  "train_s": train_s, "retrain_wall_s": took, **metrics})
     _print_row(rows[-1], label_names)
 
     for r in range(1, args.rounds + 1):
         batch, pool = pool[: args.volumes_per_round], pool[args.volumes_per_round:]
-        model_dir = project.model_dir()
-        model = load_model(model_dir, device=resolve_device(device))
-        candidates = []  # (error, case id, slice)
-        loaded = {}
-        for cid in batch:
-            image, gt, _ = loader.load(cid)
-            pred = predict_volume(model, image, device=device, tta=args.tta,
-                                  return_probabilities=False,
-                                  return_entropy=False, keep_largest=keep_largest).labels
-            err = slice_errors(pred, gt)
-            for s in rank_slices(err, min_gap=args.min_gap):
-                candidates.append((err[s], cid, s))
-            loaded[cid] = (image, gt)
-        candidates.sort(key=lambda t: (-t[0], t[1], t[2]))
-        chosen: dict[str, list[int]] = {}
-        for _, cid, s in candidates[: args.m]:
-            chosen.setdefault(cid, []).append(s)
-        n_corrected = sum(len(v) for v in chosen.values())
-        for cid, slices in chosen.items():
-            image, gt = loaded[cid]
-            project.accept_case(image, gt, annotated_slices=slices, case_id=cid)
+        cases = [(cid, *loader.load(cid)[:2]) for cid in batch]
+        chosen = simulated_annotator_round(project, cases, args.m, min_gap=args.min_gap,
+                                           device=device, tta=args.tta,
+                                           keep_largest=keep_largest)
+        n_corrected = sum(1 if v is None else len(v) for v in chosen.values())
         cost += n_corrected
         metrics, took = train_round(f"round {r}")
         rows.append({"round": r, "volumes": len(chosen), "corrected": n_corrected,

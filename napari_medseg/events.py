@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from napari_medseg.labels import IGNORE_LABEL  # noqa: F401  (re-exported: its first home)
+
 EVENT_KINDS = ("start", "step", "epoch", "message", "finished", "cancelled", "error")
 
 
@@ -48,6 +50,3 @@ class Event:
             d["result"] = repr(self.result)
         return d
 
-
-#: Label value for voxels nobody annotated (sparse annotation). They add nothing to the loss.
-IGNORE_LABEL = 255

@@ -11,6 +11,11 @@
 3. the result is registered as the next model version with its validation metrics and becomes
    the current model.
 
+A simulated annotator (``benchmarks/loop.py``) uses :func:`correction_errors`,
+:func:`choose_corrections` and :func:`simulated_annotator_round`: the model predicts new cases,
+the slices (or whole 2D pictures) with the most wrong voxels are "corrected" from the ground
+truth and accepted.
+
 The training call itself can run elsewhere: pass ``runner`` (e.g. a function that runs
 ``train`` in a child process with :class:`napari_medseg.jobs.ProcessJob`); everything that
 writes the project happens in the calling process.
@@ -321,6 +326,126 @@ def _engine_metrics(train_result: Any) -> dict[str, float]:
     return {}
 
 
+def correction_errors(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Wrong voxels per unit a simulated annotator corrects: per slice along axis 0 of a volume,
+    one value for a 2D picture (the whole picture is the unit).
+
+    Parameters
+    ----------
+    prediction, reference : np.ndarray
+        Integer label maps of the same shape, ``(Z, Y, X)`` or ``(Y, X)``.
+
+    Returns
+    -------
+    np.ndarray of float
+        ``(Z,)`` for a volume, ``(1,)`` for a picture.
+    """
+    pred, ref = np.asarray(prediction), np.asarray(reference)
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference {ref.shape}")
+    wrong = pred != ref
+    if wrong.ndim == 2:
+        return np.array([float(np.count_nonzero(wrong))])
+    return wrong.reshape(wrong.shape[0], -1).sum(axis=1).astype(float)
+
+
+def choose_corrections(
+    errors: Mapping[str, np.ndarray],
+    m: int,
+    min_gap: int = 2,
+    pictures: Sequence[str] = (),
+) -> dict[str, list[int] | None]:
+    """The ``m`` units (slices, or whole 2D pictures) with the most wrong voxels.
+
+    Parameters
+    ----------
+    errors : mapping
+        ``{case id: correction_errors(...)}``.
+    m : int
+        How many units to correct.
+    min_gap : int
+        Corrected slices of one volume are at least this far apart.
+    pictures : sequence of str
+        Case ids that are 2D pictures: corrected whole, given as ``None``.
+
+    Returns
+    -------
+    dict
+        ``{case id: sorted slice indices}``, or ``{case id: None}`` for a whole picture; ties go
+        to the smaller case id and slice. Units without error are not chosen.
+    """
+    from napari_medseg.active import rank_slices
+
+    whole = set(pictures)
+    candidates = []  # (error, case id, slice)
+    for cid, err in errors.items():
+        err = np.asarray(err, dtype=float)
+        picks = [0] if cid in whole else rank_slices(err, min_gap=min_gap)
+        candidates += [(float(err[s]), cid, int(s)) for s in picks if err[s] > 0]
+    candidates.sort(key=lambda t: (-t[0], t[1], t[2]))
+    chosen: dict[str, list[int] | None] = {}
+    for _, cid, s in candidates[: max(int(m), 0)]:
+        if cid in whole:
+            chosen[cid] = None
+        else:
+            chosen.setdefault(cid, []).append(s)  # type: ignore[union-attr]
+    return {cid: (None if v is None else sorted(v)) for cid, v in chosen.items()}
+
+
+def simulated_annotator_round(
+    project: Project,
+    cases: Sequence[tuple[str, Any, np.ndarray]],
+    m: int,
+    *,
+    min_gap: int = 2,
+    device: str = "cpu",
+    tta: bool = False,
+    keep_largest: bool = True,
+) -> dict[str, list[int] | None]:
+    """One round of a simulated annotator: predict, correct the worst units, accept them.
+
+    The project's current model predicts every case; the ``m`` slices (or 2D pictures) with
+    the most wrong voxels against the ground truth are "corrected" (the ground truth copied in;
+    other slices of a volume stay unannotated) and the cases are accepted into the project.
+
+    Parameters
+    ----------
+    project : Project
+        Holds a current model.
+    cases : sequence of (case id, Volume, np.ndarray)
+        New cases with their ground truth (2D pictures or volumes sliced along axis 0).
+    m : int
+        Units to correct.
+    min_gap, device, tta, keep_largest
+        As :func:`choose_corrections` and the prediction options.
+
+    Returns
+    -------
+    dict
+        What was corrected: ``{case id: slices}`` (``None`` = the whole picture). The cost in
+        annotated slices is ``sum(1 if v is None else len(v) for v in result.values())``.
+    """
+    from napari_medseg.inference import load_model, predict_volume, resolve_device
+
+    if project.current_model is None:
+        raise ProjectError("Train a first model before simulating corrections.")
+    dev = resolve_device(device)
+    model = load_model(project.model_dir(), device=dev)
+    errors, pictures, loaded = {}, [], {}
+    for cid, image, gt in cases:
+        pred = predict_volume(model, image, device=dev, tta=tta, return_probabilities=False,
+                              return_entropy=False, keep_largest=keep_largest).labels
+        errors[cid] = correction_errors(pred, gt)
+        if np.asarray(gt).ndim == 2:
+            pictures.append(cid)
+        loaded[cid] = (image, gt)
+    chosen = choose_corrections(errors, m, min_gap, pictures)
+    for cid, slices in chosen.items():
+        image, gt = loaded[cid]
+        project.accept_case(image, gt, annotated_slices=slices, case_id=cid)
+    return chosen
+
+
 def run_to_end(events: Iterator[Event], on_event: Callable[[Event], None] | None = None) -> Any:
     """Drive an event generator to its end; returns its return value."""
     while True:
@@ -335,9 +460,12 @@ def run_to_end(events: Iterator[Event], on_event: Callable[[Event], None] | None
 __all__ = [
     "DEFAULT_RETRAIN_BUDGET_S",
     "RetrainResult",
+    "choose_corrections",
+    "correction_errors",
     "default_retrain_config",
     "dice_metrics",
     "evaluate_model",
     "retrain",
     "run_to_end",
+    "simulated_annotator_round",
 ]

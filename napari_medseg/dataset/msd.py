@@ -42,12 +42,11 @@ import numpy as np
 
 from napari_medseg.events import IGNORE_LABEL
 from napari_medseg.io.volume import Volume
+from napari_medseg.labels import PALETTE, class_colour, hex_to_rgb
 
 #: Default display colours (RGB 0-255) for label values 1, 2, ... (0 = background is transparent).
-DEFAULT_LABEL_COLOURS = [
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-]
+#: Class colours (RGB 0-255) for label values 1, 2, ...: the package's one palette.
+DEFAULT_LABEL_COLOURS = [hex_to_rgb(c) for c in PALETTE]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: Picture files an nnU-Net v2 natural-image dataset may hold (``dataset.json`` ``file_ending``).
@@ -1022,5 +1021,4 @@ def read_splits(path: str | os.PathLike, fold: int = 0) -> tuple[list[str], list
 
 def label_colours(label_names: dict[int, str]) -> dict[int, tuple[int, int, int]]:
     """Default RGB colour (0-255) for every non-background label value."""
-    return {v: DEFAULT_LABEL_COLOURS[(v - 1) % len(DEFAULT_LABEL_COLOURS)]
-            for v in label_names if v != 0}
+    return {v: class_colour(v) for v in label_names if v != 0}

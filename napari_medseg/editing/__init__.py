@@ -14,7 +14,8 @@ components     fill holes, remove islands, keep largest / clicked piece, compone
 logic          union / intersect / subtract of two labels
 interpolation  shape-based interpolation between annotated slices
 contours       per-slice outlines as polygons (mm, or voxel indices for napari Shapes)
-presegment     Otsu/window threshold, region growing, k-means, Gaussian mixture, watershed
+presegment     Otsu/window threshold, region growing, k-means, Gaussian mixture, watershed,
+               lungs on CT
 patches        EditPatch / make_patch / apply_operation / UndoStack for undo and redo
 
 Quick reference (``L`` label map, ``sp`` spacing in mm; common keywords: ``axis=None,
@@ -32,6 +33,7 @@ label_contours_for_shapes(L, label, axis)  -> [(N, 3) voxel-index polygons]
 threshold_segment(img, "otsu"|"window"|"multiotsu", low, high)   region_grow(img, seed, tol)
 kmeans_segment(img, n)   gmm_segment(img, n)   watershed_segment(img, markers)
 outside_air_mask(img, modality)  -> bool mask of the air around the body (left 0 by clustering)
+lungs_ct(img, sp, exclude_airways=True, separate_sides=False, affine=None)  -> 1 lung (1 R, 2 L)
 intensity_mask(img, low, high)   constrain_paint(old_L, new_L, img, low, high)
 patch = apply_operation(L, "close_label", label=1, radius_mm=3, spacing=sp)  # in place
 edit = make_edit(old_L, new_L)  -> EditPatch (bounding box) or IndexedEdit (few voxels) or None
@@ -81,6 +83,7 @@ from napari_medseg.editing.presegment import (
     gmm_segment,
     intensity_mask,
     kmeans_segment,
+    lungs_ct,
     outside_air_mask,
     region_grow,
     threshold_segment,
@@ -117,6 +120,7 @@ __all__ = [
     "kmeans_segment",
     "label_contours",
     "label_contours_for_shapes",
+    "lungs_ct",
     "make_edit",
     "make_patch",
     "open_label",

@@ -366,9 +366,9 @@ def _classes(labels: np.ndarray, label_names: dict[int, str] | None) -> dict[int
 
 def _colours(names: dict[int, str], colours: dict[int, Sequence[float]] | None
              ) -> dict[int, tuple[int, int, int]]:
-    from napari_medseg.dataset.msd import label_colours  # the package's one palette
+    from napari_medseg.labels import class_colour  # the package's one palette
 
-    out = dict(label_colours(names))
+    out = {v: class_colour(v) for v in names if v != 0}
     for k, rgb in (colours or {}).items():
         vals = [float(c) for c in list(rgb)[:3]]
         if max(vals) <= 1.0:

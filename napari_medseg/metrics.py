@@ -319,9 +319,12 @@ def write_csv(per_case: dict[str, dict[str, dict[str, float]]], csv_path: str | 
     csv_path = Path(csv_path)
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["case", "class", "label", *METRIC_NAMES])
+    extra = sorted({k for classes in per_case.values() for row in classes.values() for k in row}
+                   - set(METRIC_NAMES) - {"label"})  # e.g. pixel distances of 2D pictures
+    columns = [*METRIC_NAMES, *extra]
+    writer.writerow(["case", "class", "label", *columns])
     for case, classes in per_case.items():
         for name, row in classes.items():
-            writer.writerow([case, name, row["label"], *[row.get(m, "") for m in METRIC_NAMES]])
+            writer.writerow([case, name, row["label"], *[row.get(m, "") for m in columns]])
     atomic_write_bytes(csv_path, text.getvalue().encode())
     return csv_path

@@ -19,6 +19,8 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -26,6 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg.ui._layers import spatial_shape
 from napari_medseg.ui._notify import show_error_message
 
 
@@ -55,9 +58,10 @@ def _medseg(layer: Any) -> dict[str, Any]:
 def belongs_to(labels: Any, image: Any) -> bool:
     """Whether the Labels layer ``labels`` was drawn on (or lies on the grid of) ``image``.
 
-    The plugin records the image's :func:`layer_key` and name when it makes a Labels layer;
-    otherwise (a label map opened from a file next to its image, labels saved and reopened)
-    labels belong to an image of the same shape and affine.
+    The plugin records the image's :func:`layer_key` and name when it makes a Labels layer:
+    such labels belong to that image only (2D pictures of one size all share a placeholder
+    grid). Otherwise (a label map opened from a file next to its image, labels saved and
+    reopened) labels belong to an image of the same shape and affine.
     """
     if labels is None or image is None:
         return False
@@ -66,8 +70,17 @@ def belongs_to(labels: Any, image: Any) -> bool:
         return True
     if source.get("image_layer") and source.get("image_layer") == image.name:
         return True
+    other = _medseg(image).get("source") or {}
+    if source.get("image_key") is not None and other.get("image_key") == source["image_key"]:
+        return True  # two layers (annotation, prediction) drawn on the same image
+    from napari.layers import Labels
+
+    if source.get("image_key") is not None and not isinstance(image, Labels):
+        # drawn on another image: pictures of one size share a placeholder grid, but
+        # photo_a's labels are not photo_b's
+        return False
     try:
-        if tuple(labels.data.shape) != tuple(image.data.shape):
+        if spatial_shape(labels) != spatial_shape(image):
             return False
     except AttributeError:
         return False
@@ -261,6 +274,92 @@ class LayerCombo(QComboBox):
         if layer is None:
             raise ValueError(f"no {what} chosen: open or create one first")
         return layer
+
+
+class ChannelList(QListWidget):
+    """Checklist of greyscale images on the grid of an image: extra input channels.
+
+    nnU-Net's ``channel_names`` idea: co-registered images of one patient (T1 + T2, CT + PET)
+    are one multi-channel input. The list offers every other greyscale Image layer whose grid
+    (shape and geometry, see :func:`belongs_to`) is that of :meth:`set_image`'s image; the
+    checked ones follow the image, in layer-list order, as channels 1, 2, ...
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    layers_of : callable
+        ``layers_of(viewer) -> list[Image]`` (the plugin's image layers).
+    """
+
+    def __init__(self, viewer: Any, layers_of: Callable[[Any], list[Any]],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._viewer = viewer
+        self._layers_of = layers_of
+        self._images: list[Any] = []
+        self._offered: list[Any] = []
+        self.setMaximumHeight(70)
+        self.setTextElideMode(Qt.ElideMiddle)
+        self.setToolTip(
+            "Other images of the same patient on the same grid (e.g. T2 next to T1): checked "
+            "ones are fed to the model as extra input channels, in this order. A model trained "
+            "with extra channels needs the same ones to segment.")
+        self.refresh()
+
+    def set_images(self, images: list[Any]) -> None:
+        """Offer the images on the grid of every one of ``images`` (the main inputs)."""
+        self._images = [im for im in images if im is not None]
+        self.refresh()
+
+    def _candidates(self) -> list[Any]:
+        if not self._images:
+            return []
+        main = {layer_key(im) for im in self._images}
+        out = []
+        for layer in self._layers_of(self._viewer):
+            if layer_key(layer) in main or getattr(layer, "rgb", False):
+                continue
+            if any(belongs_to(layer, im) for im in self._images):
+                out.append(layer)
+        return out
+
+    def refresh(self) -> None:
+        """Rebuild the list, keeping checked choices (by layer id)."""
+        checked = set(self.checked_keys())
+        self.blockSignals(True)
+        self.clear()
+        self._offered = self._candidates()
+        for layer in self._offered:
+            item = QListWidgetItem(layer.name)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if layer_key(layer) in checked else Qt.Unchecked)
+            item.setData(Qt.UserRole, layer_key(layer))
+            self.addItem(item)
+        if not self._offered:
+            item = QListWidgetItem("(none: no other image on this grid)")
+            item.setFlags(Qt.NoItemFlags)
+            self.addItem(item)
+        rows = max(1, min(len(self._offered), 3))
+        self.setMaximumHeight(self.sizeHintForRow(0) * rows + 2 * self.frameWidth() + 4)
+        self.blockSignals(False)
+
+    def checked_keys(self) -> list[str]:
+        return [str(self.item(i).data(Qt.UserRole)) for i in range(self.count())
+                if self.item(i).data(Qt.UserRole) is not None
+                and self.item(i).checkState() == Qt.Checked]
+
+    def set_checked(self, names_or_layers: list[Any]) -> None:
+        """Check the offered layers given by name or layer (others are unchecked)."""
+        wanted = {n if isinstance(n, str) else layer_key(n) for n in names_or_layers}
+        for i, layer in enumerate(self._offered):
+            on = layer.name in wanted or layer_key(layer) in wanted
+            self.item(i).setCheckState(Qt.Checked if on else Qt.Unchecked)
+
+    def checked_layers(self, image: Any = None) -> list[Any]:
+        """Checked layers (on ``image``'s grid only, when given), in list order."""
+        keys = set(self.checked_keys())
+        return [ly for ly in self._offered if layer_key(ly) in keys
+                and (image is None or belongs_to(ly, image))]
 
 
 _SLICE_FOLLOWERS: set[int] = set()

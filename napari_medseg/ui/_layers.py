@@ -120,74 +120,138 @@ def volume_from_parts(
     scale: Any = None,
     translate: Any = None,
     name: str = "volume",
+    rgb: bool = False,
 ) -> Volume:
     """Build a :class:`Volume` from layer pieces (used by layers and by the npe2 writer).
 
     Parameters
     ----------
     array : np.ndarray
-        ``(Z, Y, X)`` or ``(Y, X)`` voxels.
+        ``(Z, Y, X)`` or ``(Y, X)`` voxels; with ``rgb``, a colour picture ``(Y, X, 3|4)``
+        (or ``(Z, Y, X, 3|4)``), channels last.
     medseg : mapping or None
-        ``layer.metadata["medseg"]``; its geometry is used when its shape matches ``array``.
+        ``layer.metadata["medseg"]``; its geometry is used when its shape matches ``array``'s
+        spatial shape.
     scale, translate : sequence of float, optional
         napari layer scale (mm per voxel, may be negative) and translate (mm), the fallback
         geometry: an axis-aligned affine without orientation whose
-        :meth:`Volume.napari_geometry` gives these values back.
+        :meth:`Volume.napari_geometry` gives these values back (spatial axes only: an RGB
+        layer has no scale for its colour axis).
     name : str
         Volume name.
+    rgb : bool
+        ``array`` is a colour picture (napari's ``Image(rgb=True)``); also inferred from
+        ``medseg["rgb"]`` when the array has one axis more than the stored spacing.
 
     Raises
     ------
     ValueError
-        If ``array`` is not 2D or 3D.
+        If ``array`` is not 2D or 3D (colour axis not counted).
     """
     array = np.asarray(array)
     meta = dict(medseg or {})
-    if {"spacing", "affine"} <= meta.keys() and list(meta.get("shape", array.shape)) == list(
-        array.shape
-    ):
-        volume = Volume.from_geometry_metadata(array, meta)
+    # a colour picture says so in its geometry metadata (Volume.geometry_metadata) too
+    rgb = bool(rgb) or (bool(meta.get("rgb")) and array.ndim == len(meta.get("spacing", ())) + 1)
+    rgb = rgb and array.ndim in (3, 4) and array.shape[-1] in (3, 4)
+    spatial = array.shape[:-1] if rgb else array.shape
+    if {"spacing", "affine"} <= meta.keys() and list(meta.get("shape", spatial)) == list(
+        spatial
+    ) and len(meta["spacing"]) == len(spatial):
+        volume = Volume.from_geometry_metadata(array, {**meta, "rgb": rgb})
         volume.name = name
         return volume
-    if array.ndim not in (2, 3):
+    ndim = len(spatial)
+    if ndim not in (2, 3):
         raise ValueError(
-            f"'{name}' has {array.ndim} dimensions; only 2D and 3D volumes are supported"
+            f"'{name}' has {ndim} dimensions; only 2D and 3D images are supported"
         )
-    scale = (1.0,) * array.ndim if scale is None else scale
-    translate = (0.0,) * array.ndim if translate is None else translate
-    scale = tuple(float(s) for s in list(scale)[-array.ndim:])
-    translate = tuple(float(t) for t in list(translate)[-array.ndim:])
+    scale = (1.0,) * ndim if scale is None else scale
+    translate = (0.0,) * ndim if translate is None else translate
+    scale = tuple(float(s) for s in list(scale)[-ndim:])
+    translate = tuple(float(t) for t in list(translate)[-ndim:])
     affine = np.eye(4)
-    offset = 3 - array.ndim
-    for i in range(array.ndim):
+    offset = 3 - ndim
+    for i in range(ndim):
         affine[offset + i, offset + i] = scale[i]
         affine[offset + i, 3] = translate[i]
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
     return Volume(array, tuple(abs(s) for s in scale), affine,
-                  modality=meta.get("modality", "unknown"), name=name)
+                  modality=meta.get("modality", "unknown"), metadata=dict(source), name=name,
+                  rgb=rgb)
+
+
+def is_rgb_layer(layer: Any) -> bool:
+    """Whether ``layer`` is a colour picture (napari Image with ``rgb=True``)."""
+    return bool(getattr(layer, "rgb", False))
+
+
+def spatial_shape(layer: Any) -> tuple[int, ...]:
+    """The voxel grid of ``layer``: its data shape without a colour axis (RGB layers)."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    shape = tuple(int(n) for n in data.shape)
+    return shape[:-1] if is_rgb_layer(layer) else shape
+
+
+def spacing_known(layer: Any) -> bool:
+    """False when the layer's file gave no pixel size (2D pictures: spacing 1 is a placeholder).
+
+    Readers say so with ``metadata["medseg"]["source"]["spacing_known"] = False`` (or the same
+    key directly in ``metadata["medseg"]``); a layer made for an image copies its source.
+    """
+    medseg = _medseg_meta(layer)
+    source = medseg.get("source") if isinstance(medseg.get("source"), dict) else {}
+    for where in (medseg, source):
+        if where.get("spacing_known") is False:
+            return False
+    return True
+
+
+def length_unit(layer: Any) -> str:
+    """``"mm"``, or ``"px"`` for a layer whose spacing is unknown (see :func:`spacing_known`)."""
+    return "mm" if spacing_known(layer) else "px"
 
 
 def volume_from_layer(layer: Any) -> Volume:
     """The layer's data as a :class:`Volume` with the geometry it was opened with.
 
     Uses ``layer.metadata["medseg"]`` when present and matching the data shape; otherwise
-    builds an axis-aligned affine from the layer's ``scale`` and ``translate`` (mm).
+    builds an axis-aligned affine from the layer's ``scale`` and ``translate`` (mm). An RGB
+    layer (napari ``rgb=True``, ``(Y, X, 3|4)``) gives a colour Volume (``rgb=True``) whose
+    spacing is the layer's spatial scale; training and prediction split it into red, green
+    and blue channels (:meth:`Volume.channel_volumes`).
 
     Parameters
     ----------
     layer : napari.layers.Image or napari.layers.Labels
-        A 2D ``(Y, X)`` or 3D ``(Z, Y, X)`` layer.
+        A 2D ``(Y, X)`` or 3D ``(Z, Y, X)`` layer, or a colour picture.
 
     Raises
     ------
     ValueError
-        If the layer is not 2D/3D (e.g. RGB or time series).
+        If the layer is not 2D/3D (e.g. a time series).
     """
-    if getattr(layer, "rgb", False):
-        raise ValueError(f"layer '{layer.name}' is an RGB picture, not a medical volume")
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     return volume_from_parts(
-        np.asarray(data), _medseg_meta(layer), layer.scale, layer.translate, layer.name
+        np.asarray(data), _medseg_meta(layer), layer.scale, layer.translate, layer.name,
+        rgb=is_rgb_layer(layer),
     )
+
+
+def luminance(array: np.ndarray) -> np.ndarray:
+    """Greyscale version of a colour picture ``(..., 3|4)`` (ITU-R BT.601 luma), float32.
+
+    Intensity tools that need one value per pixel (intensity window, thresholds, region
+    growing) use it on colour pictures; alpha is ignored.
+    """
+    array = np.asarray(array)
+    rgb = array[..., :3].astype(np.float32, copy=False)
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def intensity_array(layer: Any) -> np.ndarray:
+    """One intensity per voxel of ``layer``: the data, or the luminance of a colour picture."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return luminance(data) if is_rgb_layer(layer) else np.asarray(data)
 
 
 def layer_transform_kwargs(layer: Any) -> dict[str, Any]:
@@ -287,10 +351,18 @@ def layer_kwargs_for_volume(volume: Volume, **extra: Any) -> dict[str, Any]:
 
 
 def image_layer_kwargs(volume: Volume, **extra: Any) -> dict[str, Any]:
-    """Layer kwargs for showing ``volume`` as an Image (grey colormap, modality contrast)."""
+    """Layer kwargs for showing ``volume`` as an Image (grey colormap, modality contrast).
+
+    A colour picture (``volume.rgb``) is shown as napari shows photographs: ``rgb=True``,
+    its own colours, no colormap.
+    """
     from napari_medseg.io.windowing import default_contrast_limits
 
     kwargs = layer_kwargs_for_volume(volume)
+    if volume.rgb:
+        kwargs["rgb"] = True
+        kwargs.update(extra)
+        return kwargs
     kwargs["colormap"] = "gray"
     limits = default_contrast_limits(volume)
     if limits is not None and float(limits[1]) > float(limits[0]):
@@ -385,10 +457,10 @@ def add_labels_for_image(
 
 
 def image_layers(viewer: Any) -> list[Any]:
-    """Image layers of ``viewer`` (not RGB), in layer-list order."""
+    """Image layers of ``viewer`` (greyscale and colour pictures), in layer-list order."""
     from napari.layers import Image
 
-    return [ly for ly in viewer.layers if isinstance(ly, Image) and not ly.rgb
+    return [ly for ly in viewer.layers if isinstance(ly, Image)
             and ((ly.metadata or {}).get("medseg") or {}).get("role") not in DERIVED_ROLES]
 
 

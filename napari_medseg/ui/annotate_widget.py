@@ -43,10 +43,15 @@ from napari_medseg.ui._layers import (
     add_labels_for_image,
     default_class_color,
     image_layers,
+    intensity_array,
+    is_rgb_layer,
     labels_for_saving,
     labels_layers,
     layer_classes,
+    length_unit,
+    luminance,
     set_layer_classes,
+    spatial_shape,
     volume_from_layer,
     write_classes_sidecar,
 )
@@ -54,16 +59,31 @@ from napari_medseg.ui._notify import catch_errors, notify_errors
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
 CLASS_COLUMNS = ("Value", "Name", "Colour")
+INTERP_TIP = ("Fill the slices between painted slices of the selected class (along the axis "
+              "you are scrolling through)")
+MARK_TIP = "Mark the current axial slice as fully annotated (sparse annotation)"
+NO_SLICES_TIP = "A 2D picture has a single slice: slice tools do not apply (paint it directly)"
 PRESEG_METHODS = {
     "threshold": "Threshold (window or Otsu)",
     "region_grow": "Region grow from a seed point",
     "kmeans": "k-means clustering",
     "gmm": "Gaussian mixture (EM)",
+    "lungs_ct": "Lungs (CT)",
 }
+
+#: Name given to a pre-segmentation's new labels layer ("<image> <name>").
+PRESEG_LAYER_NAMES = {"lungs_ct": "lungs"}
+
+#: Pre-segmentations that only make sense on one modality (others: disabled with a tooltip).
+MODALITY_PRESEG_METHODS = {"lungs_ct": "CT"}
 
 #: Pre-segmentations that take seconds whatever the image size (imports, model fitting): always
 #: run in a worker.
-SLOW_PRESEG_METHODS = ("kmeans", "gmm")
+SLOW_PRESEG_METHODS = ("kmeans", "gmm", "lungs_ct")
+
+#: Said where an intensity tool works on a colour picture's brightness.
+LUMINANCE_NOTE = ("On a colour picture these use its brightness (luminance, "
+                  "0.299 R + 0.587 G + 0.114 B).")
 
 
 _CLUSTERING_IMPORT: list[Any] = []  # the one import thread, once started
@@ -80,6 +100,13 @@ def _import_clustering_in_background() -> None:
                                   daemon=True)
         _CLUSTERING_IMPORT.append(thread)
         thread.start()
+
+
+def _lungs_ct() -> Any | None:
+    """The core's ``lungs_ct`` pre-segmentation, or None in a version without it."""
+    from napari_medseg.editing import presegment
+
+    return getattr(presegment, "lungs_ct", None)
 
 
 def current_slice_axis(viewer: Any, ndim: int) -> int:
@@ -171,7 +198,8 @@ class AnnotateWidget(QWidget):
         form.addRow("Brush size", self._pair(self.brush_mm, self.brush_px))
         self.constrain_check = QCheckBox("Paint only inside intensity window")
         self.constrain_check.setToolTip("After each brush stroke, voxels whose image intensity is "
-                                        "outside [low, high] are put back as they were")
+                                        "outside [low, high] are put back as they were. "
+                                        + LUMINANCE_NOTE)
         self.constrain_check.toggled.connect(self._on_constrain_toggled)
         form.addRow(self.constrain_check)
         self.low_spin = double_spin(-100.0, -1e6, 1e6, "Lowest intensity that may be painted",
@@ -194,14 +222,11 @@ class AnnotateWidget(QWidget):
         # --- tools -----------------------------------------------------------------------
         box = QGroupBox("Slices")
         col = QVBoxLayout(box)
-        self.interp_button = button("Interpolate between slices",
-                                    "Fill the slices between painted slices of the selected class "
-                                    "(along the axis you are scrolling through)",
+        self.interp_button = button("Interpolate between slices", INTERP_TIP,
                                     self._on_interpolate)
         col.addWidget(self.interp_button)
         row = QHBoxLayout()
-        self.mark_button = button("Mark slice annotated", "Mark the current axial slice as "
-                                  "fully annotated (sparse annotation)", self._on_mark_slice)
+        self.mark_button = button("Mark slice annotated", MARK_TIP, self._on_mark_slice)
         self.unmark_button = button("Unmark", "Remove the mark of the current slice",
                                     self._on_unmark_slice)
         self.mark_all_button = button("Mark all labelled", "Mark every slice that contains "
@@ -242,6 +267,11 @@ class AnnotateWidget(QWidget):
         form.addRow(self._pair(self.seed_button, self.seed_label))
         self.n_classes_spin = spin(3, 2, 10, "Number of intensity clusters (k-means / GMM)")
         form.addRow("Clusters", self.n_classes_spin)
+        self.airways_check = QCheckBox("Exclude airways (trachea, main bronchi)")
+        self.airways_check.setChecked(True)
+        self.airways_check.setToolTip("Lungs (CT): leave the trachea and main bronchi out of "
+                                      "the lung mask")
+        form.addRow(self.airways_check)
         self.target_combo = QComboBox()
         self.target_combo.addItem("New labels layer", "new")
         self.target_combo.addItem("Selected class of current labels", "current")
@@ -251,6 +281,9 @@ class AnnotateWidget(QWidget):
         self.preseg_button = button("Run pre-segmentation", "Run the chosen method on the image",
                                     self._on_presegment)
         form.addRow(self.preseg_button)
+        self.method_note = hint("")
+        self.method_note.setVisible(False)
+        form.addRow(self.method_note)
         layout.addWidget(box)
 
         # --- save ------------------------------------------------------------------------
@@ -290,9 +323,9 @@ class AnnotateWidget(QWidget):
 
     def _image_for(self, labels: Any) -> Any:
         image = self.image_combo.require("image")
-        if tuple(image.data.shape) != tuple(labels.data.shape):
-            raise ValueError(f"image '{image.name}' {image.data.shape} and labels '{labels.name}'"
-                             f" {labels.data.shape} have different shapes")
+        if spatial_shape(image) != spatial_shape(labels):
+            raise ValueError(f"image '{image.name}' {spatial_shape(image)} and labels "
+                             f"'{labels.name}' {spatial_shape(labels)} have different shapes")
         return image
 
     def selected_class(self) -> int:
@@ -323,6 +356,7 @@ class AnnotateWidget(QWidget):
         self._fill_class_table()
         self._apply_brush_size()
         self._update_marks_label()
+        self._update_slice_tools()
         if layer is not None and self.constrain_check.isChecked():
             self._connect_constraint(layer)
 
@@ -444,9 +478,13 @@ class AnnotateWidget(QWidget):
             return
         spacing = volume_from_layer(layer).spacing
         in_plane = min(spacing[-2:])
+        unit = length_unit(layer)
+        self.brush_mm.setSuffix(f" {unit}")
         px = max(1, int(round(mm / in_plane)))
         layer.brush_size = px
-        self.brush_px.setText(f"= {px} voxels")
+        self.brush_px.setText(f"= {px} voxels" if unit == "mm" else f"= {px} pixels")
+        self.brush_px.setToolTip("" if unit == "mm" else "The file gives no pixel size: "
+                                 "sizes are in pixels")
 
     def _on_layer_brush_size(self, event: Any = None) -> None:
         """napari's brush slider moved: show the new size in mm too."""
@@ -466,6 +504,8 @@ class AnnotateWidget(QWidget):
     # ------------------------------------------------------------------ intensity constraint
     def _on_image_changed(self, *_: Any) -> None:
         """A different image: start the intensity window from its display window."""
+        self._update_slice_tools()
+        self._update_method_controls()
         image = self.image_combo.layer()
         if image is not None and not same_layer(image, self._window_image):
             self._window_image = image
@@ -524,6 +564,8 @@ class AnnotateWidget(QWidget):
                 continue  # erasing is always allowed
             offsets = [s.start or 0 for s in atom.slice_key]
             region = np.asarray(image.data[atom.slice_key])
+            if is_rgb_layer(image):
+                region = luminance(region)
             mask = np.ones(region.shape, bool) if atom.mask is None else np.asarray(atom.mask)
             old = np.asarray(atom.old_values)
             old = old[mask] if atom.mask is None else old
@@ -573,10 +615,31 @@ class AnnotateWidget(QWidget):
         return self.worker
 
     def _set_busy(self, busy: bool) -> None:
-        for b in (self.interp_button, self.preseg_button):
-            b.setEnabled(not busy)
+        if not busy and self.save_label.text().startswith("Working"):
+            self.save_label.setText("")
+        self._busy = busy
+        self._update_slice_tools()
+        self._update_method_controls()
         if busy:
             self.save_label.setText("Working … (you can keep painting)")
+
+    def _grid_ndim(self) -> int | None:
+        """Spatial dimensions of the chosen labels (else image) layer; None without layers."""
+        for layer in (self.labels_combo.layer(), self.image_combo.layer()):
+            if layer is not None:
+                return len(spatial_shape(layer))
+        return None
+
+    def _update_slice_tools(self) -> None:
+        """Slice tools (interpolation, slice marks) apply to 3D only: disabled on 2D pictures."""
+        flat = self._grid_ndim() == 2
+        busy = getattr(self, "_busy", False)
+        self.interp_button.setEnabled(not flat and not busy)
+        self.interp_button.setToolTip(NO_SLICES_TIP if flat else INTERP_TIP)
+        for b in (self.mark_button, self.unmark_button, self.mark_all_button,
+                  self.clear_marks_button):
+            b.setEnabled(not flat)
+        self.mark_button.setToolTip(NO_SLICES_TIP if flat else MARK_TIP)
 
     def annotated_slices(self) -> list[int]:
         """Slice indices (axis 0) marked as annotated on the current labels layer."""
@@ -626,6 +689,9 @@ class AnnotateWidget(QWidget):
     def _update_marks_label(self) -> None:
         layer = self.labels_combo.layer()
         marks = self.annotated_slices()
+        if layer is not None and len(spatial_shape(layer)) == 2:
+            self.marks_label.setText("2D picture: the whole picture counts as annotated.")
+            return
         if layer is None or not marks:
             self.marks_label.setText("No slice marks: the whole volume counts as annotated.")
             return
@@ -638,12 +704,45 @@ class AnnotateWidget(QWidget):
     # ------------------------------------------------------------------ pre-segmentation
     def _update_method_controls(self, *_: Any) -> None:
         method = self.method_combo.currentData()
-        if method in SLOW_PRESEG_METHODS:
+        if method in ("kmeans", "gmm"):
             _import_clustering_in_background()
         self.otsu_check.setVisible(method == "threshold")
         self.tolerance_spin.setEnabled(method == "region_grow")
         self.seed_button.setEnabled(method == "region_grow")
         self.n_classes_spin.setEnabled(method in ("kmeans", "gmm"))
+        self.airways_check.setVisible(method == "lungs_ct")
+        reason = self.method_unavailable(method)
+        busy = getattr(self, "_busy", False)
+        self.preseg_button.setEnabled(reason is None and not busy)
+        image = self.image_combo.layer()
+        tip = "Run the chosen method on the image"
+        if image is not None and is_rgb_layer(image) and method != "lungs_ct":
+            tip += ". " + LUMINANCE_NOTE
+        self.preseg_button.setToolTip(reason or tip)
+        self.method_note.setText(reason or "")
+        self.method_note.setVisible(reason is not None)
+        for i in range(self.method_combo.count()):
+            key = self.method_combo.itemData(i)
+            why = self.method_unavailable(key)
+            self.method_combo.setItemData(i, why or "", Qt.ToolTipRole)
+
+    def method_unavailable(self, method: str | None) -> str | None:
+        """Why ``method`` cannot run on the chosen image (None when it can)."""
+        needed = MODALITY_PRESEG_METHODS.get(str(method))
+        if needed is None:
+            return None
+        image = self.image_combo.layer()
+        if image is None:
+            return f"{PRESEG_METHODS[method]} needs a {needed} image"
+        if is_rgb_layer(image):
+            return f"{PRESEG_METHODS[method]} needs a {needed} image, not a colour picture"
+        modality = str(volume_from_layer(image).modality or "unknown")
+        if modality.upper() != needed:
+            return (f"{PRESEG_METHODS[method]} needs a {needed} image "
+                    f"('{image.name}' is {modality})")
+        if method == "lungs_ct" and _lungs_ct() is None:
+            return "Lungs (CT) is not available in this version"
+        return None
 
     def _on_pick_seed(self, on: bool) -> None:
         callbacks = self.viewer.mouse_drag_callbacks
@@ -666,11 +765,12 @@ class AnnotateWidget(QWidget):
         self.seed = tuple(int(p) for p in point)
         self.seed_label.setText("seed at voxel " + ", ".join(map(str, self.seed)))
 
-    def _segmenter(self, modality: str | None = None) -> tuple[str, Any]:
+    def _segmenter(self, modality: str | None = None,
+                   spacing: tuple[float, ...] | None = None) -> tuple[str, Any]:
         """(method key, function image -> label map) for the chosen pre-segmentation.
 
         k-means and the Gaussian mixture leave the air around the body at 0 (its threshold
-        follows ``modality``: -500 HU for CT).
+        follows ``modality``: -500 HU for CT). ``spacing`` (mm) is for Lungs (CT).
         """
         from napari_medseg import editing
 
@@ -689,6 +789,13 @@ class AnnotateWidget(QWidget):
             return method, lambda img: editing.region_grow(img, seed, tolerance=tolerance)
         if method == "kmeans":
             return method, lambda img: editing.kmeans_segment(img, n_classes, modality=modality)
+        if method == "lungs_ct":
+            lungs_ct = _lungs_ct()
+            if lungs_ct is None:
+                raise ValueError("Lungs (CT) is not available in this version")
+            airways = self.airways_check.isChecked()
+            return method, lambda img: lungs_ct(img, spacing, modality=modality or "CT",
+                                                exclude_airways=airways)
         return method, lambda img: editing.gmm_segment(img, n_classes, modality=modality)
 
     @catch_errors("Pre-segmentation")
@@ -700,9 +807,13 @@ class AnnotateWidget(QWidget):
         current labels the result is one undo step.
         """
         image = self.image_combo.require("image")
+        reason = self.method_unavailable(self.method_combo.currentData())
+        if reason is not None:
+            raise ValueError(reason)
         volume = volume_from_layer(image)
-        array = volume.array
-        method, segment = self._segmenter(volume.modality)
+        # intensity methods see one value per pixel: a colour picture's luminance
+        array = intensity_array(image) if volume.rgb else volume.array
+        method, segment = self._segmenter(volume.modality, volume.spacing)
         slow = method in SLOW_PRESEG_METHODS or array.size > BACKGROUND_VOXELS
         if self.target_combo.currentData() == "new":
             def labels_of(img: np.ndarray) -> tuple[np.ndarray, int]:
@@ -721,7 +832,7 @@ class AnnotateWidget(QWidget):
                                         on_finished=lambda: self._set_busy(False))
             return self.worker
         layer = self._labels()
-        if tuple(layer.data.shape) != tuple(array.shape):
+        if tuple(spatial_shape(layer)) != tuple(array.shape):
             raise ValueError(f"labels '{layer.name}' and image '{image.name}' differ in shape")
         label = self.selected_class()
 
@@ -745,10 +856,16 @@ class AnnotateWidget(QWidget):
 
         if n_values is None:
             n_values = int(result.max(initial=0))
+        classes = default_classes(max(n_values, 1))
+        if method == "lungs_ct":
+            classes = {v: {**entry, "name": "lungs" if n_values <= 1 else f"lung {v}"}
+                       for v, entry in classes.items()}
         layer = add_labels_for_image(self.viewer, image, data=result.astype(np.uint8, copy=False),
-                                     name=f"{image.name} {method}",
-                                     classes=default_classes(max(n_values, 1)))
+                                     name=f"{image.name} {PRESEG_LAYER_NAMES.get(method, method)}",
+                                     classes=classes)
         self.labels_combo.set_layer(layer)
+        self.save_label.setText(f"{PRESEG_METHODS.get(method, method)}: new labels layer "
+                                f"'{layer.name}'.")
         return layer
 
     # ------------------------------------------------------------------ save
@@ -769,7 +886,8 @@ class AnnotateWidget(QWidget):
             if p.is_dir():
                 return p.parent / f"{p.name}_labels.nii.gz"
             name = p.name
-            for suffix in (".nii.gz", ".nii", ".dcm"):
+            for suffix in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff",
+                           ".bmp", ".gif"):
                 if name.lower().endswith(suffix):
                     name = name[: -len(suffix)]
                     break

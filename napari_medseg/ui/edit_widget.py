@@ -38,6 +38,7 @@ from napari_medseg.ui._controls import (
 from napari_medseg.ui._layers import (
     labels_layers,
     layer_classes,
+    length_unit,
     volume_from_layer,
 )
 from napari_medseg.ui._notify import catch_errors
@@ -227,6 +228,7 @@ class EditWidget(QWidget):
             values |= {int(v) for v in present[(present != 0) & (present < 65536)][:100]}
             values.add(int(layer.selected_label))
             self._describe_scope(layer.data.ndim)
+            self._describe_units(layer)
         for combo in (self.label_combo, self.other_label_combo):
             combo.blockSignals(True)
             combo.clear()
@@ -251,6 +253,33 @@ class EditWidget(QWidget):
             self.slice_radio.setVisible(True)
             self.volume_radio.setText("Whole volume (3D)")
             self.volume_radio.setToolTip("Edit the label in 3D")
+
+    def _describe_units(self, layer: Any) -> None:
+        """Radius and island size in mm (mm² on 2D pictures), or in pixels when the file gave
+        no pixel size; slice-only tools are disabled on 2D pictures."""
+        unit = length_unit(layer)
+        flat = layer.data.ndim == 2
+        self.radius_spin.setSuffix(f" {unit}")
+        self.radius_spin.setToolTip(
+            "Radius (or shell thickness) in pixels: the picture's file gives no pixel size"
+            if unit == "px" else "Radius (or shell thickness) in mm; anisotropic voxels give "
+            "an ellipsoid in voxels")
+        self.min_volume_spin.setSuffix(" px" if unit == "px" else " mm²" if flat else " mm³")
+        self.min_volume_spin.setToolTip(
+            "Islands smaller than this are removed ("
+            + ("pixels)" if unit == "px" else "mm²)" if flat else "mm³; mm² on a single slice)"))
+        b = self.op_buttons["interpolate_slices"]
+        b.setEnabled(not flat)
+        b.setToolTip("A 2D picture has a single slice: nothing to interpolate" if flat
+                     else "Fill slices between painted slices (current slicing axis)")
+        self.contours_button.setToolTip(
+            "Outline the label as polygons in a Shapes layer" if flat else
+            "Outline the label on every slice as polygons in a Shapes layer")
+        area = "Area (px)" if unit == "px" else "Area (mm²)" if flat else "Volume (mL)"
+        self.component_table.setHorizontalHeaderItem(2, QTableWidgetItem(area))
+        self.component_table.setHorizontalHeaderItem(
+            3, QTableWidgetItem("Centre (y, x px)" if unit == "px" else COMPONENT_COLUMNS[3]))
+        self._flat_units = (flat, unit)
 
     def selected_label(self) -> int:
         """The label value operations act on."""
@@ -425,8 +454,10 @@ class EditWidget(QWidget):
         self.status.setText(f"{what}: {n} voxels changed. Ctrl+Z undoes it.")
 
     def _set_busy(self, busy: bool) -> None:
-        for b in [*self.op_buttons.values(), self.combine_button]:
-            b.setEnabled(not busy)
+        flat = getattr(self, "_flat_units", (False, "mm"))[0]
+        for name, b in self.op_buttons.items():
+            b.setEnabled(not busy and not (flat and name == "interpolate_slices"))
+        self.combine_button.setEnabled(not busy)
         if busy:
             self.status.setText("Working … (the viewer stays usable)")
 
@@ -464,16 +495,20 @@ class EditWidget(QWidget):
 
         layer = self.labels_combo.require("Labels layer")
         label = self.selected_label()
-        if layer.data.ndim != 3:
-            raise ValueError("contours need a 3D labels layer")
-        axis = current_slice_axis(self.viewer, 3)
-        polygons = label_contours_for_shapes(np.asarray(layer.data), label, axis)
+        data = np.asarray(layer.data)
+        if data.ndim == 2:  # a picture: the outlines of its one plane, (y, x) vertices
+            polygons = [p[:, 1:] for p in label_contours_for_shapes(data[None], label, 0)]
+        elif data.ndim == 3:
+            polygons = label_contours_for_shapes(data, label, current_slice_axis(self.viewer, 3))
+        else:
+            raise ValueError("contours need a 2D or 3D labels layer")
         if not polygons:
             raise ValueError(f"label {label} is empty: no outline to draw")
         entry = layer_classes(layer).get(label, {})
         shapes = self.viewer.add_shapes(
             polygons, shape_type="polygon", edge_color=entry.get("color", "yellow"),
-            face_color="transparent", edge_width=0.3, **layer_transform_kwargs(layer),
+            face_color="transparent", edge_width=1.0 if data.ndim == 2 else 0.3,
+            **layer_transform_kwargs(layer),
             name=f"{entry.get('name', f'label {label}')} contours",
         )
         self.status.setText(f"{len(polygons)} outlines of label {label} in '{shapes.name}'.")
@@ -517,8 +552,12 @@ class EditWidget(QWidget):
         try:
             view.setRowCount(len(rows))
             for r, row in enumerate(rows):
-                centroid = ", ".join(f"{c:.1f}" for c in row["centroid_mm"])
-                cells = (str(row["label"]), str(row["id"]), f"{row['volume_ml']:.3f}", centroid)
+                flat, unit = getattr(self, "_flat_units", (False, "mm"))
+                where = row["centroid_voxel"] if unit == "px" else row["centroid_mm"]
+                centroid = ", ".join(f"{c:.1f}" for c in where)
+                size = (str(row["voxels"]) if unit == "px" else
+                        f"{row['volume_mm3']:.1f}" if flat else f"{row['volume_ml']:.3f}")
+                cells = (str(row["label"]), str(row["id"]), size, centroid)
                 for c, text in enumerate(cells):
                     view.setItem(r, c, QTableWidgetItem(text))
         finally:

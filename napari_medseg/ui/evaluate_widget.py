@@ -32,6 +32,7 @@ from napari_medseg.ui._layers import (
     add_labels_for_image,
     labels_layers,
     layer_classes,
+    spacing_known,
     volume_from_layer,
 )
 from napari_medseg.ui._notify import catch_errors
@@ -49,6 +50,47 @@ METRIC_COLUMNS = (
     ("volume_pred_ml", "Vol. pred (mL)", "{:.3f}"),
     ("volume_gt_ml", "Vol. truth (mL)", "{:.3f}"),
 )
+
+#: Rows of the table for a 2D picture: distances and areas in pixels, and in mm / mm² when
+#: the pixel size is known (:func:`planar_columns`).
+_OVERLAP_COLUMNS = METRIC_COLUMNS[:5]
+
+
+def planar_columns(spacing_known: bool) -> tuple[tuple[str, str, str], ...]:
+    """Table rows for 2D label maps: overlap, then distances and areas (px, and mm when known)."""
+    rows = list(_OVERLAP_COLUMNS)
+    rows += [("hd95_px", "HD95 (px)", "{:.2f}"), ("assd_px", "ASSD (px)", "{:.2f}")]
+    if spacing_known:
+        rows += [("hd95", "HD95 (mm)", "{:.2f}"), ("assd", "ASSD (mm)", "{:.2f}")]
+    rows += [("area_pred_px", "Area pred (px)", "{:.0f}"),
+             ("area_gt_px", "Area truth (px)", "{:.0f}")]
+    if spacing_known:
+        rows += [("area_pred_mm2", "Area pred (mm²)", "{:.1f}"),
+                 ("area_gt_mm2", "Area truth (mm²)", "{:.1f}")]
+    return tuple(rows)
+
+
+def evaluate_planar(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, ...],
+                    labels: dict[int, str] | None, surface: bool) -> dict[str, dict[str, float]]:
+    """:func:`~napari_medseg.metrics.evaluate_case` plus pixel units for 2D label maps.
+
+    Adds ``hd95_px``/``assd_px`` (surface distances in pixels), ``area_pred_px``/
+    ``area_gt_px`` and ``area_pred_mm2``/``area_gt_mm2`` to every class row.
+    """
+    from napari_medseg.metrics import average_surface_distance, evaluate_case, hausdorff95
+
+    results = evaluate_case(pred, gt, spacing, labels=labels, surface=surface)
+    pixel_mm2 = float(np.prod(spacing))
+    for row in results.values():
+        p, g = pred == row["label"], gt == row["label"]
+        n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
+        row.update(area_pred_px=n_p, area_gt_px=n_g, area_pred_mm2=n_p * pixel_mm2,
+                   area_gt_mm2=n_g * pixel_mm2)
+        if surface:
+            row["hd95_px"] = hausdorff95(p, g, (1.0, 1.0))
+            row["assd_px"] = average_surface_distance(p, g, (1.0, 1.0))
+    return results
+
 
 #: Difference overlay classes: value -> name and colour.
 DIFFERENCE_CLASSES = {
@@ -96,6 +138,7 @@ class EvaluateWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.results: dict[str, dict[str, float]] = {}
+        self.columns: tuple[tuple[str, str, str], ...] = METRIC_COLUMNS
         self.worker: Any = None
         layout = QVBoxLayout(self)
 
@@ -186,30 +229,37 @@ class EvaluateWidget(QWidget):
                  for v in present if v != 0}
         self.status.setText("Computing …")
         self.compute_button.setEnabled(False)
+        flat = volume.ndim == 2
+        columns = planar_columns(spacing_known(gt)) if flat else METRIC_COLUMNS
 
         def done(results: dict[str, dict[str, float]]) -> None:
-            self.show_results(results)
+            self.show_results(results, columns)
             self.status.setText(f"'{pred.name}' vs '{gt.name}': {len(results)} classes.")
 
         def finished() -> None:
             self.compute_button.setEnabled(True)
 
-        self.worker = run_in_worker(evaluate_case, np.asarray(pred.data), np.asarray(gt.data),
+        self.worker = run_in_worker(evaluate_planar if flat else evaluate_case,
+                                    np.asarray(pred.data), np.asarray(gt.data),
                                     volume.spacing, labels=names or None,
                                     surface=self.surface_check.isChecked(),
                                     on_returned=done, action="Compute metrics",
                                     on_finished=finished, progress="Computing metrics")
         return self.worker
 
-    def show_results(self, results: dict[str, dict[str, float]]) -> None:
-        """Fill the table with ``evaluate_case`` output."""
+    def show_results(self, results: dict[str, dict[str, float]],
+                     columns: tuple[tuple[str, str, str], ...] | None = None) -> None:
+        """Fill the table with ``evaluate_case`` output (rows: ``columns``' metrics)."""
         self.results = dict(results)
+        self.columns = tuple(columns or METRIC_COLUMNS)
+        self.table.setRowCount(len(self.columns))
+        self.table.setVerticalHeaderLabels([c[1] for c in self.columns])
         self.table.setColumnCount(len(results))
         self.table.setHorizontalHeaderLabels(list(results))
         for c, (name, row) in enumerate(results.items()):
             self.table.horizontalHeaderItem(c).setToolTip(f"{name}: label value "
                                                           f"{row.get('label', '')}")
-            for r, (key, _title, pattern) in enumerate(METRIC_COLUMNS):
+            for r, (key, _title, pattern) in enumerate(self.columns):
                 self.table.setItem(r, c, QTableWidgetItem(_fmt(row.get(key, ""), pattern)))
         self._fit_table_height()
 
@@ -224,7 +274,7 @@ class EvaluateWidget(QWidget):
     def metric(self, class_name: str, key: str) -> str:
         """Text shown for metric ``key`` (e.g. ``"dice"``) of ``class_name``."""
         names = [self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())]
-        keys = [k for k, _t, _p in METRIC_COLUMNS]
+        keys = [k for k, _t, _p in self.columns]
         return self.table.item(keys.index(key), names.index(class_name)).text()
 
     def export_csv(self, path: str | Path) -> Path:

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 from napari_medseg.events import Event
 from napari_medseg.jobs import ProcessJob
 from napari_medseg.ui._controls import (
+    ChannelList,
     LayerCombo,
     button,
     hint,
@@ -78,23 +79,38 @@ def card_classes(card: Any) -> dict[int, dict[str, str]]:
     return table
 
 
-def check_model_fits(card: Any, volume: Any) -> list[str]:
+def check_model_fits(card: Any, volume: Any, extra_channels: int = 0) -> list[str]:
     """Raise ``ValueError`` if ``card``'s model cannot segment ``volume``; return warnings.
 
     Parameters
     ----------
     card : ModelCard
     volume : Volume
+        The image (a colour picture counts as its 3 colour channels).
+    extra_channels : int
+        Further greyscale channels fed with it (the dock's "Extra channels").
 
     Returns
     -------
     list of str
         Non-blocking concerns (e.g. modality differs from the training data).
     """
-    if card.in_channels != 1:
-        raise ValueError(
-            f"The model {card.describe()} needs {card.in_channels} image channels "
-            f"({', '.join(card.channel_names)}); this dock feeds one image.")
+    given = int(volume.n_channels) + int(extra_channels)
+    if card.in_channels != given:
+        model = f"'{card.task}' v{card.version}"
+        wanted = ", ".join(str(n) for n in card.channel_names)
+        colour_model = [str(n).lower() for n in card.channel_names] == ["red", "green", "blue"]
+        if colour_model and not volume.rgb:
+            raise ValueError(f"'{volume.name}' is greyscale; the model {model} segments colour "
+                             "pictures (red, green, blue).")
+        if volume.rgb and not colour_model:
+            raise ValueError(f"'{volume.name}' is a colour picture; the model {model} segments "
+                             f"greyscale images ({wanted}).")
+        if card.in_channels > given:
+            raise ValueError(f"Tick the other channels under Extra channels: the model {model} "
+                             f"needs {card.in_channels} ({wanted}).")
+        raise ValueError(f"The model {model} needs {card.in_channels} image channel(s) "
+                         f"({wanted}); '{volume.name}' gives {given}.")
     if card.dims == 3 and volume.ndim != 3:
         raise ValueError(
             f"The model {card.describe()} is a 3D model, but '{volume.name}' is a 2D image. "
@@ -220,6 +236,7 @@ class InferWidget(QWidget):
         self.status_label = QLabel("Ready.")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status = self.status_label  # errors of the buttons show here too (catch_errors)
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
@@ -262,6 +279,13 @@ class InferWidget(QWidget):
         self.image_combo = LayerCombo(self.viewer, image_layers, "(open an image first)")
         self.image_combo.setToolTip("The image to segment; the result is placed on its grid")
         form.addRow("Image", self.image_combo)
+        self.channel_list = ChannelList(self.viewer, image_layers)
+        self.channels_label = QLabel("Extra channels")
+        form.addRow(self.channels_label, self.channel_list)
+        self.image_combo.currentIndexChanged.connect(lambda *_: self._update_channels())
+        for name in ("inserted", "removed"):
+            getattr(self.viewer.layers.events, name).connect(
+                lambda *_: self._update_channels())
         self.device_combo = QComboBox()
         for d in DEVICES:
             self.device_combo.addItem(d)
@@ -293,20 +317,22 @@ class InferWidget(QWidget):
         return box
 
     def _build_folder_box(self) -> QGroupBox:
-        box = QGroupBox("Segment a folder of NIfTI files")
+        box = QGroupBox("Segment a folder of images")
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         self.input_edit = QLineEdit(get_setting("infer/input_folder", ""))
-        self.input_edit.setPlaceholderText("folder with .nii / .nii.gz images")
-        self.input_edit.setToolTip("Every .nii / .nii.gz image in this folder is segmented")
+        self.input_edit.setPlaceholderText("folder of volumes or pictures")
+        self.input_edit.setToolTip("Every image in this folder is segmented (NIfTI volumes, "
+                                   "PNG/JPEG/TIFF pictures)")
         row = QHBoxLayout()
         row.addWidget(self.input_edit, 1)
         row.addWidget(button("…", "Choose the input folder",
                              lambda: self._pick_folder(self.input_edit, "infer_input")))
         form.addRow("Input", row)
         self.output_edit = QLineEdit(get_setting("infer/output_folder", ""))
-        self.output_edit.setPlaceholderText("where <name>.nii.gz label files go")
-        self.output_edit.setToolTip("Label files get the input file names, shapes and affines")
+        self.output_edit.setPlaceholderText("where the label files go")
+        self.output_edit.setToolTip("Label files get the input file names, shapes and affines "
+                                    "(<name>.nii.gz for volumes, <name>.png for pictures)")
         row = QHBoxLayout()
         row.addWidget(self.output_edit, 1)
         row.addWidget(button("…", "Choose the output folder",
@@ -353,7 +379,24 @@ class InferWidget(QWidget):
         path = self.model_combo.currentData()
         return read_model_entry(path) if path else None
 
+    def _update_channels(self) -> None:
+        """Offer the extra channels a multi-channel model needs (hidden for one-image models)."""
+        try:
+            self.channel_list.set_images([self.image_combo.layer()])
+            entry = self.selected_model()
+            card = entry.card if entry is not None else None
+            image = self.image_combo.layer()
+            own = 3 if image is not None and getattr(image, "rgb", False) else 1
+            wanted = card is not None and card.in_channels > own
+            self.channel_list.setVisible(wanted)
+            self.channels_label.setVisible(wanted)
+            if wanted and not self.channel_list.checked_keys():
+                self.channel_list.set_checked(list(card.channel_names[own:]))
+        except RuntimeError:  # widget deleted
+            pass
+
     def _show_model_info(self, *_: Any) -> None:
+        self._update_channels()
         entry = self.selected_model()
         self._describe_tta(entry.card if entry is not None else None)
         if entry is None:
@@ -367,6 +410,10 @@ class InferWidget(QWidget):
             f"<span style='color:{c.get('color', '#ffffff')}'>■</span> {c['name']}"
             for c in card_classes(card).values())
         parts = [f"{card.dims}D", f"patch {'×'.join(str(p) for p in card.patch_size)}"]
+        if int(card.in_channels) > 1:
+            names = [str(n) for n in card.channel_names]
+            parts.append("colour (red, green, blue)" if names == ["red", "green", "blue"]
+                         else f"{card.in_channels} channels ({', '.join(names)})")
         spacing = [s for s in (card.spacing or []) if s is not None]
         if spacing:
             parts.append(f"spacing {' × '.join(f'{float(s):g}' for s in spacing)} mm")
@@ -454,9 +501,15 @@ class InferWidget(QWidget):
         entry = self._require_model()
         image_layer = self.image_combo.require("image")
         volume = volume_from_layer(image_layer)
-        for warning in check_model_fits(entry.card, volume):
+        extras = self.channel_list.checked_layers(image_layer) \
+            if self.channel_list.isVisibleTo(self) else []
+        for warning in check_model_fits(entry.card, volume, len(extras)):
             show_warning(warning)
         volume = volume.with_array(np.array(volume.array, copy=True))  # a snapshot for the child
+        inputs: Any = volume
+        if extras:
+            inputs = [volume] + [(lambda v: v.with_array(np.array(v.array, copy=True)))(
+                volume_from_layer(layer)) for layer in extras]
         want_entropy = self.uncertainty_check.isChecked()
         want_probability = self.probability_check.isChecked()
         set_setting("infer/uncertainty", want_entropy)
@@ -464,7 +517,7 @@ class InferWidget(QWidget):
         self._pending = {"kind": "image", "model": entry, "image_layer": image_layer,
                          "volume": volume, "entropy": want_entropy,
                          "probability": want_probability}
-        job = ProcessJob(predict, str(entry.path), volume, tta=self.tta_check.isChecked(),
+        job = ProcessJob(predict, str(entry.path), inputs, tta=self.tta_check.isChecked(),
                          device=self.device_combo.currentText(),
                          return_probabilities=want_probability, return_entropy=want_entropy,
                          what="Segmentation")
@@ -482,7 +535,7 @@ class InferWidget(QWidget):
         entry = self._require_model()
         src, dst = self.input_edit.text().strip(), self.output_edit.text().strip()
         if not src or not Path(src).is_dir():
-            raise ValueError("choose an existing input folder with NIfTI images")
+            raise ValueError("choose an existing input folder with images")
         if not dst:
             raise ValueError("choose an output folder for the label files")
         if Path(dst).resolve() == Path(src).resolve():
@@ -589,8 +642,11 @@ class InferWidget(QWidget):
             maps.append((f"{name} uncertainty", prepared["entropy"], "inferno", 0.7))
         voxel_ml = float(np.prod(volume.spacing)) / 1000.0 if volume.ndim == 3 else None
         names = {v: c["name"] for v, c in card_classes(card).items()}
+        pixel_mm2 = (float(np.prod(volume.spacing)) if volume.ndim == 2 and
+                     (volume.metadata or {}).get("spacing_known") is not False else None)
         summary = ", ".join(
-            f"{names[v]} {c * voxel_ml:.2f} mL" if voxel_ml else f"{names[v]} {c} px"
+            f"{names[v]} {c * voxel_ml:.2f} mL" if voxel_ml else
+            f"{names[v]} {c} px ({c * pixel_mm2:.1f} mm²)" if pixel_mm2 else f"{names[v]} {c} px"
             for v, c in prepared["counts"].items())
         kinds = [m[0].rsplit(" ", 1)[-1] for m in maps]
         extra = (f" {' and '.join(kinds).capitalize()} map{'s' if len(kinds) > 1 else ''} added "

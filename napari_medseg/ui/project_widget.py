@@ -76,6 +76,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{float(value):.{digits}f}"
 
 
+#: Files the "Add images to pool" dialog offers: volumes and 2D pictures.
+POOL_FILE_FILTER = ("Images (*.nii *.nii.gz *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;"
+                    "NIfTI (*.nii *.nii.gz);;All files (*)")
+
+
 class ProjectWidget(QWidget):
     """Dock widget driving the annotate -> accept -> retrain -> predict loop.
 
@@ -141,8 +146,9 @@ class ProjectWidget(QWidget):
         row.addWidget(self.predict_button)
         row.addWidget(self.accept_button)
         form.addRow(row)
-        self.add_pool_button = button("Add images to pool…", "Add unlabelled images (NIfTI) "
-                                      "for 'Next case' to choose from", self._on_add_images)
+        self.add_pool_button = button(
+            "Add images to pool…", "Add unlabelled images (NIfTI volumes, PNG/JPEG/TIFF "
+            "pictures) for 'Next case' to choose from", self._on_add_images)
         form.addRow(self.add_pool_button)
         self.case_label = hint("")
         form.addRow(self.case_label)
@@ -263,8 +269,10 @@ class ProjectWidget(QWidget):
             modality = "MR"
             image = self.image_combo.layer()
             if image is not None:
-                found = volume_from_layer(image).modality
-                modality = found if found != "unknown" else modality
+                volume = volume_from_layer(image)
+                found = volume.modality
+                # a photograph or other 2D picture says nothing of MR: keep "unknown"
+                modality = found if found != "unknown" or volume.ndim == 2 else modality
         project = Project.create(folder, name or Path(folder).name, classes, modality)
         self._set_project(project)
         return project
@@ -290,8 +298,9 @@ class ProjectWidget(QWidget):
             self.project_label.setText("No project open.")
         else:
             classes = ", ".join(c["name"] for c in p.classes.values())
+            modality = "" if p.modality == "unknown" else f"{p.modality}: "
             self.project_label.setText(
-                f"<b>{p.name}</b> ({p.modality}: {classes})<br>folder <i>{p.root.name}</i><br>"
+                f"<b>{p.name}</b> ({modality}{classes})<br>folder <i>{p.root.name}</i><br>"
                 f"{len(p.accepted_ids())} accepted case(s), {p.annotation_cost()} annotated "
                 f"slices<br>{len(p.unlabelled_ids())} image(s) in the pool; model "
                 f"<b>{p.current_model or 'none yet'}</b>")
@@ -391,7 +400,7 @@ class ProjectWidget(QWidget):
     def _on_add_images(self) -> None:
         self._require_project()
         files, _ = QFileDialog.getOpenFileNames(self, "Add images to the pool",
-                                                last_folder("open"), "NIfTI (*.nii *.nii.gz)")
+                                                last_folder("open"), POOL_FILE_FILTER)
         if files:
             self.add_images(files)
             remember_folder(files[0], "open")
@@ -713,7 +722,7 @@ class ProjectWidget(QWidget):
             volume = volume_from_layer(image_layer)
         except ValueError:
             return None
-        if volume.ndim != 3 or np.asarray(labels_layer.data).shape != volume.shape:
+        if np.asarray(labels_layer.data).shape != volume.shape:
             return None
         data = np.array(labels_layer.data, copy=True)
         marks = self._marks(labels_layer)
@@ -763,8 +772,6 @@ class ProjectWidget(QWidget):
         if self.project is None:
             return False
         volume = volume_from_layer(image_layer)
-        if volume.ndim != 3:
-            return False
         cid = self._case_id_hint(image_layer) or self.project.find_case(volume)
         if cid is None or cid not in self.project.case_ids():
             return False

@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 from napari_medseg.events import IGNORE_LABEL, Event
 from napari_medseg.jobs import ProcessJob, describe_device
 from napari_medseg.ui._controls import (
+    ChannelList,
     button,
     double_spin,
     hint,
@@ -51,6 +52,7 @@ from napari_medseg.ui._layers import (
     labels_for_saving,
     labels_layers,
     layer_classes,
+    spatial_shape,
     volume_from_layer,
 )
 from napari_medseg.ui._models import (
@@ -117,7 +119,7 @@ def find_training_pairs(viewer: Any) -> list[tuple[Any, Any]]:
     images = image_layers(viewer)
     pairs = []
     for labels in labels_layers(viewer):
-        same = [im for im in images if tuple(im.data.shape) == tuple(labels.data.shape)]
+        same = [im for im in images if spatial_shape(im) == spatial_shape(labels)]
         if not same:
             continue
         source = copy_medseg_metadata(labels).get("source", {})
@@ -227,6 +229,7 @@ class TrainWidget(QWidget):
         group.addButton(self.folder_radio)
         self.layers_radio.setChecked(True)
         self.layers_radio.toggled.connect(self._update_source)
+        self.layers_radio.toggled.connect(lambda *_: self._on_init_changed())
         v.addWidget(self.layers_radio)
         self.pair_list = QListWidget()
         self.pair_list.setToolTip(
@@ -234,9 +237,16 @@ class TrainWidget(QWidget):
             "Slices not marked as annotated are ignored by the loss (sparse annotation)."
         )
         self.pair_list.setMaximumHeight(90)
+        self.pair_list.itemChanged.connect(self._on_pairs_checked)
         self.pair_list.setTextElideMode(Qt.ElideMiddle)
         self.pair_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         v.addWidget(self.pair_list)
+        self.channels_label = QLabel("Extra channels")
+        self.channels_label.setToolTip("Co-registered images fed with each image as further "
+                                       "input channels (nnU-Net's channel_names)")
+        v.addWidget(self.channels_label)
+        self.channel_list = ChannelList(self.viewer, image_layers)
+        v.addWidget(self.channel_list)
         v.addWidget(self.folder_radio)
         row = QHBoxLayout()
         self.folder_edit = QLineEdit(get_setting("train/dataset_folder", ""))
@@ -337,7 +347,8 @@ class TrainWidget(QWidget):
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        for w in (self.layers_radio, self.folder_radio, self.pair_list, self.folder_edit,
+        for w in (self.layers_radio, self.folder_radio, self.pair_list, self.channel_list,
+                  self.folder_edit,
                   self.folder_button, self.name_edit, self.init_combo, self.dims_combo,
                   self.budget_spin, self.epochs_spin, self.device_combo):
             w.setEnabled(not running)
@@ -349,6 +360,7 @@ class TrainWidget(QWidget):
         use_layers = self.layers_radio.isChecked()
         running = self.runner.running
         self.pair_list.setEnabled(use_layers and not running)
+        self.channel_list.setEnabled(use_layers and not running)
         self.folder_edit.setEnabled(not use_layers and not running)
         self.folder_button.setEnabled(not use_layers and not running)
 
@@ -382,11 +394,29 @@ class TrainWidget(QWidget):
             item = QListWidgetItem("(open an image and its labels)")
             item.setFlags(Qt.NoItemFlags)
             self.pair_list.addItem(item)
+        self._on_pairs_checked()
+
+    def _on_pairs_checked(self, *_: Any) -> None:
+        """Checked pairs changed: offer their extra channels, force 2D for 2D pictures."""
+        try:
+            pairs = self.checked_pairs()
+        except (AttributeError, RuntimeError):
+            return
+        self.channel_list.set_images([image for image, _labels in pairs])
+        self._on_init_changed()
+
+    def _pictures_2d(self) -> list[str]:
+        """Names of the checked training images that are 2D (they need a 2D network)."""
+        if not self.layers_radio.isChecked():
+            return []
+        return [image.name for image, _labels in self.checked_pairs()
+                if len(spatial_shape(image)) == 2]
 
     def checked_pairs(self) -> list[tuple[Any, Any]]:
         """The (image, labels) pairs currently checked."""
-        return [pair for i, pair in enumerate(self._pairs)
-                if self.pair_list.item(i).checkState() == Qt.Checked]
+        return [pair for i, pair in enumerate(getattr(self, "_pairs", []))
+                if i < self.pair_list.count()
+                and self.pair_list.item(i).checkState() == Qt.Checked]
 
     def refresh_models(self) -> None:
         """Refresh the 'Start from' list and the models-folder label."""
@@ -412,11 +442,18 @@ class TrainWidget(QWidget):
             from napari_medseg.ui._models import read_model_entry
 
             card = read_model_entry(path).card
+        flat = self._pictures_2d() if hasattr(self, "channel_list") else []
         if card is not None:
             self.dims_combo.setCurrentIndex(self.dims_combo.findData(int(card.dims)))
             self.dims_combo.setEnabled(False)
             self.dims_combo.setToolTip("Fixed by the model you fine-tune (its network is reused)")
+        elif flat:
+            self.dims_combo.setItemText(self.dims_combo.findData(2), "2D")
+            self.dims_combo.setCurrentIndex(self.dims_combo.findData(2))
+            self.dims_combo.setEnabled(False)
+            self.dims_combo.setToolTip(f"'{flat[0]}' is a 2D picture: it trains a 2D network")
         else:
+            self.dims_combo.setItemText(self.dims_combo.findData(2), "2D (slice by slice)")
             self.dims_combo.setEnabled(not self.runner.running)
             self.dims_combo.setToolTip(
                 "3D uses context across slices (best for isotropic volumes); 2D trains on "
@@ -470,9 +507,25 @@ class TrainWidget(QWidget):
             raise ValueError("check at least one (image, labels) pair, or choose a dataset "
                              "folder")
         cases, names, modality = [], {0: "background"}, None
+        channel_names: list[str] | None = None
         for image_layer, labels_layer in pairs:
             image = volume_from_layer(image_layer)
             image = image.with_array(np.array(image.array, dtype=np.float32, copy=True))
+            extras = []
+            for layer in self.channel_list.checked_layers(image_layer):
+                extra = volume_from_layer(layer)
+                extra.metadata["channel_name"] = layer.name
+                extras.append(extra.with_array(np.array(extra.array, dtype=np.float32,
+                                                        copy=True)))
+            names_here = (image.channel_names if image.rgb else [image_layer.name]) + [
+                e.metadata["channel_name"] for e in extras]
+            if channel_names is None:
+                channel_names = names_here
+            elif len(channel_names) != len(names_here):
+                raise ValueError(
+                    f"'{image_layer.name}' has {len(names_here)} input channel(s) "
+                    f"({', '.join(names_here)}) but the first image has {len(channel_names)} "
+                    f"({', '.join(channel_names)}): every case needs the same channels")
             medseg = copy_medseg_metadata(labels_layer)
             labels = np.array(labels_for_saving(np.asarray(labels_layer.data), medseg),
                               copy=True)
@@ -489,9 +542,13 @@ class TrainWidget(QWidget):
                 if int(value) != 0:
                     names.setdefault(int(value), f"label {int(value)}")
             modality = modality or image.modality
-            cases.append(Case(case_id=image_layer.name, image=image, labels=labels))
+            cases.append(Case(case_id=image_layer.name, image=image, labels=labels,
+                              extra_channels=tuple(extras)))
         names = dict(sorted(names.items()))
+        if channel_names is not None and len(channel_names) == 1:
+            channel_names = ["image"]  # one greyscale channel: the name every model uses
         return Dataset(cases, names, modality=modality or "unknown",
+                       channel_names=channel_names or ["image"],
                        name=self.name_edit.text().strip() or "napari")
 
     def build_config(self) -> Any:
@@ -541,7 +598,8 @@ class TrainWidget(QWidget):
 
     def _remember_form(self) -> None:
         set_setting("train/model_name", self.name_edit.text().strip())
-        set_setting("train/dims", int(self.dims_combo.currentData()))
+        if self.dims_combo.isEnabled():  # not a choice forced by the data or the model
+            set_setting("train/dims", int(self.dims_combo.currentData()))
         set_setting("train/time_budget_min", float(self.budget_spin.value()))
         set_setting("train/max_epochs", int(self.epochs_spin.value()))
         set_setting("device", self.device_combo.currentText())

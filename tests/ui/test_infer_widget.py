@@ -281,6 +281,6 @@ def test_weights_that_do_not_load_are_one_clear_notification(make_napari_viewer,
     _wait_done(qtbot, widget)
     assert widget.last_event.kind == "error"
     errors = _errors()
-    assert len(errors) == 1 and "cannot be loaded safely" in errors[0]
+    assert len(errors) == 1 and "does not match its model card" in errors[0]  # the checksum
     assert "Traceback" not in errors[0]
     assert len(viewer.layers) == 1

@@ -165,7 +165,7 @@ def check_fits(card: ModelCard, volume: Volume | Sequence[Volume]) -> list[str]:
         what = "picture" if any(v.rgb for v in _given(volume)) or (
             ref.metadata or {}).get("picture") else "image"
         raise ModelLoadError(
-            f"The model {card.describe()} needs a 3D volume; the input is a 2D {what} "
+            f"The 3D model '{card.task}' v{card.version} needs a 3D volume; the input is a 2D {what} "
             f"({'×'.join(str(n) for n in ref.shape)} pixels). Use a 2D model for it.")
     return []
 

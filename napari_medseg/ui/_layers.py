@@ -28,18 +28,15 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.io.volume import Volume
+from napari_medseg.labels import PALETTE, class_colour_hex
 
-#: Distinct colours (Sasha Trubetskoy's palette) for label classes without an explicit colour.
-DEFAULT_CLASS_COLORS = (
-    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
-    "#f032e6", "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8",
-    "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075", "#a9a9a9",
-)
+#: The package's one palette (:data:`napari_medseg.labels.PALETTE`) for classes without a colour.
+DEFAULT_CLASS_COLORS = PALETTE
 
 
 def default_class_color(value: int) -> str:
-    """A ``#rrggbb`` colour for label ``value`` (>= 1) from :data:`DEFAULT_CLASS_COLORS`."""
-    return DEFAULT_CLASS_COLORS[(int(value) - 1) % len(DEFAULT_CLASS_COLORS)]
+    """A ``#rrggbb`` colour for label ``value`` (>= 1) from the package's one palette."""
+    return class_colour_hex(value)
 
 
 def default_classes(n: int = 1) -> dict[int, dict[str, str]]:
@@ -174,9 +171,19 @@ def volume_from_parts(
     for i in range(ndim):
         affine[offset + i, offset + i] = scale[i]
         affine[offset + i, 3] = translate[i]
-    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    source = dict(meta.get("source")) if isinstance(meta.get("source"), dict) else {}
+    if ndim == 3 and any(s < 0 for s in scale):
+        # A signed scale is how napari-medseg places a scan of known orientation in napari's
+        # patient world (Volume.napari_geometry): a plain layer drawn on it (no plugin
+        # metadata) lies in that world too, so its patient affine follows from the placement.
+        from napari_medseg.io.volume import NAPARI_WORLD_FROM_RAS
+
+        ras_from_world = NAPARI_WORLD_FROM_RAS.T  # a signed permutation: inverse = transpose
+        affine[:3, :3] = ras_from_world @ np.diag(scale)
+        affine[:3, 3] = ras_from_world @ np.asarray(translate)
+        source["orientation_known"] = True
     return Volume(array, tuple(abs(s) for s in scale), affine,
-                  modality=meta.get("modality", "unknown"), metadata=dict(source), name=name,
+                  modality=meta.get("modality", "unknown"), metadata=source, name=name,
                   rgb=rgb)
 
 

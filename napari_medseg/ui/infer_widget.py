@@ -111,17 +111,11 @@ def check_model_fits(card: Any, volume: Any, extra_channels: int = 0) -> list[st
                              f"needs {card.in_channels} ({wanted}).")
         raise ValueError(f"The model {model} needs {card.in_channels} image channel(s) "
                          f"({wanted}); '{volume.name}' gives {given}.")
-    if card.dims == 3 and volume.ndim != 3:
-        raise ValueError(
-            f"The model {card.describe()} is a 3D model, but '{volume.name}' is a 2D image. "
-            "Choose a 2D model or a 3D image.")
-    warnings = []
-    known = {"unknown", "", None}
-    if card.modality not in known and volume.modality not in known and \
-            str(card.modality).upper()[:2] != str(volume.modality).upper()[:2]:
-        warnings.append(f"The model was trained on {card.modality} images; '{volume.name}' is "
-                        f"{volume.modality}. Check the result carefully.")
-    return warnings
+    # the core's one policy (dimensionality, modality), as predict applies it
+    from napari_medseg.inference.predict import check_fits
+
+    channels = volume.channel_volumes()
+    return check_fits(card, channels + [channels[0]] * int(extra_channels))
 
 
 #: Seconds a cancelled segmentation gets to stop by itself before its process is ended.

@@ -196,6 +196,27 @@ def test_plain_layer_with_negative_scale_saves_and_reopens_in_place(make_napari_
     np.testing.assert_allclose(again.data_to_world((1, 2, 3)), layer.data_to_world((1, 2, 3)))
 
 
+def test_plain_labels_on_a_dicom_series_save_with_its_patient_orientation(make_napari_viewer,
+                                                                         samples_dir, tmp_path):
+    """napari's own *New labels layer* on a DICOM CT (no MedSeg metadata) saves oriented."""
+    from napari.plugins.io import save_layers
+
+    viewer = make_napari_viewer()
+    ct = _open(viewer, samples_dir / CT / "example_ct_dicom")
+    plain = viewer.add_labels(np.zeros(ct.data.shape, np.uint8), scale=ct.scale,
+                              translate=ct.translate)
+    plain.data[3, 10:20, 10:20] = 1
+    out = tmp_path / "plain_on_dicom.nii.gz"
+    save_layers(str(out), [plain], plugin=PLUGIN)
+    img = nib.load(str(out))
+    assert img.header["sform_code"] > 0
+    from napari_medseg.io import read_volume
+
+    back = read_volume(out)
+    assert back.has_orientation
+    np.testing.assert_allclose(back.affine, _affine(ct), atol=1e-4)
+
+
 def test_contours_land_on_the_label_in_world_coordinates(make_napari_viewer, plugin_dock,
                                                          tmp_path):
     """Edit dock outlines over a flipped (RAS) volume: every vertex lies on the label's rim."""

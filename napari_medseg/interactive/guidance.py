@@ -1,0 +1,310 @@
+"""Click guidance as network input channels (the DeepGrow / DeepEdit idea).
+
+A click-guided model sees, after its image channels, two maps per foreground class:
+positive clicks and negative clicks, each a Gaussian of ``radius_mm`` (standard deviation, in
+mm, so anisotropic voxels give elliptic blobs in voxels and round ones in the patient) around
+every click, the maximum over clicks (values in [0, 1]). Channel order::
+
+    image channels ..., pos class 1, neg class 1, pos class 2, neg class 2, ...
+
+All guidance maps zero = no click = the automatic segmentation, so one network serves both.
+During training :func:`add_guidance_channels` simulates clicks from the ground truth (none in a
+share ``p_no_click`` of the samples); the model card records the layout as
+``{"type": "clicks", "channels_per_class": 2, "radius_mm": r, "kind": "gaussian"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from napari_medseg.interactive.clicks import Click, next_click
+
+try:  # the class table's module owns the ignore label (older checkouts: events)
+    from napari_medseg.labels import IGNORE_LABEL
+except ImportError:  # pragma: no cover
+    from napari_medseg.events import IGNORE_LABEL
+
+GUIDANCE_TYPE = "clicks"
+CHANNELS_PER_CLASS = 2
+DEFAULT_RADIUS_MM = 3.0
+#: Gaussians are cut at this many standard deviations (values below exp(-4.5) ~ 0.011 are 0).
+TRUNCATE = 3.0
+#: Negative training clicks fall in the background within this many mm of the structure.
+NEGATIVE_BAND_MM = 10.0
+
+__all__ = ["CHANNELS_PER_CLASS", "DEFAULT_RADIUS_MM", "GUIDANCE_TYPE", "ZeroGuidance",
+           "add_guidance_channels",
+           "class_click_maps", "click_maps", "guidance_channels", "guidance_of",
+           "guidance_spec", "simulate_training_clicks"]
+
+
+def guidance_spec(radius_mm: float = DEFAULT_RADIUS_MM, kind: str = "gaussian") -> dict[str, Any]:
+    """The model-card entry describing click guidance channels."""
+    return {"type": GUIDANCE_TYPE, "channels_per_class": CHANNELS_PER_CLASS,
+            "radius_mm": float(radius_mm), "kind": kind}
+
+
+def guidance_of(card: Any) -> dict[str, Any] | None:
+    """The card's click-guidance entry, or None for a model without guidance channels.
+
+    Looks at ``card.guidance`` (cards with the field) and then ``card.train_config["guidance"]``
+    (where a training run can record it before the card has its own field).
+    """
+    entry = getattr(card, "guidance", None)
+    if not entry:
+        entry = (getattr(card, "train_config", None) or {}).get("guidance")
+    if not entry or entry.get("type") != GUIDANCE_TYPE:
+        return None
+    return dict(entry)
+
+
+def guidance_channels(card: Any) -> int:
+    """Extra network input channels the card's guidance adds (0 without guidance)."""
+    entry = guidance_of(card)
+    if entry is None:
+        return 0
+    return int(entry.get("channels_per_class", CHANNELS_PER_CLASS)) * (int(card.num_classes) - 1)
+
+
+def _spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
+    if spacing is None:
+        return (1.0,) * ndim
+    sp = tuple(1.0 if s is None else float(s) for s in spacing)[-ndim:]
+    if len(sp) != ndim or not all(s > 0 for s in sp):
+        raise ValueError(f"The spacing {tuple(spacing)} does not fit a {ndim}D grid.")
+    return sp
+
+
+def _paint(out: np.ndarray, coord: Sequence[float], sp: tuple[float, ...], radius_mm: float,
+           kind: str) -> None:
+    """Max-combine one click's blob into ``out`` (only a box around it is touched)."""
+    reach = radius_mm * (TRUNCATE if kind == "gaussian" else 1.0)
+    box, axes = [], []
+    for ax, (c, n) in enumerate(zip(coord, out.shape, strict=True)):
+        m = int(np.floor(reach / sp[ax]))
+        lo, hi = max(int(round(c)) - m, 0), min(int(round(c)) + m + 1, n)
+        if lo >= hi:
+            return
+        box.append(slice(lo, hi))
+        axes.append((np.arange(lo, hi, dtype=np.float64) - float(c)) * sp[ax])
+    grids = np.meshgrid(*axes, indexing="ij", sparse=True)
+    d2 = sum(g * g for g in grids)
+    if kind == "gaussian":
+        blob = np.exp(-0.5 * d2 / radius_mm**2)
+        blob[d2 > reach**2] = 0.0
+    else:
+        blob = (d2 <= radius_mm**2).astype(np.float64)
+    region = out[tuple(box)]
+    np.maximum(region, blob.astype(out.dtype), out=region)
+
+
+def click_maps(
+    shape: Sequence[int],
+    clicks: Sequence[Click | tuple],
+    spacing: Sequence[float] | None = None,
+    radius_mm: float = DEFAULT_RADIUS_MM,
+    kind: str = "gaussian",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative click maps on a grid.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Grid shape ``(Z, Y, X)`` or ``(Y, X)``.
+    clicks : sequence of (coord, is_positive)
+        Voxel indices (array order; fractional allowed) and polarity; clicks outside the grid
+        still paint the part of their blob that falls inside.
+    spacing : sequence of float, optional
+        Voxel size in mm (default 1 mm).
+    radius_mm : float
+        ``"gaussian"``: standard deviation in mm (cut at 3 sigma); ``"disc"``: disc radius.
+    kind : {"gaussian", "disc"}
+
+    Returns
+    -------
+    pos_map, neg_map : np.ndarray of float32
+        ``exp(-d^2 / (2 radius^2))`` of the distance ``d`` (mm) to the nearest click of that
+        polarity (1 inside the disc for ``"disc"``), 0 where there is none.
+    """
+    if kind not in ("gaussian", "disc"):
+        raise ValueError(f"Unknown click map kind {kind!r}; use 'gaussian' or 'disc'.")
+    if not radius_mm > 0:
+        raise ValueError(f"The click radius must be positive, got {radius_mm} mm.")
+    shape = tuple(int(n) for n in shape)
+    sp = _spacing(spacing, len(shape))
+    pos = np.zeros(shape, dtype=np.float32)
+    neg = np.zeros(shape, dtype=np.float32)
+    for coord, positive in clicks:
+        if len(coord) != len(shape):
+            raise ValueError(f"Click {tuple(coord)} does not fit a {len(shape)}D grid.")
+        _paint(pos if positive else neg, coord, sp, float(radius_mm), kind)
+    return pos, neg
+
+
+def class_click_maps(
+    shape: Sequence[int],
+    clicks_by_label: Mapping[int, Sequence[Click | tuple]],
+    num_classes: int,
+    spacing: Sequence[float] | None = None,
+    radius_mm: float = DEFAULT_RADIUS_MM,
+    kind: str = "gaussian",
+) -> np.ndarray:
+    """All guidance channels ``(2 * (num_classes - 1), *shape)``: pos/neg per class 1, 2, ..."""
+    maps = np.zeros((CHANNELS_PER_CLASS * (num_classes - 1), *shape), dtype=np.float32)
+    for label, clicks in clicks_by_label.items():
+        label = int(label)
+        if not 1 <= label < num_classes:
+            raise ValueError(f"Label {label} is not a class of this model (1..{num_classes - 1}).")
+        if clicks:
+            pos, neg = click_maps(shape, clicks, spacing, radius_mm, kind)
+            maps[2 * (label - 1)] = pos
+            maps[2 * (label - 1) + 1] = neg
+    return maps
+
+
+def _weighted_voxels(weights: np.ndarray, n: int, rng: np.random.Generator) -> list[tuple]:
+    flat = weights.ravel()
+    total = float(flat.sum())
+    if n <= 0 or total <= 0:
+        return []
+    idx = rng.choice(flat.size, size=n, replace=True, p=flat / total)
+    return [tuple(int(c) for c in np.unravel_index(int(i), weights.shape)) for i in idx]
+
+
+def simulate_training_clicks(
+    labels: np.ndarray,
+    label: int,
+    rng: np.random.Generator,
+    max_clicks: int = 5,
+    spacing: Sequence[float] | None = None,
+    prediction: np.ndarray | None = None,
+    negative_band_mm: float = NEGATIVE_BAND_MM,
+) -> list[Click]:
+    """Clicks a training sample gets for one structure.
+
+    Without ``prediction`` (DeepGrow style): 1..``max_clicks`` positive clicks inside the
+    structure, drawn with probability proportional to the distance to its boundary (interior
+    points more often), and 0..``max_clicks`` negative clicks in the background within
+    ``negative_band_mm`` of it (other structures count as background). With ``prediction``
+    (the network's own output on this sample): 1..``max_clicks`` clicks at the centres of its
+    largest error regions (:func:`~napari_medseg.interactive.clicks.next_click`). Voxels
+    labelled ``IGNORE_LABEL`` never get a click. A structure absent from the sample gets none.
+    """
+    sp = _spacing(spacing, labels.ndim)
+    target = labels == int(label)
+    if not target.any():
+        return []
+    valid = labels != IGNORE_LABEL
+    if prediction is not None:
+        pred = (np.asarray(prediction) == int(label)) & valid
+        clicks: list[Click] = []
+        for _ in range(int(rng.integers(1, max_clicks + 1))):
+            click = next_click(pred, target, sp, clicks)
+            if click is None:
+                break
+            clicks.append(click)
+        return clicks
+    inside = ndimage.distance_transform_edt(np.pad(target, 1), sampling=sp)
+    inside = inside[tuple(slice(1, -1) for _ in labels.shape)]
+    clicks = [Click(c, True) for c in
+              _weighted_voxels(inside, int(rng.integers(1, max_clicks + 1)), rng)]
+    outside = ndimage.distance_transform_edt(~target, sampling=sp)
+    band = (outside > 0) & (outside <= negative_band_mm) & valid
+    clicks += [Click(c, False) for c in
+               _weighted_voxels(band.astype(np.float64), int(rng.integers(0, max_clicks + 1)),
+                                rng)]
+    return clicks
+
+
+def add_guidance_channels(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    rng: np.random.Generator,
+    num_classes: int,
+    p_no_click: float = 0.3,
+    max_clicks: int = 5,
+    spacing: Sequence[float] | None = None,
+    radius_mm: float = DEFAULT_RADIUS_MM,
+    predictions: torch.Tensor | np.ndarray | None = None,
+    kind: str = "gaussian",
+) -> torch.Tensor:
+    """A training batch with simulated click maps appended as input channels.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``(B, C, *S)`` batch of image patches (``S`` = ``(Z, Y, X)`` or ``(Y, X)``).
+    labels : torch.Tensor
+        ``(B, 1, *S)`` or ``(B, *S)`` integer labels of the same patches (``IGNORE_LABEL``
+        allowed).
+    rng : numpy.random.Generator
+        Source of randomness (seed it for reproducible runs).
+    num_classes : int
+        Network outputs, background included; ``2 * (num_classes - 1)`` channels are added.
+    p_no_click : float
+        Share of samples that get no click at all (all guidance channels zero), so the network
+        keeps segmenting automatically.
+    max_clicks : int
+        Most positive (and most negative) clicks per structure and sample.
+    spacing : sequence of float, optional
+        Voxel size of the patches in mm (the model's training spacing).
+    radius_mm : float
+        Click blob size (see :func:`click_maps`); must match the model card's.
+    predictions : tensor or array, optional
+        ``(B, *S)`` (or ``(B, 1, *S)``) class predictions of the network on these patches: then
+        clicks go to the centres of its error regions instead of random places.
+    kind : {"gaussian", "disc"}
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, C + 2 * (num_classes - 1), *S)``, same dtype and device as ``images``.
+    """
+    if not 0.0 <= p_no_click <= 1.0:
+        raise ValueError(f"p_no_click must be between 0 and 1, got {p_no_click}.")
+    lab = labels.detach().cpu().numpy()
+    if lab.ndim == images.ndim:
+        lab = lab[:, 0]
+    if lab.shape[0] != images.shape[0] or lab.shape[1:] != tuple(images.shape[2:]):
+        raise ValueError(f"Labels {tuple(labels.shape)} do not fit the images "
+                         f"{tuple(images.shape)}.")
+    preds = None
+    if predictions is not None:
+        preds = (predictions.detach().cpu().numpy() if isinstance(predictions, torch.Tensor)
+                 else np.asarray(predictions))
+        if preds.ndim == images.ndim:
+            preds = preds[:, 0]
+    shape = tuple(images.shape[2:])
+    maps = np.zeros((images.shape[0], CHANNELS_PER_CLASS * (num_classes - 1), *shape),
+                    dtype=np.float32)
+    for b in range(images.shape[0]):
+        if rng.random() < p_no_click:
+            continue
+        clicks = {k: simulate_training_clicks(lab[b], k, rng, max_clicks, spacing,
+                                              None if preds is None else preds[b])
+                  for k in range(1, num_classes)}
+        maps[b] = class_click_maps(shape, clicks, num_classes, spacing, radius_mm, kind)
+    extra = torch.from_numpy(maps).to(device=images.device, dtype=images.dtype)
+    return torch.cat([images, extra], dim=1)
+
+
+class ZeroGuidance(torch.nn.Module):
+    """A click-guided network that takes only the image channels: guidance channels are zero.
+
+    What ``predict`` and validation run for a model whose card has click guidance (no click =
+    the automatic segmentation). ``ZeroGuidance(net, guidance_channels(card))``.
+    """
+
+    def __init__(self, network: torch.nn.Module, extra_channels: int) -> None:
+        super().__init__()
+        self.network = network
+        self.extra_channels = int(extra_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        zeros = x.new_zeros((x.shape[0], self.extra_channels, *x.shape[2:]))
+        return self.network(torch.cat([x, zeros], dim=1))

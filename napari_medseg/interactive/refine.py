@@ -1,0 +1,288 @@
+"""Click-driven refinement of one label on a crop: the core of the Interactive section.
+
+:func:`refine_with_clicks` runs a click-guided model (its card has a ``guidance`` entry, see
+:mod:`napari_medseg.interactive.guidance`) on a crop around the object and the clicks, with the
+guidance channels of the edited class filled, and returns an
+:class:`~napari_medseg.editing.patches.EditPatch` for that crop in which only voxels of the
+edited label changed (added on background, removed from the label) - other labels are never
+touched, so the GUI applies it as one undoable edit. A model without guidance channels (or no
+model) falls back to :func:`~napari_medseg.interactive.seeds.grow_from_seeds` with the clicks
+as seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from napari_medseg.editing.patches import EditPatch
+from napari_medseg.interactive.clicks import Click
+from napari_medseg.interactive.guidance import (
+    DEFAULT_RADIUS_MM,
+    class_click_maps,
+    guidance_of,
+)
+from napari_medseg.interactive.seeds import grow_from_seeds
+from napari_medseg.io.volume import Volume
+
+DEFAULT_CROP_MARGIN_MM = 15.0
+
+__all__ = ["DEFAULT_CROP_MARGIN_MM", "crop_around", "refine_with_clicks"]
+
+
+def crop_around(shape: Sequence[int], mask: np.ndarray | None, points: Sequence[Sequence[int]],
+                spacing: Sequence[float], margin_mm: float,
+                min_size: Sequence[int] | None = None) -> tuple[slice, ...] | None:
+    """Bounding box of ``mask`` and ``points`` grown by ``margin_mm`` (and to ``min_size``
+    voxels when given), clipped to ``shape``; None when both are empty."""
+    lo = np.full(len(shape), np.iinfo(np.int64).max)
+    hi = np.full(len(shape), -1)
+    if mask is not None and mask.any():
+        idx = np.nonzero(mask)
+        lo = np.minimum(lo, [int(i.min()) for i in idx])
+        hi = np.maximum(hi, [int(i.max()) for i in idx])
+    for p in points:
+        lo = np.minimum(lo, [int(round(c)) for c in p])
+        hi = np.maximum(hi, [int(round(c)) for c in p])
+    if (hi < 0).any():
+        return None
+    out = []
+    for ax, n in enumerate(shape):
+        m = int(np.ceil(margin_mm / float(spacing[ax])))
+        a, b = int(lo[ax]) - m, int(hi[ax]) + 1 + m
+        if min_size is not None and b - a < min_size[ax]:
+            grow = int(min_size[ax]) - (b - a)
+            a -= grow // 2
+            b += grow - grow // 2
+        if a < 0:
+            b, a = min(b - a, n), 0
+        if b > n:
+            a, b = max(a - (b - n), 0), n
+        out.append(slice(max(a, 0), min(b, n)))
+    return tuple(out)
+
+
+def _image_channels(image: Volume | np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    if isinstance(image, Volume):
+        return [c.array for c in image.channel_volumes()]
+    if isinstance(image, np.ndarray):
+        return [image]
+    return [np.asarray(c) for c in image]
+
+
+def _merge(old: np.ndarray, mask: np.ndarray, label: int, clicks: Sequence[Click],
+           origin: Sequence[int]) -> np.ndarray:
+    """The crop with ``label`` set to ``mask`` where that touches only background or ``label``.
+
+    Clicks are honoured exactly: a positive click's voxel ends in ``label`` (when it is
+    background or ``label``), a negative one's leaves it.
+    """
+    mask = mask.copy()
+    for coord, positive in clicks:
+        local = tuple(int(round(c)) - o for c, o in zip(coord, origin, strict=True))
+        if all(0 <= i < n for i, n in zip(local, mask.shape, strict=True)):
+            mask[local] = bool(positive)
+    new = old.copy()
+    new[(old == label) & ~mask] = 0
+    new[mask & (old == 0)] = label
+    return new
+
+
+def _seeded_mask(image: list[np.ndarray], old: np.ndarray, label: int, clicks: Sequence[Click],
+                 origin: Sequence[int], spacing: Sequence[float], radius_mm: float,
+                 method: str) -> np.ndarray:
+    """Fallback without a guidance model: grow from the clicks (and the confident parts of the
+    current label) with :func:`grow_from_seeds`; returns the label's new mask on the crop."""
+    shape = old.shape
+    sp = tuple(float(s) for s in spacing)
+    pos = np.zeros(shape, bool)
+    neg = np.zeros(shape, bool)
+    for coord, positive in clicks:
+        local = tuple(int(round(c)) - o for c, o in zip(coord, origin, strict=True))
+        if all(0 <= i < n for i, n in zip(local, shape, strict=True)):
+            (pos if positive else neg)[local] = True
+    far = 3.0 * radius_mm
+
+    def distance_to(points: np.ndarray) -> np.ndarray:
+        if not points.any():
+            return np.full(shape, np.inf)
+        return ndimage.distance_transform_edt(~points, sampling=sp)
+
+    d_pos, d_neg = distance_to(pos), distance_to(neg)
+    current = old == label
+    seeds = np.zeros(shape, np.int32)  # 1 = background, 2 = object
+    border = np.ones(shape, bool)
+    border[tuple(slice(1, -1) for _ in shape)] = False
+    seeds[border & ~current] = 1
+    if current.any():
+        inside = ndimage.distance_transform_edt(current, sampling=sp)
+        outside = ndimage.distance_transform_edt(~current, sampling=sp)
+        seeds[(inside > 2.0) & (d_neg > far)] = 2  # the label's interior, away from "no" clicks
+        seeds[(outside > 2.0) & (d_pos > far)] = 1  # clear background, away from "yes" clicks
+    seeds[d_pos <= radius_mm / 2] = 2
+    seeds[d_neg <= radius_mm / 2] = 1
+    seeds[(old != 0) & ~current] = 1  # other labels are background here
+    if not (seeds == 2).any():
+        return np.zeros(shape, bool)
+    if not (seeds == 1).any():
+        return np.ones(shape, bool)
+    arr = image[0] if len(image) == 1 else np.stack(image, -1)
+    grown = grow_from_seeds(arr, seeds, sp, roi=tuple(slice(None) for _ in shape), method=method,
+                            channel_axis=None if len(image) == 1 else -1)
+    return grown == 2
+
+
+def _guided_mask(model: torch.nn.Module, card: Any, image: np.ndarray, label: int,
+                 clicks: Sequence[Click], origin: Sequence[int], spacing: Sequence[float],
+                 guidance: dict[str, Any], device: torch.device) -> np.ndarray:
+    """Run the click-guided network on the crop (``image``: normalised ``(C, *crop)``); the
+    label's mask on the crop grid."""
+    from monai.inferers import sliding_window_inference
+
+    from napari_medseg.preprocess import resample_to_shape
+
+    shape = image.shape[1:]
+    target = None
+    x = image
+    if card.spacing is not None:
+        t = list(card.spacing)[-len(shape):]
+        target = tuple(float(s if v is None else v) for s, v in zip(spacing, t, strict=True))
+        grid = tuple(max(int(round(n * s / v)), 1) for n, s, v in zip(shape, spacing, target,
+                                                                       strict=True))
+        x = resample_to_shape(image, grid, order=1)
+    grid = x.shape[1:]
+    scale = [g / n for g, n in zip(grid, shape, strict=True)]
+    local = [Click(tuple((int(round(c)) - o + 0.5) * s - 0.5
+                         for c, o, s in zip(coord, origin, scale, strict=True)), bool(p))
+             for coord, p in clicks]
+    grid_spacing = target if target is not None else tuple(spacing)
+    maps = class_click_maps(grid, {label: local}, card.num_classes, grid_spacing,
+                            float(guidance.get("radius_mm", DEFAULT_RADIUS_MM)),
+                            str(guidance.get("kind", "gaussian")))
+    x = np.concatenate([x, maps], 0)
+    t = torch.from_numpy(x)
+    if card.dims == 3:
+        t = t[None]
+    else:
+        t = t[None] if len(shape) == 2 else t.permute(1, 0, 2, 3)
+    # MONAI directly (as the inference engine does), so that training and inference, which
+    # import the guidance channels from this package, never import back from it
+    with torch.inference_mode():
+        logits = sliding_window_inference(t.contiguous().to(device), card.patch_size[-card.dims:],
+                                          4, model, overlap=0.25, mode="gaussian",
+                                          padding_mode="constant", cval=0.0)
+    probs = torch.softmax(logits.float(), dim=1)
+    probs = probs[0] if card.dims == 3 else (probs.permute(1, 0, 2, 3) if len(shape) == 3
+                                              else probs[0])
+    probs = resample_to_shape(probs.float().cpu(), shape, order=1)
+    return (torch.argmax(probs, 0) == int(label)).numpy()
+
+
+def refine_with_clicks(
+    model: torch.nn.Module | None,
+    card: Any,
+    image_volume: Volume | np.ndarray,
+    current_labels: np.ndarray,
+    label: int,
+    clicks: Sequence[Click | tuple],
+    crop_margin_mm: float = DEFAULT_CROP_MARGIN_MM,
+    spacing: Sequence[float] | None = None,
+    device: str | torch.device = "cpu",
+    fallback: str = "random_walker",
+) -> EditPatch | None:
+    """Update one label from positive and negative clicks, inside a crop around it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or None
+        Loaded network (eval mode); None = training-free fallback.
+    card : ModelCard or None
+        Its card; guidance channels are used when ``card`` has a click ``guidance`` entry (see
+        :func:`~napari_medseg.interactive.guidance.guidance_of`), otherwise the clicks seed
+        :func:`~napari_medseg.interactive.seeds.grow_from_seeds`.
+    image_volume : Volume or np.ndarray
+        The image (a colour Volume gives its three channels); ``(Z, Y, X)`` or ``(Y, X)``.
+    current_labels : np.ndarray of int
+        The label map as it is now (not modified).
+    label : int
+        The label being edited (> 0).
+    clicks : sequence of (coord, is_positive)
+        All clicks of this interaction so far, voxel indices in array order.
+    crop_margin_mm : float
+        Margin around the label's current extent and the clicks. With a guided model the crop
+        is at least one network window, and exactly one (centred on the object) when the
+        object and the clicks fit in it: one forward pass per click.
+    spacing : sequence of float, optional
+        Voxel size in mm when ``image_volume`` is an array (default: the Volume's, else 1 mm).
+    device : str or torch.device
+    fallback : {"random_walker", "watershed"}
+        Method of the training-free fallback.
+
+    Returns
+    -------
+    EditPatch or None
+        ``bbox`` = the crop, ``old``/``new`` = its labels before/after (only ``label`` and
+        background voxels differ); None when nothing changes. ``patch.apply(labels)`` applies
+        it, ``patch.revert(labels)`` undoes it.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a label that is not a class of the model, or no click.
+    """
+    label = int(label)
+    if label <= 0:
+        raise ValueError("Choose a label (not background) to edit with clicks.")
+    channels = _image_channels(image_volume)
+    labels = np.asarray(current_labels)
+    if channels[0].shape != labels.shape:
+        raise ValueError(f"The labels {labels.shape} and the image {channels[0].shape} differ "
+                         "in shape.")
+    if spacing is None:
+        spacing = image_volume.spacing if isinstance(image_volume, Volume) else \
+            (1.0,) * labels.ndim
+    sp = tuple(float(s) for s in spacing)[-labels.ndim:]
+    clicks = [Click(tuple(int(round(c)) for c in coord), bool(p)) for coord, p in clicks]
+    if not clicks:
+        raise ValueError("Click on the image first (a positive click inside the object).")
+    guidance = guidance_of(card) if card is not None and model is not None else None
+    if guidance is not None and not label < card.num_classes:
+        raise ValueError(f"Label {label} is not one of the classes of {card.describe()}.")
+    min_size = None
+    if guidance is not None and card.dims == labels.ndim:
+        tgt = card.spacing or [None] * labels.ndim
+        tgt = list(tgt)[-labels.ndim:]
+        min_size = [int(np.ceil(p * (s if t is None else t) / s0)) for p, t, s, s0 in
+                    zip(card.patch_size[-labels.ndim:], tgt, sp, sp, strict=True)]
+    points = [c.coord for c in clicks]
+    crop = crop_around(labels.shape, labels == label, points, sp, crop_margin_mm, min_size)
+    if min_size is not None and any(s.stop - s.start > m for s, m in zip(crop, min_size,
+                                                                         strict=True)):
+        # the object and its clicks fit in one network window: one window, no sliding
+        tight = crop_around(labels.shape, labels == label, points, sp, 0.0, min_size)
+        if all(s.stop - s.start <= m for s, m in zip(tight, min_size, strict=True)):
+            crop = tight
+    origin = [s.start for s in crop]
+    old = labels[crop]
+    if guidance is not None:
+        from napari_medseg.preprocess import NormalisationParams, prepare_image
+
+        params = [NormalisationParams.from_dict(d) for d in card.normalisation]
+        if len(params) != len(channels):
+            raise ValueError(f"The model {card.describe()} expects {len(params)} image "
+                             f"channel(s); this image has {len(channels)}.")
+        # normalised on the whole image (per-volume z-score, as in training), then cropped
+        normed = prepare_image(channels, sp, params, None)[(slice(None), *crop)]
+        mask = _guided_mask(model, card, normed, label, clicks, origin, sp, guidance,
+                            torch.device(device))
+    else:
+        mask = _seeded_mask([c[crop] for c in channels], old, label, clicks, origin, sp,
+                            DEFAULT_RADIUS_MM, fallback)
+    new = _merge(old, mask, label, clicks, origin)
+    if np.array_equal(new, old):
+        return None
+    return EditPatch(bbox=crop, old=old.copy(), new=new)

@@ -8,6 +8,12 @@ runs of 0x00/0xFF, truncations and insertions. Each mutated file goes through
 * the napari reader (``napari_medseg._reader.read_path``, as File > Open calls it),
 * optionally ``napari-medseg predict`` with a tiny model (``--predict N`` of them).
 
+Then the hand-made cases of issue 14 (:func:`hand_made`): garbage ``dataset.json`` files
+and label files (NaN voxels, another grid, unnamed values) through
+``napari-medseg train DATASET --time-budget-s 5`` (door ``train``), garbage model cards and
+weights through ``napari-medseg predict`` (door ``cards``) and impossible options (door
+``options``). These must all end in exit 2 with one stderr line.
+
 An outcome is *clean* when it is a success, or exit status 2 with exactly one stderr line
 (``read_path``: a ``ValueError``/``OSError`` with a one-line message). Anything else — a
 traceback, another exit status, several lines — is a failure, listed with its input.
@@ -24,6 +30,7 @@ import contextlib
 import gzip
 import io
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -133,7 +140,129 @@ def _tiny_model(folder: Path) -> Path:
     return save_model(build_network(spec), card, folder / "model")
 
 
-def run(n: int, seed: int = 0, predict: int = 0, verbose: bool = False) -> dict[str, Tally]:
+HIPPOCAMPUS = ROOT / "sample_data" / "hippocampus"
+
+#: dataset.json replacements: text, or entries merged into the sample's dataset.json.
+GARBAGE_DATASET_JSON: dict[str, object] = {
+    "list": "[]",
+    "number": "5",
+    "not json": "{labels",
+    "deep nesting": "[" * 100_000 + "]" * 100_000,
+    "modality 5": {"modality": 5},
+    "modality list": {"modality": ["MRI"]},
+    "training entry 5": {"training": [5]},
+    "training a dict": {"training": {"a": 1}},
+    "image 5": {"training": [{"image": 5, "label": "./labelsTr/hippocampus_001.nii.gz"}]},
+    "label 5": {"training": [{"image": "./imagesTr/hippocampus_001.nii.gz", "label": 5}]},
+    "label name 5": {"labels": {"0": "background", "1": 5}},
+    "labels empty": {"labels": {}},
+    "file_ending .exe": {"file_ending": ".exe"},
+}
+
+#: Model-card edits (a function of the card dict returning None, or the new card text).
+GARBAGE_CARDS: dict[str, object] = {
+    "deep nesting": lambda c: "[" * 100_000 + "]" * 100_000,
+    "class without a name": lambda c: c["classes"][1].pop("name") and None,
+    "classes a text": lambda c: c.update(classes="organ"),
+    "dims 4": lambda c: c.update(dims=4),
+    "spacing 0.01": lambda c: c.update(spacing=[0.01, 0.01, 0.01]),
+    "spacing 0": lambda c: c.update(spacing=[0, 0, 0]),
+    "patch 4096^3": lambda c: c.update(patch_size=[4096, 4096, 4096]),
+    "in_channels -1": lambda c: c.update(in_channels=-1),
+    "network a list": lambda c: c.update(network=[1]),
+    "card a list": lambda c: "[1, 2]",
+}
+
+BAD_TRAIN_OPTIONS = [["--threads", "-1"], ["--base-channels", "0"],
+                     ["--patch-size", "4096", "4096", "4096"], ["--time-budget-s", "-5"],
+                     ["--max-epochs", "-1"], ["--steps-per-epoch", "0"], ["--batch-size", "0"],
+                     ["--lr", "-1"], ["--val-fraction", "2"]]
+
+
+def _garbage_label_datasets(tmp_path: Path) -> dict[str, Path]:
+    """Copies of the sample dataset whose label file is wrong in one way each."""
+    import nibabel as nib
+    import numpy as np
+
+    out = {}
+    for kind in ("NaN label voxels", "labels on a 3x grid", "unnamed label value"):
+        root = tmp_path / f"labels-{len(out)}"
+        shutil.copytree(HIPPOCAMPUS, root)
+        path = root / "labelsTr" / "hippocampus_003.nii.gz"
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj).astype(np.float32)
+        affine = img.affine.copy()
+        if kind == "NaN label voxels":
+            data[0, 0, :3] = np.nan
+        elif kind == "labels on a 3x grid":
+            affine[:3, :3] *= 3
+            data = data.astype(np.uint8)
+        else:
+            data = data.astype(np.uint8)
+            data[0, 0, 0] = 7
+        nib.save(nib.Nifti1Image(data, affine), path)
+        out[kind] = root
+    return out
+
+
+def hand_made(tmp_path: Path, tallies: dict[str, Tally], model: Path | None) -> None:
+    """The hand-made cases of issue 14: each must end in exit 2 with one stderr line."""
+    import json
+
+    def refused(argv: list[str], tally: Tally, label: str) -> None:
+        rc, lines = _cli(argv)
+        tally.add(rc == 2 and len(lines) == 1, False, f"{label}: exit {rc}, stderr {lines[:3]}")
+
+    sample = json.loads((HIPPOCAMPUS / "dataset.json").read_text())
+    train = ["--time-budget-s", "5", "--device", "cpu", "--threads", "1", "--quiet"]
+    for k, (label, change) in enumerate(GARBAGE_DATASET_JSON.items()):
+        root = tmp_path / f"dataset-{k}"
+        shutil.copytree(HIPPOCAMPUS, root)
+        text = change if isinstance(change, str) else json.dumps({**sample, **change})
+        (root / "dataset.json").write_text(text)
+        refused(["train", str(root), "--out", str(tmp_path / f"model-{k}"), *train],
+                tallies["train"], f"dataset.json {label}")
+    for label, root in _garbage_label_datasets(tmp_path).items():
+        refused(["train", str(root), "--out", str(tmp_path / "model-labels"), *train],
+                tallies["train"], label)
+    for option in BAD_TRAIN_OPTIONS:
+        base = train[2:] if option[0] == "--time-budget-s" else train
+        refused(["train", str(HIPPOCAMPUS), "--out", str(tmp_path / "model-options"), *base,
+                 *option], tallies["options"], " ".join(option))
+    if model is None:
+        return
+    image = HIPPOCAMPUS / "imagesTr" / "hippocampus_001.nii.gz"
+    card = json.loads((model / "model_card.json").read_text())
+    for k, (label, change) in enumerate(GARBAGE_CARDS.items()):
+        folder = tmp_path / f"card-{k}"
+        shutil.copytree(model, folder)
+        edited = json.loads(json.dumps(card))
+        text = change(edited)  # type: ignore[operator]
+        (folder / "model_card.json").write_text(text if isinstance(text, str)
+                                                else json.dumps(edited))
+        refused(["predict", "--model", str(folder), str(image), "--out",
+                 str(tmp_path / f"pred-card-{k}"), "--device", "cpu", "--quiet"],
+                tallies["cards"], f"model card {label}")
+    import torch
+
+    for label, payload in (("model.pt a list", [1, 2, 3]), ("model.pt a number", 5),
+                           ("model.pt of text", "weights")):
+        folder = tmp_path / f"weights-{label.replace(' ', '-')}"
+        shutil.copytree(model, folder)
+        torch.save(payload, folder / "model.pt")
+        edited = dict(card, weights_sha256=None)  # as written before checksums
+        (folder / "model_card.json").write_text(json.dumps(edited))
+        refused(["predict", "--model", str(folder), str(image), "--out",
+                 str(tmp_path / "pred-weights"), "--device", "cpu", "--quiet"],
+                tallies["cards"], label)
+    for option in (["--threads", "-1"], ["--overlap", "1"]):
+        refused(["predict", "--model", str(model), str(image), "--out",
+                 str(tmp_path / "pred-options"), "--device", "cpu", *option],
+                tallies["options"], " ".join(option))
+
+
+def run(n: int, seed: int = 0, predict: int = 0, verbose: bool = False,
+        hand_made_cases: bool = True) -> dict[str, Tally]:
     """Fuzz ``n`` mutations per source; returns tallies per door."""
     import warnings
 
@@ -145,7 +274,8 @@ def run(n: int, seed: int = 0, predict: int = 0, verbose: bool = False) -> dict[
         "nifti.gz": (nifti_gz, ".nii.gz", 64),
         "dicom": (dicom_sample().read_bytes(), ".dcm", 1024),
     }
-    tallies = {door: Tally() for door in ("info", "reader", "predict")}
+    tallies = {door: Tally() for door in ("info", "reader", "predict", "train", "cards",
+                                          "options")}
     with tempfile.TemporaryDirectory(prefix="medseg-fuzz-") as tmp:
         tmp_path = Path(tmp)
         model = _tiny_model(tmp_path) if predict else None
@@ -167,6 +297,8 @@ def run(n: int, seed: int = 0, predict: int = 0, verbose: bool = False) -> dict[
                                tallies["predict"], label)
                 path.unlink()
                 k += 1
+        if hand_made_cases:
+            hand_made(tmp_path, tallies, model)
     if verbose:
         for door, t in tallies.items():
             for f in t.failures[:20]:

@@ -268,3 +268,101 @@ def rank_slices(
         picks.append(int(idx))
         blocked[max(0, idx - gap + 1): idx + gap] = True
     return picks
+
+
+# --------------------------------------------------------------------------------------------
+# jobs: what to annotate next in a project (the Project dock runs these in a child process;
+# ``napari-medseg suggest PROJECT`` prints them)
+
+
+def suggest_cases(project_dir: str, device: str = "auto", keep: int = 1,
+                  should_stop: Callable[[], bool] | None = None):
+    """Rank a project's pool by the current model's uncertainty; a generator of events.
+
+    Parameters
+    ----------
+    project_dir : str
+        Project folder (:class:`~napari_medseg.dataset.project.Project`).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    keep : int
+        How many of the top cases keep their prediction (labels and entropy) in the result.
+    should_stop : callable, optional
+        Checked between cases.
+
+    Yields
+    ------
+    Event
+        ``"start"``, one ``"step"`` per pool case, ``"finished"``/``"cancelled"``.
+
+    Returns
+    -------
+    dict
+        ``ranking`` (list of (case id, score), most informative first; without a model the pool
+        in its order with score 0), ``model`` (version or None) and ``predictions``
+        ``{case id: (labels uint8, entropy float32)}`` for the top ``keep`` cases.
+    """
+    from napari_medseg.dataset.project import Project
+    from napari_medseg.events import Event
+
+    project = Project.open(project_dir)
+    pool = project.unlabelled_ids()
+    if not pool:
+        raise ValueError("The pool is empty: add images to the project first.")
+    model_dir = project.model_dir()
+    if model_dir is None:
+        yield Event("finished", message=f"No model yet: {pool[0]} comes first.")
+        return {"ranking": [(c, 0.0) for c in pool], "model": None, "predictions": {}}
+    from napari_medseg.inference import load_model, predict_volume, resolve_device
+
+    model = load_model(model_dir, device=resolve_device(device))
+    yield Event("start", total=len(pool), message=f"Ranking {len(pool)} pool image(s)…")
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    scores: dict[str, float] = {}
+    for i, cid in enumerate(pool, start=1):
+        if should_stop is not None and should_stop():
+            yield Event("cancelled", message="Ranking cancelled.")
+            return None
+        res = predict_volume(model, project.load_image(cid), return_probabilities=False,
+                             return_entropy=True)
+        labels = np.asarray(res.labels, dtype=np.uint8)
+        outputs[cid] = (labels, res.entropy)
+        scores[cid] = image_uncertainty(res.entropy, uncertainty_region(res.entropy, labels))
+        yield Event("step", step=i, total=len(pool), message=f"{i}/{len(pool)} ranked ({cid})")
+    ranking = rank_images(scores)
+    top = [cid for cid, _ in ranking[:max(int(keep), 0)]]
+    result = {"ranking": ranking, "model": project.current_model,
+              "predictions": {cid: outputs[cid] for cid in top}}
+    yield Event("finished", result=result, message="Most informative: " + ", ".join(
+        f"{c} ({s:.3f})" for c, s in ranking[:5]))
+    return result
+
+
+def suggest_slices(model_dir: str, volume: Any, axis: int = 0, n: int = 5,
+                   exclude: Iterable[int] = (), min_gap: int = 2, entropy: np.ndarray | None = None,
+                   device: str = "auto", should_stop: Callable[[], bool] | None = None):
+    """The most uncertain slices of one image along ``axis``; a generator of events.
+
+    Returns
+    -------
+    dict
+        ``slices`` (indices, most uncertain first, at least ``min_gap`` apart, ``exclude`` left
+        out) and ``entropy`` (the model's normalised entropy map, reusable next time).
+    """
+    from napari_medseg.events import Event
+
+    if entropy is None:
+        from napari_medseg.inference import predict_volume
+
+        yield Event("message", message="Segmenting to find uncertain slices…")
+        entropy = predict_volume(model_dir, volume, return_probabilities=False,
+                                 return_entropy=True, device=device).entropy
+    if should_stop is not None and should_stop():
+        yield Event("cancelled", message="Cancelled.")
+        return None
+    scores = slice_uncertainty(entropy, axis, uncertainty_region(entropy))
+    slices = rank_slices(scores, n=n, exclude=exclude or (), min_gap=min_gap)
+    result = {"slices": slices, "entropy": entropy}
+    yield Event("finished", result=result,
+                message="Most uncertain slices: " + ", ".join(map(str, slices)))
+    return result

@@ -61,10 +61,64 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from napari_medseg.io import describe_path
+    from napari_medseg.io.info import describe_path
 
-    print(_dumps(describe_path(args.path), indent=2))
+    print(_dumps(describe_path(args.path, phi=args.phi), indent=2))
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# option checks (one line, exit 2, before any work)
+
+#: Largest training patch the command line accepts (voxels): 256^3.
+MAX_PATCH_VOXELS = 2**24
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse impossible option values with one line naming the option (raises ValueError)."""
+    def at_least(name: str, minimum: int) -> None:
+        value = getattr(args, name.lstrip("-").replace("-", "_"), None)
+        if value is not None and value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, not {value}.")
+
+    def number(name: str, lo: float, hi: float | None = None, open_lo: bool = False,
+               open_hi: bool = False) -> None:
+        value = getattr(args, name.lstrip("-").replace("-", "_"), None)
+        if value is None:
+            return
+        if not math.isfinite(value) or (value <= lo if open_lo else value < lo) or (
+                hi is not None and (value >= hi if open_hi else value > hi)):
+            left = "(" if open_lo else "["
+            right = ")" if open_hi else "]"
+            span = f"{left}{lo:g}, {hi:g}{right}" if hi is not None else f"above {lo:g}"
+            raise ValueError(f"{name} must be {'in ' if hi is not None else ''}{span}, "
+                             f"not {value:g}.")
+
+    at_least("--threads", 1)
+    if args.command == "train":
+        for name in ("--max-epochs", "--steps-per-epoch", "--batch-size", "--early-stopping"):
+            at_least(name, 1)
+        at_least("--fold", 0)
+        at_least("--base-channels", 2)
+        if args.base_channels > 512:
+            raise ValueError(f"--base-channels must be at most 512, not {args.base_channels}.")
+        number("--time-budget-s", 0, open_lo=True)
+        number("--lr", 0, open_lo=True)
+        number("--val-fraction", 0, 1, open_hi=True)
+        if args.patch_size is not None:
+            patch = list(args.patch_size)
+            if len(patch) not in (2, 3):
+                raise ValueError(f"--patch-size takes 2 or 3 numbers (voxels), got {len(patch)}.")
+            if min(patch) < 4:
+                raise ValueError(f"--patch-size {' '.join(map(str, patch))}: every side must be "
+                                 "at least 4 voxels.")
+            if math.prod(patch) > MAX_PATCH_VOXELS:
+                raise ValueError(
+                    f"--patch-size {' '.join(map(str, patch))} is {math.prod(patch):,} voxels, "
+                    f"more than the {MAX_PATCH_VOXELS:,} (256^3) a training patch may have; "
+                    "choose a smaller patch.")
+    if args.command == "predict":
+        number("--overlap", 0, 1, open_hi=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print a JSON summary of an image file or DICOM folder")
     p.add_argument("path")
+    p.add_argument("--phi", action="store_true",
+                   help="also print the DICOM patient identifiers (PatientID); left out by "
+                        "default so the summary can be shared")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("train", help="train or fine-tune a model on an MSD / project folder")
@@ -392,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         try:
+            _check_options(args)
             status = int(args.func(args) or 0)
         except (ValueError, OSError) as exc:  # user-facing problems: one line, exit 2
             print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)

@@ -414,12 +414,13 @@ def test_seg_and_rtstruct_are_listed_as_non_images(samples_dir: Path) -> None:
     vol = read_volume(samples_dir / "ct_dicom_seg_dcmqi")
     assert vol.shape == (3, 512, 512) and vol.modality == "CT"
     assert vol.spacing[0] == pytest.approx(1.0)
-    with pytest.raises(MedsegIOError, match="Segmentation"):
-        read_volume(samples_dir / "ct_dicom_seg_dcmqi" / "liver.dcm")
-    with pytest.raises(MedsegIOError, match="RT Structure Set"):
-        read_volume(samples_dir / "rtstruct" / "rt-utils_phantom" / "rt.dcm")
-    with pytest.raises(MedsegIOError, match="RT Structure Set"):
-        read_volume(samples_dir / "rtstruct" / "dicompyler_breast" / "rtss.dcm")
+    # a SEG or RTSTRUCT file itself opens as a label map on its referenced series (issue 15)
+    seg = read_volume(samples_dir / "ct_dicom_seg_dcmqi" / "liver.dcm")
+    assert seg.shape == (3, 512, 512) and seg.array.max() >= 1
+    rt = read_volume(samples_dir / "rtstruct" / "rt-utils_phantom" / "rt.dcm")
+    assert rt.array.max() >= 1
+    breast = read_volume(samples_dir / "rtstruct" / "dicompyler_breast" / "rtss.dcm")
+    assert breast.shape == (512, 512) and breast.metadata["label_names"]["5"] == "Heart"
     phantom = read_volume(samples_dir / "rtstruct" / "rt-utils_phantom")
     assert phantom.shape == (2, 512, 512) and phantom.spacing[0] == pytest.approx(5.0)
     seg_info = describe_path(samples_dir / "ct_dicom_seg_dcmqi")

@@ -492,15 +492,55 @@ def read_dataset_json(dataset_dir: str | os.PathLike) -> dict[str, Any]:
         raise DatasetError(f"{root} has no dataset.json (expected the MSD / nnU-Net layout).")
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"dataset.json in {root} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise DatasetError(f"dataset.json in {root} is nested too deeply to be a dataset "
+                           "description.") from exc
+    if not isinstance(meta, dict):
+        raise DatasetError(f"dataset.json in {root} must be a table (a JSON object with "
+                           f"'labels', 'training' ...), not a {type(meta).__name__}.")
     for sub in ("imagesTr", "labelsTr"):
         if not (root / sub).is_dir():
             raise DatasetError(f"{root} has no {sub}/ folder.")
     if not isinstance(meta.get("labels"), dict) or not meta["labels"]:
         raise DatasetError("dataset.json has no 'labels' table (label value -> name).")
+    _check_dataset_json_types(meta)
     dataset_file_ending(meta)
     return meta
+
+
+def _check_dataset_json_types(meta: dict[str, Any]) -> None:
+    """Refuse entries of the wrong type in ``dataset.json`` with one line naming the entry."""
+    for key in ("channel_names", "modality"):
+        table = meta.get(key)
+        if table is None:
+            continue
+        if not isinstance(table, dict) or not table or not all(
+                str(k).isdigit() and isinstance(v, str) for k, v in table.items()):
+            raise DatasetError(
+                f"dataset.json '{key}' must be a table of channel number -> name, like "
+                f'{{"0": "MRI"}}; got {json.dumps(table)[:60]}.'
+            )
+    for key, value in meta["labels"].items():
+        numbered = str(key).lstrip("-").isdigit()
+        if numbered and not isinstance(value, str):
+            raise DatasetError(f"dataset.json label {key!r} must have a name, not {value!r:.40}.")
+        if not numbered and (not isinstance(value, int) or isinstance(value, bool)):
+            raise DatasetError(f"dataset.json label entry {key!r}: {value!r:.40} is not understood.")
+    training = meta.get("training")
+    if training is None:
+        return
+    if not isinstance(training, list):
+        raise DatasetError("dataset.json 'training' must be a list of "
+                           '{"image": ..., "label": ...} entries.')
+    for entry in training:
+        if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
+            raise DatasetError(f"dataset.json training entry {json.dumps(entry)[:60]} has no "
+                               "'label' file name.")
+        if "image" in entry and not isinstance(entry["image"], str):
+            raise DatasetError(f"dataset.json training entry {json.dumps(entry)[:60]}: 'image' "
+                               "must be a file name.")
 
 
 def label_names_from_json(meta: dict[str, Any]) -> dict[int, str]:
@@ -771,6 +811,75 @@ def _case_roi(case_id: str, channels: list[Volume], roi: RoiSource | None,
     return np.asarray(roi[case_id], dtype=bool)
 
 
+#: Largest relative difference of voxel size, and of direction cosines, between an image and
+#: its label file that still counts as the same grid.
+GRID_TOLERANCE = 0.01
+
+
+def _check_label_finite(case_id: str, label_path: Path, label_volume: Volume) -> None:
+    """Refuse a floating-point label file with NaN / infinite voxels (the reader would turn
+    them into background, silently teaching the network that they are background)."""
+    if not str(label_volume.metadata.get("nifti_dtype", "")).startswith("float"):
+        return
+    import nibabel as nib
+
+    try:
+        data = np.asanyarray(nib.load(str(label_path)).dataobj)
+    except Exception:  # noqa: BLE001 - it was read once already; nothing more to learn
+        return
+    n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if n_bad:
+        raise DatasetError(
+            f"Case {case_id}: the label file {label_path.name} has {n_bad:,} NaN or infinite "
+            "voxel(s); a label map must hold whole numbers only (fix or re-export it)."
+        )
+
+
+def _check_same_grid(case_id: str, image_path: Path, image: Volume, label_path: Path,
+                     label_volume: Volume) -> None:
+    """Refuse a label file whose voxel size, orientation or origin differ from its image's."""
+    s_img = np.asarray(image.spacing, dtype=float)
+    s_lab = np.asarray(label_volume.spacing, dtype=float)
+    a_img, a_lab = np.asarray(image.affine, dtype=float), np.asarray(label_volume.affine, dtype=float)
+    problem = ""
+    if s_img.shape != s_lab.shape or np.any(np.abs(s_lab - s_img) > GRID_TOLERANCE * s_img):
+        problem = (f"voxel size {tuple(round(float(v), 4) for v in s_lab)} mm, where the image "
+                   f"has {tuple(round(float(v), 4) for v in s_img)} mm")
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d_img = a_img[:3, :3] / np.linalg.norm(a_img[:3, :3], axis=0)
+            d_lab = a_lab[:3, :3] / np.linalg.norm(a_lab[:3, :3], axis=0)
+        origin_mm = float(np.linalg.norm(a_lab[:3, 3] - a_img[:3, 3]))
+        if np.all(np.isfinite(d_img)) and np.all(np.isfinite(d_lab)) and np.any(
+                np.abs(d_lab - d_img) > GRID_TOLERANCE):
+            problem = "another orientation"
+        elif origin_mm > 0.5 * float(s_img.max()):
+            problem = f"an origin {origin_mm:.1f} mm away from the image's"
+    if problem:
+        raise DatasetError(
+            f"Case {case_id}: the label file {label_path.name} is on another grid than its "
+            f"image {image_path.name} ({problem}), so its voxels do not line up with the "
+            "image; resample the labels onto the image."
+        )
+
+
+def _check_named_values(case_id: str, label_path: Path, labels: np.ndarray,
+                        label_names: Mapping[int, str]) -> None:
+    """Refuse label values that ``dataset.json`` does not name (255 = ignore is allowed)."""
+    if not labels.size or labels.dtype.kind not in "ub" and (
+            labels.dtype.kind != "i" or labels.min() < 0 or labels.max() > IGNORE_LABEL):
+        return  # out-of-range or non-integer values: Case explains those
+    counts = np.bincount(labels.ravel().astype(np.intp, copy=False), minlength=IGNORE_LABEL + 1)
+    unknown = [v for v, n in enumerate(counts) if n and v not in label_names and v != IGNORE_LABEL]
+    if unknown:
+        named = ", ".join(f"{v} {n}" for v, n in sorted(label_names.items()))
+        raise DatasetError(
+            f"Case {case_id}: {label_path.name} holds label value(s) {_value_list(unknown)}, "
+            f"which dataset.json does not name (it names {named}); add them to its 'labels' "
+            f"table or fix the label file."
+        )
+
+
 def load_msd_dataset(
     dataset_dir: str | os.PathLike,
     case_ids: Sequence[str] | None = None,
@@ -832,15 +941,14 @@ def load_msd_dataset(
                 f"Case {case_id}: image shape {channels[0].shape} and label shape "
                 f"{label_volume.shape} differ."
             )
+        if not picture:
+            _check_label_finite(case_id, label_path, label_volume)
+            _check_same_grid(case_id, image_paths[0], channels[0], label_path, label_volume)
         for ch in channels:
             ch.modality = modality if ch.modality == "unknown" else ch.modality
         labels = np.asarray(label_volume.array)
+        _check_named_values(case_id, label_path, labels, label_names)
         cases.append(Case(case_id, channels[0], labels, None, tuple(channels[1:]), roi=case_roi))
-        max_label = int(labels[labels != IGNORE_LABEL].max(initial=0))
-        if max_label not in label_names and max_label > max(label_names):
-            raise DatasetError(
-                f"Case {case_id} contains label {max_label}, which dataset.json does not name."
-            )
     return Dataset(cases, label_names, modality, names, str(meta.get("name", root.name)), str(root))
 
 

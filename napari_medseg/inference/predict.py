@@ -273,6 +273,14 @@ def predict(
     spacing = ref.spacing
     target = _target_spacing(card, spacing)
     params = [NormalisationParams.from_dict(d) for d in card.normalisation]
+    if target is not None:  # refuse a huge resampled image before allocating it
+        from napari_medseg.io.errors import check_allocation
+
+        resampled = [max(1, round(n * s / t)) for n, s, t in zip(ref.shape, spacing, target,
+                                                                   strict=True)]
+        check_allocation(resampled, 4, f"{ref.name or 'The image'} resampled to the model's "
+                         f"{tuple(round(t, 3) for t in target)} mm grid",
+                         copies=len(channels) + 2 * card.num_classes)
     image = prepare_image([c.array for c in channels], spacing, params, target)  # (C, *S')
     tensor = torch.from_numpy(image)
     if card.dims == 3:

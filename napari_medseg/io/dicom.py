@@ -264,6 +264,7 @@ class _Header:
     bits_stored: int | None = None
     spacing_source: str | None = None
     spacing_warnings: list[str] = field(default_factory=list)
+    spacing_rejected: bool = False
     magnification: float | None = None
     cine: bool = False
     frame_time_ms: float | None = None
@@ -348,6 +349,27 @@ def _ultrasound_spacing(ds: Dataset) -> tuple[np.ndarray | None, list[str]]:
     return np.array([row_mm, col_mm]), warn
 
 
+#: Plausible pixel size (mm): 0.1 micrometre (microscopy) to 10 cm. Outside it the tag is
+#: damaged (0 divides by zero; 1e6 mm asks resampling for absurd memory) and is ignored.
+PLAUSIBLE_PIXEL_SPACING_MM = (1e-4, 100.0)
+
+
+def _plausible(spacing: np.ndarray | None, tag: str, warn: list[str]) -> np.ndarray | None:
+    """``spacing`` when every value lies in :data:`PLAUSIBLE_PIXEL_SPACING_MM`, else ``None``
+    with a warning naming ``tag``."""
+    if spacing is None:
+        return None
+    lo, hi = PLAUSIBLE_PIXEL_SPACING_MM
+    if np.all((spacing >= lo) & (spacing <= hi)):
+        return spacing
+    shown = "\\".join(_fmt(float(v)) for v in spacing)
+    warn.append(
+        f"{tag} {shown} mm is not a plausible pixel size ({lo:g} to {hi:g} mm) and was "
+        "ignored: 1 mm pixels assumed, so sizes are in pixels."
+    )
+    return None
+
+
 def _header_from_dataset(path: str, ds: Dataset) -> _Header:
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
@@ -386,13 +408,19 @@ def _header_from_dataset(path: str, ds: Dataset) -> _Header:
             if offsets is not None:
                 normal = np.cross(iop[:3], iop[3:])
                 frame_ipps = [ipp + o * normal for o in offsets]
+    rejected: list[str] = []
+    spacing = _plausible(spacing, "PixelSpacing", rejected)
     if spacing is None:
-        imager = _floats(ds.get("ImagerPixelSpacing"), 2)
-        if imager is not None and np.all(imager > 0):
+        imager = _plausible(_floats(ds.get("ImagerPixelSpacing"), 2), "ImagerPixelSpacing",
+                            rejected)
+        if imager is not None:
             spacing, spacing_source = imager, "ImagerPixelSpacing"
     if spacing is None:
         spacing, spacing_warnings = _ultrasound_spacing(ds)
+        spacing = _plausible(spacing, "The ultrasound region's pixel size", rejected)
         spacing_source = "SequenceOfUltrasoundRegions" if spacing is not None else None
+    if spacing is None and rejected:
+        spacing_warnings = [*spacing_warnings, *rejected]
     return _Header(
         path=path,
         series_uid=_text(ds, "SeriesInstanceUID"),
@@ -423,6 +451,7 @@ def _header_from_dataset(path: str, ds: Dataset) -> _Header:
         bits_stored=_int(ds.get("BitsStored")),
         spacing_source=spacing_source,
         spacing_warnings=spacing_warnings,
+        spacing_rejected=spacing is None and bool(rejected),
         magnification=_float(ds.get("EstimatedRadiographicMagnificationFactor")),
         cine=any(k in ds for k in _CINE_KEYWORDS),
         frame_time_ms=_float(ds.get("FrameTime")),
@@ -439,10 +468,20 @@ def has_dicom_preamble(path: str | os.PathLike[str]) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+class _DamagedDicomFile(Exception):
+    """A file that claims to be DICOM (preamble or ``.dcm`` name) whose header cannot be read."""
+
+
 def _read_header(path: Path, explicit: bool) -> _Header | None:
-    """Parse one file's header; ``None`` when it is not DICOM (raise when ``explicit``)."""
+    """Parse one file's header; ``None`` when it is not DICOM (raise when ``explicit``).
+
+    Not ``explicit`` (a file found in a folder): a file that claims to be DICOM (DICOM
+    preamble, or a ``.dcm``/``.dicom``/``.ima`` name) but cannot be parsed raises
+    :class:`_DamagedDicomFile`, so the caller can warn that a slice was left out.
+    """
     preamble = has_dicom_preamble(path)
-    if not preamble and not explicit and path.suffix.lower() not in _EXTENSIONS_WITHOUT_PREAMBLE:
+    claims = preamble or path.suffix.lower() in _EXTENSIONS_WITHOUT_PREAMBLE
+    if not claims and not explicit:
         return None
     try:
         with warnings.catch_warnings():
@@ -457,14 +496,17 @@ def _read_header(path: Path, explicit: bool) -> _Header | None:
             raise MedsegIOError(
                 f"{path.name} is not a readable DICOM file (damaged or another format)."
             ) from exc
-        return None
+        raise _DamagedDicomFile(path.name) from exc
     plausible = preamble or (
         "SOPClassUID" in ds and ("Modality" in ds or "Rows" in ds)
     )
     if not plausible:
         if explicit:
             raise MedsegIOError(f"{path.name} is not a DICOM file (no DICOM header found).")
-        return None
+        raise _DamagedDicomFile(path.name)
+    if not explicit and "Rows" not in ds and not (
+            "SeriesInstanceUID" in ds and "Modality" in ds):
+        raise _DamagedDicomFile(path.name)  # a header that stops early: a cut-off file
     return _header_from_dataset(str(path), ds)
 
 
@@ -515,14 +557,26 @@ def _scan(path: str | os.PathLike[str]) -> tuple[list[_Header], list[str], list[
     files = _list_files(p, problems)
     headers: list[_Header] = []
     skipped = 0
+    damaged: list[str] = []
     for f in files:
         if f.name.upper() == "DICOMDIR":
             continue
-        h = _read_header(f, explicit=False)
+        try:
+            h = _read_header(f, explicit=False)
+        except _DamagedDicomFile:
+            damaged.append(f.name)
+            continue
         if h is None:
             skipped += 1
         elif h.sop_class_uid != _DICOMDIR_SOP_CLASS:
             headers.append(h)
+    if damaged:
+        listed = ", ".join(damaged[:5]) + (f" and {len(damaged) - 5} more" if len(damaged) > 5
+                                           else "")
+        problems.append(
+            f"{len(damaged)} DICOM file(s) in {p} are damaged and were left out ({listed}): "
+            "the series may be missing slices."
+        )
     if skipped:
         notes.append(f"{skipped} file(s) in {p} are not DICOM (or are damaged) and were skipped.")
     return headers, problems, notes, p
@@ -709,7 +763,7 @@ def _flat_geometry(series: _Series, layout: str) -> _Geometry:
     """
     h0 = series.headers[0]
     warn = list(h0.spacing_warnings)
-    if h0.pixel_spacing is None:
+    if h0.pixel_spacing is None and not h0.spacing_rejected:
         warn.append(_NO_SPACING)
     row_spacing, col_spacing = h0.pixel_spacing or (1.0, 1.0)
     slices = _slices_of(series)
@@ -737,7 +791,7 @@ def _geometry(series: _Series) -> _Geometry:
     warn: list[str] = list(h0.spacing_warnings)
     slices = _slices_of(series)
     row_spacing, col_spacing = h0.pixel_spacing or (1.0, 1.0)
-    if h0.pixel_spacing is None:
+    if h0.pixel_spacing is None and not h0.spacing_rejected:
         warn.append(_NO_SPACING)
     fallback_step = h0.spacing_between or h0.slice_thickness or 1.0
     has_geometry = h0.iop is not None and all(s.ipp is not None for s in slices)
@@ -1365,7 +1419,9 @@ def read_dicom_series(path: str | os.PathLike[str], series_uid: str | None = Non
     for msg in problems:
         warnings.warn(msg, MedsegIOWarning, stacklevel=2)
     info, series, geometry = _select(found, root, series_uid)
-    return _volume(root, info, series, geometry)
+    volume = _volume(root, info, series, geometry)
+    volume.metadata["warnings"] = [*problems, *volume.metadata["warnings"]]
+    return volume
 
 
 @_damaged_files_as_io_errors

@@ -43,7 +43,7 @@ def _kind(p: Path) -> str:
     if is_itk_path(p):
         return "itk"
     if p.suffix.lower() in _DICOM_SUFFIXES or has_dicom_preamble(p):
-        if p.is_file() and dicom_object_kind(p) in ("seg", "rtstruct"):
+        if p.is_file() and _object_kind(p) in ("seg", "rtstruct"):
             return "dicom-labels"
         return "dicom"
     if is_picture_path(p):
@@ -53,6 +53,15 @@ def _kind(p: Path) -> str:
         "(.nrrd, .nhdr) and MetaImage (.mha, .mhd) files, DICOM files and folders (images, "
         "SEG, RTSTRUCT), and PNG, JPEG, TIFF, BMP and GIF pictures."
     )
+
+
+def _object_kind(p: Path) -> str | None:
+    """:func:`dicom_object_kind`, or ``None`` for a header too damaged to tell (the image
+    reader then explains what is wrong with the file)."""
+    try:
+        return dicom_object_kind(p)
+    except Exception:  # noqa: BLE001 - pydicom raises NotImplementedError on unknown VRs ...
+        return None
 
 
 def _no_dicom_hint(p: Path, exc: MedsegIOError) -> MedsegIOError:
@@ -145,11 +154,23 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def describe_path(path: str | os.PathLike[str]) -> dict[str, Any]:
+#: Series entries of :func:`describe_path` that identify the patient: left out unless asked.
+PHI_KEYS = ("patient_id", "patient_name", "patient_birth_date")
+
+
+def describe_path(path: str | os.PathLike[str], phi: bool = False) -> dict[str, Any]:
     """JSON-serialisable summary of a NIfTI file, DICOM file/folder or picture.
 
     NIfTI and DICOM are summarised from their headers only; a picture is decoded (pictures
     are small, and this way a damaged one is reported).
+
+    Parameters
+    ----------
+    path : path-like
+        What to describe.
+    phi : bool
+        Include the DICOM patient identifiers (``patient_id`` of each series). Off by
+        default: the summary is meant to be pasted into reports and bug trackers.
 
     Returns
     -------
@@ -223,6 +244,9 @@ def describe_path(path: str | os.PathLike[str]) -> dict[str, Any]:
     }
     for info, series, _ in found:
         entry = info.to_dict()
+        if not phi:
+            for key in PHI_KEYS:
+                entry.pop(key, None)
         entry["dtype"] = _predicted_dtype(series.headers[0].path) if info.is_image else None
         result["series"].append(entry)
     if len(images) == 1:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import uuid
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ CARD_FILE = "model_card.json"
 CARD_FORMAT = "napari-medseg-model/1"
 #: Suffix of the files of a save in progress (see the module docstring).
 PENDING_SUFFIX = ".new"
+_REQUIRED = ("task", "classes", "dims", "in_channels", "patch_size", "network", "normalisation")
 
 
 class ModelLoadError(ValueError):
@@ -144,9 +146,7 @@ class ModelCard:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         known = {f.name for f in fields(cls)}
-        required = ("task", "classes", "dims", "in_channels", "patch_size", "network",
-                    "normalisation")
-        missing = [k for k in required if k not in data]
+        missing = [k for k in _REQUIRED if k not in data]
         if missing:
             raise ModelLoadError(f"model_card.json lacks the entries {', '.join(missing)}.")
         axes = data.get("mirror_axes")
@@ -159,6 +159,97 @@ class ModelCard:
         """One line for users: task, classes, dims, version."""
         names = ", ".join(c["name"] for c in self.classes if int(c["value"]) != 0)
         return f"'{self.task}' v{self.version}, {self.dims}D, classes: {names}"
+
+
+#: Plausible target voxel spacing (mm) of a 3D model card: outside it resampling an image
+#: would need absurd memory (0.01 mm turns a brain MR into ~10^11 voxels) or lose the image.
+CARD_SPACING_RANGE_MM = (0.05, 50.0)
+#: The same for 2D cards, which may come from microscopy pictures (micrometre pixels).
+CARD_SPACING_RANGE_2D_MM = (1e-4, 50.0)
+#: Largest training patch a card may state (voxels, product of ``patch_size``).
+MAX_PATCH_VOXELS = 2**24
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_card_values(data: dict[str, Any], where: str | os.PathLike = "") -> None:
+    """Refuse a model card whose entries have the wrong type or an implausible value.
+
+    Checked before anything is built or allocated: ``task`` a string; ``classes`` a list
+    of ``{"value": 0..254, "name": non-empty str}`` with distinct values; ``dims`` 2 or 3;
+    ``in_channels`` 1..64; ``patch_size`` ``dims`` whole numbers >= 1 (at most
+    :data:`MAX_PATCH_VOXELS` voxels); ``network`` a dict (the rest of it is checked against
+    the weights on load); ``normalisation`` a list of dicts; ``spacing``
+    ``None`` or ``dims`` numbers (or ``None`` per axis) within :data:`CARD_SPACING_RANGE_MM`
+    (:data:`CARD_SPACING_RANGE_2D_MM` for 2D cards). :func:`read_card` applies it.
+
+    Raises
+    ------
+    ModelLoadError
+        One line naming the entry and what is wrong with it.
+    """
+    def bad(what: str) -> ModelLoadError:
+        return ModelLoadError(f"{CARD_FILE} in {where} is not a valid model card: {what}."
+                              if where else f"{CARD_FILE} is not a valid model card: {what}.")
+
+    if any(k not in data for k in _REQUIRED):
+        return  # ModelCard.from_dict names the missing entries
+
+    if not isinstance(data.get("task"), str):
+        raise bad("'task' must be a text")
+    dims = data.get("dims")
+    if not _is_int(dims) or dims not in (2, 3):
+        raise bad(f"'dims' must be 2 or 3, not {dims!r:.40}")
+    classes = data.get("classes")
+    if not isinstance(classes, list) or not classes:
+        raise bad("'classes' must be a non-empty list")
+    values = []
+    for i, c in enumerate(classes):
+        if not isinstance(c, dict):
+            raise bad(f"class {i + 1} is not a table")
+        if not _is_int(c.get("value")) or not 0 <= c["value"] < 255:
+            raise bad(f"class {i + 1} has no label value 0..254")
+        if not isinstance(c.get("name"), str) or not c["name"].strip():
+            raise bad(f"class {c['value']} has no name")
+        values.append(c["value"])
+    if len(set(values)) != len(values):
+        raise bad("two classes share a label value")
+    cin = data.get("in_channels")
+    if not _is_int(cin) or not 1 <= cin <= 64:
+        raise bad(f"'in_channels' must be a whole number 1..64, not {cin!r:.40}")
+    patch = data.get("patch_size")
+    if (not isinstance(patch, list) or len(patch) != dims
+            or not all(_is_int(v) and v >= 1 for v in patch)):
+        raise bad(f"'patch_size' must be {dims} whole numbers >= 1")
+    if math.prod(patch) > MAX_PATCH_VOXELS:
+        raise bad(f"the patch size {patch} is too large ({math.prod(patch):,} voxels)")
+    network = data.get("network")
+    if not isinstance(network, dict):
+        raise bad("'network' must be a table")
+    if network.get("dims", dims) not in (2, 3):
+        raise bad(f"the network's 'dims' must be 2 or 3, not {network['dims']!r:.20}")
+    norm = data.get("normalisation")
+    if not isinstance(norm, list) or not all(isinstance(n, dict) for n in norm):
+        raise bad("'normalisation' must be a list of tables")
+    spacing = data.get("spacing")
+    if spacing is not None:
+        lo, hi = CARD_SPACING_RANGE_MM if dims == 3 else CARD_SPACING_RANGE_2D_MM
+        if not isinstance(spacing, list) or len(spacing) not in (2, 3) or not all(
+                s is None or _is_number(s) for s in spacing):
+            raise bad(f"'spacing' must be {dims} numbers (mm) or null")
+        if not all(s is None or lo <= s <= hi for s in spacing):
+            raise bad(f"the target spacing {spacing} mm is outside {lo:g}..{hi:g} mm, so "
+                      "resampling an image to it would be meaningless or need far too much "
+                      "memory")
+    for key in ("channel_names", "training_cases", "validation_cases", "metrics_history"):
+        if key in data and not isinstance(data[key], list):
+            raise bad(f"'{key}' must be a list")
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
@@ -232,9 +323,13 @@ def _parse_card(path: Path, model_dir: Path) -> ModelCard:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not a model card (nested too "
+                             "deeply).") from exc
     if not isinstance(data, dict):
         raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not a model card.")
     try:
+        check_card_values(data, model_dir)
         return ModelCard.from_dict(data)
     except ModelLoadError:
         raise
@@ -358,6 +453,10 @@ def load_model(
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ...
         raise ModelLoadError(f"{WEIGHTS_FILE} in {model_dir} cannot be loaded safely: {exc}") from exc
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ModelLoadError(f"{WEIGHTS_FILE} in {model_dir} does not hold network weights "
+                             f"(it holds a {type(state).__name__}, not a table of tensors).")
     try:
         model = build_network(card.network)
         model.load_state_dict(state, strict=True)

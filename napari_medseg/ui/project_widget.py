@@ -368,6 +368,12 @@ class ProjectWidget(QWidget):
         marks = (layer.metadata.get("medseg") or {}).get("annotated_slices")
         return [int(m) for m in marks] if marks else None
 
+    @staticmethod
+    def _marks_axis(layer: Any) -> int:
+        """Array axis the slice marks of a Labels layer run along (the Annotate dock marks
+        along axis 0; a case restored from a project keeps the project's axis)."""
+        return int((layer.metadata.get("medseg") or {}).get("annotated_axis", 0))
+
     @catch_errors("Accept case")
     def accept_current(self) -> str:
         """Store the current image + labels (+ slice marks) as a training case; returns its id."""
@@ -376,7 +382,8 @@ class ProjectWidget(QWidget):
         volume = volume_from_layer(image_layer)
         labels = np.asarray(labels_layer.data)
         marks = self._marks(labels_layer)
-        cid = project.accept_case(volume, labels, marks, case_id=self._case_id_hint(image_layer))
+        cid = project.accept_case(volume, labels, marks, case_id=self._case_id_hint(image_layer),
+                                  slice_axis=self._marks_axis(labels_layer) if marks else None)
         self._dirty = False
         self._case_meta(image_layer, cid)
         what = f"{len(marks)} annotated slice(s)" if marks else "all slices"
@@ -430,10 +437,10 @@ class ProjectWidget(QWidget):
         volume = volume_from_layer(image_layer)
 
         def work() -> Any:
-            from napari_medseg.inference import predict_volume
+            from napari_medseg.inference.predict import predict
 
-            return predict_volume(model_dir, volume, return_probabilities=False,
-                                  return_entropy=True)
+            return self._in_child_process(predict, str(model_dir), volume, what="Prediction",
+                                          return_probabilities=False, return_entropy=True)
 
         def done(result: Any) -> None:
             self._entropy[(image_layer.name, version)] = result.entropy
@@ -447,6 +454,20 @@ class ProjectWidget(QWidget):
         self.case_label.setText(f"Predicting with {version} …")
         self.worker = self._run(work, done, "Predict")
         return self.worker
+
+    def _in_child_process(self, fn: Any, *args: Any, what: str, **kwargs: Any) -> Any:
+        """Run a core job in a child process (:class:`~napari_medseg.jobs.ProcessJob`, as every
+        model of every dock runs: no CUDA context in the viewer) and wait for its result; call
+        from a worker thread. An error event becomes a ``ValueError`` with its message."""
+        from napari_medseg.jobs import ProcessJob
+
+        job = ProcessJob(fn, *args, what=what, cancel_grace_s=2.0, **kwargs)
+        last = None
+        for event in job.events():
+            last = event
+        if last is not None and last.kind == "error":
+            raise ValueError(last.message)
+        return job.result
 
     # ================================================================== retrain
     def _process_runner(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -586,7 +607,7 @@ class ProjectWidget(QWidget):
     @catch_errors("Next case")
     def next_case(self) -> Any:
         """Rank the pool by uncertainty (current model) and open the most informative image."""
-        from napari_medseg.active import rank_cases
+        from napari_medseg.active import suggest_cases
 
         project = self._require_project()
         pool = project.unlabelled_ids()
@@ -598,20 +619,12 @@ class ProjectWidget(QWidget):
             if model_dir is None:
                 cid = pool[0]
                 return [(cid, 0.0)], project.load_image(cid), None
-            from napari_medseg.inference import load_model, predict_volume, resolve_device
-
-            model = load_model(model_dir, device=resolve_device("auto"))
-            predictions: dict[str, Any] = {}
-
-            def uncertainty_of(cid: str) -> tuple[np.ndarray, np.ndarray]:
-                res = predict_volume(model, project.load_image(cid), return_probabilities=False,
-                                     return_entropy=True)
-                predictions[cid] = res
-                return res.entropy, res.labels
-
-            ranking = rank_cases(pool, uncertainty_of)
+            out = self._in_child_process(suggest_cases, str(project.root), what="Ranking")
+            if out is None:
+                raise ValueError("the ranking was cancelled")
+            ranking = out["ranking"]
             top = ranking[0][0]
-            return ranking, project.load_image(top), predictions[top]
+            return ranking, project.load_image(top), out["predictions"].get(top)
 
         def done(out: tuple[list[tuple[str, float]], Any, Any]) -> None:
             ranking, volume, prediction = out
@@ -624,11 +637,12 @@ class ProjectWidget(QWidget):
             self._case_meta(image_layer, top)
             self.image_combo.set_layer(image_layer)
             if not self.restore_labels(image_layer) and prediction is not None:
-                layer = add_labels_for_image(self.viewer, image_layer, prediction.labels.copy(),
+                labels, entropy = prediction
+                layer = add_labels_for_image(self.viewer, image_layer, labels.copy(),
                                              name=f"{top} {project.current_model}",
                                              classes=project.classes)
                 self.labels_combo.set_layer(layer)
-                self._entropy[(image_layer.name, project.current_model)] = prediction.entropy
+                self._entropy[(image_layer.name, project.current_model)] = entropy
 
         self.next_label.setText(f"Ranking {len(pool)} pool image(s) …")
         self.worker = self._run(work, done, "Next case")
@@ -636,7 +650,8 @@ class ProjectWidget(QWidget):
 
     @catch_errors("Next slices")
     def next_slices(self) -> Any:
-        """Rank the slices (axis 0) of the current image by uncertainty and jump to the best."""
+        """Rank the slices (along the project's slice axis) of the current image by uncertainty
+        and jump to the best."""
         from napari_medseg.active import rank_slices, slice_uncertainty, uncertainty_region
 
         project = self._require_project()
@@ -646,20 +661,28 @@ class ProjectWidget(QWidget):
             raise ValueError("the project has no model yet")
         labels_layer = self.labels_combo.layer()
         done_marks = self._marks(labels_layer) if labels_layer is not None else None
+        if done_marks and self._marks_axis(labels_layer) != project.slice_axis:
+            done_marks = None  # marks along another axis say nothing about these slices
         key = (image_layer.name, version)
         cached = self._entropy.get(key)
         volume = volume_from_layer(image_layer)
         model_dir = project.model_dir()
 
+        axis = project.slice_axis if volume.ndim == 3 else 0
+
         def work() -> list[int]:
             entropy = cached
-            if entropy is None:
-                from napari_medseg.inference import predict_volume
+            if entropy is None:  # the model runs in a child process; ranking is cheap here
+                from napari_medseg.inference.predict import predict
 
-                entropy = predict_volume(model_dir, volume, return_probabilities=False,
-                                         return_entropy=True).entropy
+                result = self._in_child_process(predict, str(model_dir), volume,
+                                                what="Prediction", return_probabilities=False,
+                                                return_entropy=True)
+                if result is None:
+                    raise ValueError("the prediction was cancelled")
+                entropy = result.entropy
             self._entropy[key] = entropy
-            scores = slice_uncertainty(entropy, 0, uncertainty_region(entropy))
+            scores = slice_uncertainty(entropy, axis, uncertainty_region(entropy))
             return rank_slices(scores, n=5, exclude=done_marks or (), min_gap=2)
 
         def done(slices: list[int]) -> None:
@@ -667,7 +690,7 @@ class ProjectWidget(QWidget):
             if not slices:
                 self.next_label.setText("The model is sure about every slice.")
                 return
-            self.jump_to_slice(image_layer, slices[0])
+            self.jump_to_slice(image_layer, slices[0], axis)
             self.next_label.setText("Most uncertain slices: " + ", ".join(map(str, slices))
                                     + f" (showing {slices[0]})")
 
@@ -791,6 +814,8 @@ class ProjectWidget(QWidget):
             meta = dict(layer.metadata)
             medseg = dict(meta.get("medseg") or {})
             medseg["annotated_slices"] = list(marks)
+            medseg["annotated_axis"] = int(self.project.case_info(cid).get(
+                "slice_axis", self.project.slice_axis))
             meta["medseg"] = medseg
             layer.metadata = meta
         self.labels_combo.set_layer(layer)

@@ -220,6 +220,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 # predict
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from napari_medseg.active import suggest_cases
+
+    gen = suggest_cases(args.project, device=args.device, keep=0)
+    result = None
+    try:
+        while True:
+            event = next(gen)
+            if event.kind == "step" and not args.quiet:
+                print(event.message, file=sys.stderr)
+    except StopIteration as stop:
+        result = stop.value
+    if not result:
+        raise ValueError("the ranking was cancelled")
+    if result["model"] is None:
+        print("no model yet: the pool in the order it was added", file=sys.stderr)
+    for cid, score in result["ranking"][: args.top]:
+        print(f"{cid}\t{score:.4f}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from napari_medseg.export import export_model
 
@@ -415,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("suggest", help="rank a project's unlabelled images by the current "
+                                       "model's uncertainty (what to annotate next)")
+    p.add_argument("project", help="project folder")
+    p.add_argument("--top", type=int, default=10, help="how many cases to list")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("export", help="export a model for use without napari (TorchScript, "
                                       "ONNX, MONAI bundle)")

@@ -120,3 +120,21 @@ def test_uncertainty_from_prediction_variants():
     assert np.allclose(uncertainty_from_prediction(_probs(np.zeros((2, 2)))), 0.0)
     with pytest.raises(ValueError, match="neither"):
         uncertainty_from_prediction(object())
+
+
+def test_suggest_command_ranks_the_pool(tmp_path, capsys):
+    """``napari-medseg suggest PROJECT``: without a model, the pool in its order."""
+    import numpy as np
+
+    from napari_medseg.cli import main
+    from napari_medseg.dataset.project import Project
+    from napari_medseg.io.volume import Volume
+
+    project = Project.create(tmp_path / "p", "t", {1: "organ"})
+    ids = [project.add_unlabelled(Volume(np.random.default_rng(s).normal(size=(4, 8, 8))
+                                         .astype("float32"), name=f"scan{s}")) for s in range(3)]
+    assert main(["suggest", str(tmp_path / "p"), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.out.strip().splitlines()] == ids
+    assert "no model yet" in out.err
+    assert main(["suggest", str(tmp_path / "nothing")]) == 2

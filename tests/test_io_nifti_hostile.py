@@ -79,3 +79,12 @@ def test_unknown_datatype_code_is_one_line(tmp_path):
     with pytest.raises(MedsegIOError) as info:
         read_nifti(path)
     assert "\n" not in str(info.value) and "d.nii" in str(info.value)
+
+
+def test_nan_in_a_label_map_is_an_error_not_background(tmp_path):
+    data = np.zeros((4, 4, 4), np.float32)
+    data[1, 1, 1] = np.nan
+    data[2, 2, 2] = 1
+    path = _save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "lab.nii.gz")
+    with pytest.raises(MedsegIOError, match="NaN"):
+        read_nifti(path, as_labels=True)

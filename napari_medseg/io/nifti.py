@@ -315,6 +315,9 @@ def read_nifti(
     if array.dtype.kind == "f":
         finite = np.isfinite(array)
         n_bad = int(array.size - np.count_nonzero(finite))
+        if n_bad and as_labels:
+            raise MedsegIOError(f"{p.name}: {n_bad} label voxel(s) are NaN or infinite; a label "
+                                "map must hold whole class values.")
         if n_bad:
             fill = float(array[finite].min()) if n_bad < array.size else 0.0
             array = np.where(finite, array, np.asarray(fill, dtype=array.dtype))

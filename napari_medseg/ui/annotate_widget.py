@@ -57,6 +57,7 @@ from napari_medseg.ui._layers import (
 )
 from napari_medseg.ui._notify import catch_errors, notify_errors
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
+from napari_medseg.ui.interactive_section import InteractiveSection
 
 CLASS_COLUMNS = ("Value", "Name", "Colour")
 INTERP_TIP = ("Fill the slices between painted slices of the selected class (along the axis "
@@ -218,6 +219,10 @@ class AnnotateWidget(QWidget):
         form.addRow("Window", row_w)
         form.addRow(self.window_button)
         layout.addWidget(box)
+
+        # --- interactive: clicks and grow from seeds -------------------------------------
+        self.interactive = InteractiveSection(self)
+        layout.addWidget(self.interactive)
 
         # --- tools -----------------------------------------------------------------------
         box = QGroupBox("Slices")

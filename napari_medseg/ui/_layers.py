@@ -473,7 +473,7 @@ def image_layers(viewer: Any) -> list[Any]:
 
 #: Roles of layers that are views of a result, not images or annotations to work on
 #: (``metadata["medseg"]["role"]``: see :func:`add_labels_for_image` and the Infer dock's maps).
-DERIVED_ROLES = ("difference", "preview", "probability", "uncertainty")
+DERIVED_ROLES = ("difference", "preview", "probability", "uncertainty", "seeds")
 
 
 def labels_layers(viewer: Any) -> list[Any]:

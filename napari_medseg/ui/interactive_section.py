@@ -573,7 +573,7 @@ class InteractiveSection(QGroupBox):
         layer = self.seeds_layer
         if not self._layer_alive(layer) or spatial_shape(layer) != spatial_shape(image):
             layer = add_labels_for_image(self.viewer, image, name=f"{image.name} seeds",
-                                         classes=self.seed_classes(), role="preview")
+                                         classes=self.seed_classes(), role="seeds")
             meta = dict(layer.metadata)
             meta["medseg"] = {**meta["medseg"], "interactive": "seeds"}
             layer.metadata = meta

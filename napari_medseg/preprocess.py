@@ -5,6 +5,11 @@ Normalisation follows nnU-Net's rule per modality:
 * **CT** (Hounsfield units mean the same in every scan): clip to the dataset's 0.5 / 99.5
   intensity percentiles inside the labelled foreground, then z-score with the dataset's mean/std.
 * **everything else** (MR, unknown): z-score per volume (intensity scales differ between scans).
+* **2D pictures** (photographs, ultrasound, X-ray): z-score per picture and per channel, with
+  the statistics taken inside the picture's field of view (the bright region within a dark
+  border, :func:`field_of_view_mask`) when it has one: a fundus camera's black surround or an
+  ultrasound sector's blank corners would otherwise set the scale, and differently for every
+  camera.
 
 Resampling maps arrays between a volume's own voxel grid and a model's target spacing. Both
 directions use the same centre-aligned convention (``align_corners=False``), so resampling to the
@@ -37,6 +42,10 @@ class NormalisationParams:
         Intensity clip range (CT only), in image units (HU).
     mean, std : float or None
         Dataset statistics (CT only) after clipping.
+    region : str
+        Where per-image z-score statistics come from: ``"all"`` voxels, or ``"fov"``, the
+        picture's field of view (:func:`field_of_view_mask`, found jointly over all channels
+        of the picture; the whole picture when it has no dark border).
     """
 
     scheme: str = "zscore"
@@ -44,10 +53,13 @@ class NormalisationParams:
     clip_high: float | None = None
     mean: float | None = None
     std: float | None = None
+    region: str = "all"
 
     def __post_init__(self) -> None:
         if self.scheme not in ("ct", "zscore", "none"):
             raise ValueError(f"Unknown normalisation scheme {self.scheme!r}.")
+        if self.region not in ("all", "fov"):
+            raise ValueError(f"Unknown normalisation region {self.region!r}.")
         if self.scheme == "ct" and None in (self.clip_low, self.clip_high, self.mean, self.std):
             raise ValueError("CT normalisation needs clip_low, clip_high, mean and std.")
 
@@ -56,7 +68,8 @@ class NormalisationParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> NormalisationParams:
-        return cls(**{k: d.get(k) for k in ("scheme", "clip_low", "clip_high", "mean", "std")})
+        return cls(**{k: d.get(k) for k in ("scheme", "clip_low", "clip_high", "mean", "std")},
+                   region=d.get("region") or "all")  # cards written before: whole image
 
 
 def fit_normalisation(
@@ -65,8 +78,12 @@ def fit_normalisation(
     foreground_masks: Sequence[np.ndarray] | None = None,
     max_samples_per_case: int = 20000,
     seed: int = 0,
+    field_of_view: bool = False,
 ) -> NormalisationParams:
     """Choose normalisation parameters for one channel from the training images.
+
+    Each channel of a multi-channel (e.g. colour) image is fitted, and later normalised, on
+    its own.
 
     Parameters
     ----------
@@ -77,9 +94,12 @@ def fit_normalisation(
     foreground_masks : sequence of np.ndarray, optional
         Boolean masks of labelled foreground; CT statistics use these voxels (all voxels if
         omitted or empty).
+    field_of_view : bool
+        Non-CT 2D pictures: take each picture's z-score statistics inside its field of view
+        (``region="fov"``) rather than over every pixel.
     """
     if modality.upper() != "CT":
-        return NormalisationParams("zscore")
+        return NormalisationParams("zscore", region="fov" if field_of_view else "all")
     rng = np.random.default_rng(seed)
     samples = []
     for i, image in enumerate(images):
@@ -99,16 +119,84 @@ def fit_normalisation(
     return NormalisationParams("ct", float(low), float(high), float(clipped.mean()), max(std, 1e-6))
 
 
-def normalise(image: np.ndarray, params: NormalisationParams) -> np.ndarray:
-    """Normalise an image channel; returns float32 of the same shape."""
+def field_of_view_mask(
+    channels: Sequence[np.ndarray],
+    threshold: float = 0.1,
+    min_fraction: float = 0.05,
+    max_fraction: float = 0.98,
+) -> np.ndarray | None:
+    """The bright field of view of a 2D picture inside a dark border, or None if it has none.
+
+    A fundus photo's disc, an ultrasound sector, an endoscope's circle: the picture less its
+    dark border (pixels whose brightest channel stays below ``threshold`` of the way from the
+    darkest value to the 99th percentile, cleaned by a small opening, in regions touching the
+    picture's edge), the largest remaining region with its holes filled (dark structures
+    inside, such as a cyst, stay in).
+
+    Parameters
+    ----------
+    channels : sequence of np.ndarray
+        The picture's channels, each ``(Y, X)`` (raw intensities).
+    threshold : float
+        Dark-border level as a fraction of the 99th percentile of the brightest channel.
+    min_fraction, max_fraction : float
+        A region covering less (nothing recognisable) or more (no border) than this share of
+        the picture gives None.
+
+    Returns
+    -------
+    np.ndarray or None
+        Boolean ``(Y, X)`` mask.
+    """
+    from scipy import ndimage
+
+    brightest = np.max(np.stack([np.asarray(c, dtype=np.float32) for c in channels]), axis=0)
+    if brightest.ndim != 2 or brightest.size == 0:
+        return None
+    # a coarse grid keeps the percentile and the morphology cheap on 4000x3000 photos
+    step = max(1, int(np.ceil(max(brightest.shape) / 1024)))
+    small = brightest[::step, ::step]
+    low, top = float(small.min()), float(np.percentile(small, 99))
+    if not np.isfinite(top) or top <= low:
+        return None
+    # the dark border: dark regions (cleaned of speckle) that touch the picture's edge
+    dark = ndimage.binary_opening(small <= low + threshold * (top - low), iterations=2)
+    lab, n = ndimage.label(dark)
+    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    edge = edge[edge > 0]
+    if edge.size == 0:
+        return None
+    mask = ~np.isin(lab, edge)
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return None
+    if n > 1:
+        sizes = ndimage.sum_labels(mask, lab, range(1, n + 1))
+        mask = lab == (int(np.argmax(sizes)) + 1)
+    mask = ndimage.binary_fill_holes(mask)
+    if not min_fraction <= float(mask.mean()) <= max_fraction:
+        return None
+    if step > 1:
+        mask = np.repeat(np.repeat(mask, step, 0), step, 1)[: brightest.shape[0], : brightest.shape[1]]
+    return mask
+
+
+def normalise(image: np.ndarray, params: NormalisationParams,
+              region: np.ndarray | None = None) -> np.ndarray:
+    """Normalise an image channel; returns float32 of the same shape.
+
+    ``region`` (boolean, same shape) restricts the per-image z-score statistics to those
+    pixels (every pixel is still normalised); CT normalisation ignores it.
+    """
     x = np.asarray(image, dtype=np.float32)
     if params.scheme == "none":
         return x.copy()
     if params.scheme == "ct":
         x = np.clip(x, params.clip_low, params.clip_high)
         return ((x - params.mean) / params.std).astype(np.float32)
-    mean = float(x.mean(dtype=np.float64))
-    std = float(x.std(dtype=np.float64))
+    values = x if region is None or not np.any(region) else x[region]
+    mean = float(values.mean(dtype=np.float64))
+    std = float(values.std(dtype=np.float64))
     return ((x - mean) / max(std, 1e-8)).astype(np.float32)
 
 
@@ -183,6 +271,9 @@ def prepare_image(
 ) -> np.ndarray:
     """Normalise every channel and resample to the target spacing.
 
+    Channels whose parameters say ``region="fov"`` take their z-score statistics inside the
+    picture's field of view (:func:`field_of_view_mask`, one mask for all channels).
+
     Returns
     -------
     np.ndarray
@@ -192,7 +283,12 @@ def prepare_image(
         raise ValueError(
             f"The model expects {len(params)} input channel(s) but the image has {len(channels)}."
         )
-    stacked = np.stack([normalise(c, p) for c, p in zip(channels, params, strict=True)])
+    fov = None
+    if any(p.region == "fov" and p.scheme == "zscore" for p in params) and \
+            np.ndim(channels[0]) == 2:
+        fov = field_of_view_mask(channels)
+    stacked = np.stack([normalise(c, p, fov if p.region == "fov" else None)
+                        for c, p in zip(channels, params, strict=True)])
     if needs_resampling(spacing, target_spacing):
         stacked = resample_to_spacing(stacked, spacing, target_spacing, order=1)
     return np.ascontiguousarray(stacked, dtype=np.float32)

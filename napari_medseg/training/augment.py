@@ -3,6 +3,8 @@
 Everything runs on the training device, per sample with its own random parameters: one
 ``grid_sample`` call covers rotation and scaling (only for the samples that drew them), mirror
 flips (along every axis, or only the ones :func:`plan_mirror_axes` chose), and intensity changes (brightness, contrast, gamma, Gaussian noise).
+2D pictures add (:meth:`AugmentationConfig.for_pictures`) per-channel colour jitter, Gaussian
+blur and speckle-like multiplicative noise, and colour photographs rotate by any angle.
 Labels follow the spatial transforms with nearest-neighbour sampling, so ``IGNORE_LABEL`` stays
 exact; voxels pulled in from outside the patch become background.
 """
@@ -12,11 +14,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from napari_medseg.events import IGNORE_LABEL
 
 
 @dataclass
@@ -41,6 +45,21 @@ class AugmentationConfig:
     noise_std_max: float = 0.3
     flip_axes: tuple[int, ...] | None = None
     """Spatial axes (0-based, array order) that may be mirrored; None = every axis."""
+    p_channel_jitter: float = 0.0
+    """Per-channel colour jitter: each channel scaled and shifted on its own (colour casts)."""
+    channel_scale_range: tuple[float, float] = (0.85, 1.15)
+    channel_shift_max: float = 0.2
+    """Largest per-channel shift, in units of the (normalised) channel's standard deviation."""
+    p_blur: float = 0.0
+    blur_sigma_range: tuple[float, float] = (0.5, 1.25)
+    """Gaussian blur sigma (pixels), drawn per sample (out-of-focus or low-resolution cameras)."""
+    pad_label: int | None = None
+    """Label of pixels that rotation/scaling pulls in from outside the patch: None =
+    background (0), or e.g. ``IGNORE_LABEL`` so they add nothing to the loss."""
+    p_speckle: float = 0.0
+    speckle_std_max: float = 0.25
+    """Multiplicative noise ``1 + std * N(0, 1)`` on the intensity above the patch minimum
+    (ultrasound speckle)."""
 
     @classmethod
     def preset(cls, name: str, n_cases: int | None = None) -> AugmentationConfig | None:
@@ -63,6 +82,25 @@ class AugmentationConfig:
             return cls(p_rotate=0.2, max_angle_deg=15.0, p_scale=0.2, scale_range=(0.85, 1.18),
                        p_gamma=0.15, p_noise=0.05)
         return cls()
+
+    def for_pictures(self, colour: bool) -> AugmentationConfig:
+        """This preset adapted to native 2D pictures (photographs, ultrasound, X-ray).
+
+        Adds per-channel colour jitter (colour pictures), Gaussian blur and speckle noise; a
+        colour photograph (fundus, dermoscopy, endoscopy: no "up" in the picture) rotates by
+        any angle, more often. Presets without rotation keep none.
+        """
+        rotate = self.p_rotate > 0
+        return replace(
+            self,
+            p_rotate=max(self.p_rotate, 0.5 if colour else 0.25) if rotate else 0.0,
+            max_angle_deg=180.0 if colour and rotate else self.max_angle_deg,
+            p_scale=max(self.p_scale, 0.25) if self.p_scale > 0 else 0.0,
+            p_channel_jitter=0.3 if colour else 0.0,
+            p_blur=0.1,
+            p_speckle=0.0 if colour else 0.15,
+            pad_label=IGNORE_LABEL,
+        )
 
 
 PRESETS = ("auto", "strong", "medium", "light", "none")
@@ -146,22 +184,29 @@ def augment_batch(
         half = torch.tensor([n / 2.0 for n in reversed(spatial)], device=dev, dtype=images.dtype)
         theta = (matrices / scale[:, None, None]) * (half[None, None, :] / half[None, :, None])
         theta = torch.cat([theta, torch.zeros(b, dims, 1, device=dev, dtype=images.dtype)], 2)
-        identity = torch.eye(dims, dims + 1, device=dev, dtype=images.dtype)
-        changed = rot | scl
-        theta = torch.where(changed[:, None, None], theta, identity)
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
-                               align_corners=False)
-        lab = F.grid_sample(labels[:, None].to(images.dtype), grid, mode="nearest",
-                            padding_mode="zeros", align_corners=False)
-        labels = lab[:, 0].round().to(labels.dtype)
+        changed = torch.nonzero(rot | scl).flatten()  # resample only the samples that drew
+        grid = F.affine_grid(theta[changed], [len(changed), *images.shape[1:]],
+                             align_corners=False)
+        images = images.clone()
+        images[changed] = F.grid_sample(images[changed], grid, mode="bilinear",
+                                        padding_mode="zeros", align_corners=False)
+        shift = 0 if config.pad_label is None else 1  # 0 after the shift = pulled in from outside
+        lab = F.grid_sample((labels[changed, None] + shift).to(images.dtype), grid,
+                            mode="nearest", padding_mode="zeros", align_corners=False)
+        lab = lab[:, 0].round().to(labels.dtype)
+        if shift:
+            lab = torch.where(lab == 0, torch.full_like(lab, config.pad_label + 1), lab) - 1
+        labels = labels.clone()
+        labels[changed] = lab
 
     # --- mirror flips per axis -----------------------------------------------------------
     for axis in range(dims) if config.flip_axes is None else config.flip_axes:
         flip = draw(config.p_flip)
         if bool(flip.any()):
-            images = torch.where(flip.view(b, *[1] * (dims + 1)), images.flip(2 + axis), images)
-            labels = torch.where(flip.view(b, *[1] * dims), labels.flip(1 + axis), labels)
+            idx = torch.nonzero(flip).flatten()
+            images, labels = images.clone(), labels.clone()
+            images[idx] = images[idx].flip(2 + axis)
+            labels[idx] = labels[idx].flip(1 + axis)
 
     # --- intensities ---------------------------------------------------------------------
     shape = (b, *[1] * (dims + 1))
@@ -186,11 +231,63 @@ def augment_batch(
         hi = images.amax(dim=tuple(range(1, images.ndim)), keepdim=True)
         rng = (hi - lo).clamp_min(1e-6)
         images = ((images - lo) / rng).clamp(0, 1).pow(g) * rng + lo
+    # (the picture-only augmentations draw nothing when off: 3D runs stay as they were)
+    jitter = draw(config.p_channel_jitter) if config.p_channel_jitter > 0 else None
+    if jitter is not None and bool(jitter.any()):
+        c = images.shape[1]
+        cshape = (b, c, *[1] * dims)
+        on = jitter.view(b, 1).expand(b, c)
+        scale = _uniform(b * c, *config.channel_scale_range, dev, generator).view(b, c)
+        shift = _uniform(b * c, -config.channel_shift_max, config.channel_shift_max, dev,
+                         generator).view(b, c)
+        scale = torch.where(on, scale, torch.ones_like(scale)).view(cshape)
+        shift = torch.where(on, shift, torch.zeros_like(shift)).view(cshape)
+        images = images * scale + shift
+    blur = draw(config.p_blur) if config.p_blur > 0 else None
+    if blur is not None and bool(blur.any()):
+        images = _gaussian_blur(images, blur, config.blur_sigma_range, generator)
+    speckle = draw(config.p_speckle) if config.p_speckle > 0 else None
+    if speckle is not None and bool(speckle.any()):
+        idx = torch.nonzero(speckle).flatten()
+        sub = images[idx]
+        std = _uniform(len(idx), 0.0, config.speckle_std_max, dev, generator)
+        lo = sub.amin(dim=tuple(range(1, sub.ndim)), keepdim=True)
+        factor = 1.0 + torch.randn(sub.shape, device=dev, generator=generator) * std.view(
+            -1, *[1] * (dims + 1))
+        images = images.clone()
+        images[idx] = lo + (sub - lo) * factor.clamp_min(0.0)
     noise = draw(config.p_noise)
     if bool(noise.any()):
         std = _uniform(b, 0.0, config.noise_std_max, dev, generator) * noise
         images = images + torch.randn(images.shape, device=dev, generator=generator) * std.view(shape)
     return images, labels
+
+
+def _gaussian_blur(images: torch.Tensor, chosen: torch.Tensor, sigma_range: tuple[float, float],
+                   generator: torch.Generator | None) -> torch.Tensor:
+    """Blur the ``chosen`` samples of a ``(B, C, *spatial)`` batch, each with its own sigma.
+
+    Separable: one depth-wise 1D convolution per spatial axis over the chosen samples only.
+    """
+    idx = torch.nonzero(chosen).flatten()
+    sub = images[idx]
+    n, c, dims = sub.shape[0], sub.shape[1], sub.ndim - 2
+    sigma = _uniform(n, *sigma_range, images.device, generator)
+    radius = max(1, int(math.ceil(3 * sigma_range[1])))
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (offsets[None] / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (n*C, K)
+    out = sub.reshape(1, n * c, *sub.shape[2:])
+    conv = F.conv2d if dims == 2 else F.conv3d
+    for axis in range(dims):
+        shape = [n * c, 1] + [1] * dims
+        shape[2 + axis] = 2 * radius + 1
+        pad = [0] * (2 * dims)
+        pad[2 * (dims - 1 - axis)] = pad[2 * (dims - 1 - axis) + 1] = radius
+        out = conv(F.pad(out, pad, mode="replicate"), kernel.view(shape), groups=n * c)
+    images = images.clone()
+    images[idx] = out.reshape(sub.shape)
+    return images
 
 
 MIRROR_MODES = ("auto", "all", "left-right", "none")

@@ -15,17 +15,25 @@ class TrainConfig:
     dims : int or None
         2 (slice-wise) or 3; default 3 for volumes with at least 8 slices.
     patch_size : tuple of int or None
-        Training patch (voxels, array order); default from the median image shape.
+        Training patch (voxels, array order); default from the median image shape. 2D models
+        with a ``time_budget_s`` fit patch and batch to the budget and the device (a few
+        steps are timed first): many steps of 128x128-256x256 patches of large pictures on a
+        CPU, whole pictures when they are small or the device is fast, and patches that
+        hold large objects (lesions) whole even at fewer steps
+        (:func:`~napari_medseg.models.factory.plan_2d_patch`).
     target_spacing : tuple of float or None
         Resample to this spacing (mm); default the dataset's median spacing.
     batch_size : int or None
         Patches per step; default 4 for patches of at most 128 Ki voxels (e.g. 40x56x40 or
-        256x256), else 2.
+        256x256), else 2; 2D models under a time budget plan it with the patch (8-16 on a
+        CPU, up to 32 on a GPU).
     max_epochs : int
     steps_per_epoch : int
         Optimisation steps between validations.
     time_budget_s : float or None
-        Wall-clock limit (s) for the whole call; the learning-rate schedule follows it.
+        Wall-clock limit (s) for the whole call; the learning-rate schedule follows it. On 2D
+        pictures it also sizes the plan (see ``patch_size``) and validation (late in the run,
+        at most ~10 % of the time).
     val_fraction : float
         Fraction of cases held out for validation (ignored when ``val_case_ids`` is given).
     val_case_ids : list of str or None

@@ -42,6 +42,7 @@ from napari_medseg.models.factory import (
     build_network,
     count_parameters,
     load_matching_weights,
+    plan_2d_patch,
     plan_network,
     plan_patch_size,
 )
@@ -80,6 +81,8 @@ class _Plan:
     init_state: dict[str, torch.Tensor] | None = None
     messages: list[str] = field(default_factory=list)
     batch_size: int = 2
+    pictures: bool = False
+    """Native 2D pictures (photographs, ultrasound): picture augmentation, lean validation."""
 
 
 def _as_dataset(dataset: DatasetLike, config: TrainConfig) -> Dataset:
@@ -109,8 +112,10 @@ def _as_dataset(dataset: DatasetLike, config: TrainConfig) -> Dataset:
     names = {int(k): str(v) for k, v in names.items()}
     names.setdefault(0, "background")
     modality = config.modality or cases[0].image.modality
-    return Dataset(cases, dict(sorted(names.items())), modality,
-                   ["image"] * len(cases[0].channels), config.task_name or "napari-medseg task")
+    # a colour picture's channels are named red, green, blue (Volume.channel_volumes)
+    channel_names = [ch.channel_names[0] for ch in cases[0].channels]
+    return Dataset(cases, dict(sorted(names.items())), modality, channel_names,
+                   config.task_name or "napari-medseg task")
 
 
 def _check_labels(ds: Dataset) -> None:
@@ -150,8 +155,82 @@ class _Cancelled(Exception):
     """The user cancelled while the data were being prepared."""
 
 
+def _is_picture_dataset(cases: Sequence[Case]) -> bool:
+    """2D pictures (photographs, ultrasound, X-ray): native 2D images or single-slice volumes."""
+    return all(c.image.ndim == 2 or c.image.shape[0] == 1 for c in cases)
+
+
+def _thin_structures(labels: Sequence[np.ndarray], max_cases: int = 8) -> bool:
+    """Whether the foreground is thin (vessel-like): a 2-pixel erosion removes 30 % of it or more.
+
+    (Retinal vessels of CHASE_DB1 keep about half, breast lesions over 90 %.)
+    """
+    from scipy import ndimage
+
+    kept, total = 0, 0
+    for lab in list(labels)[:max_cases]:
+        fg = (lab > 0) & (lab != IGNORE_LABEL)
+        if fg.ndim == 3:
+            fg = fg.reshape(-1, *fg.shape[-2:])
+            eroded = np.stack([ndimage.binary_erosion(s, iterations=2) for s in fg])
+        else:
+            eroded = ndimage.binary_erosion(fg, iterations=2)
+        kept += int(eroded.sum())
+        total += int(fg.sum())
+    return total > 0 and kept < 0.7 * total
+
+
+#: A 2D patch side should be at least this many times the typical extent of a (non-thin) object.
+_CONTEXT_FACTOR_2D = 1.0
+
+
+def _object_extent(labels: Sequence[np.ndarray], max_cases: int = 32) -> float | None:
+    """Typical extent (pixels) of the foreground objects of 2D labels, None for thin ones.
+
+    The 75th percentile over connected foreground regions of the longer side of their
+    bounding box; specks under 16 pixels are left out. Thin (vessel-like) foreground has no
+    useful extent (one tree spans the picture) and gives None.
+    """
+    from scipy import ndimage
+
+    labels = [lab.reshape(-1, *lab.shape[-2:]) for lab in list(labels)[:max_cases]]
+    if _thin_structures(labels):
+        return None
+    extents = []
+    for stack in labels:
+        for lab in stack:
+            fg = (lab > 0) & (lab != IGNORE_LABEL)
+            if not fg.any():
+                continue
+            comp, n = ndimage.label(fg)
+            sizes = np.bincount(comp.ravel(), minlength=n + 1)
+            for k, box in enumerate(ndimage.find_objects(comp), start=1):
+                if box is not None and sizes[k] >= 16:
+                    extents.append(max(sl.stop - sl.start for sl in box))
+    return float(np.percentile(extents, 75)) if extents else None
+
+
+def _picture_target_spacing(cases: Sequence[Case], thin: bool) -> list[float] | None:
+    """Target spacing of 2D pictures: none when they share a grid (or say no spacing), else the
+    median, or the finest spacing when the structures are thin (never downsample vessels)."""
+    spacings = np.array([c.image.spacing[-2:] for c in cases], dtype=float)
+    if np.allclose(spacings, spacings[0], rtol=1e-3):
+        return None
+    return [float(v) for v in (spacings.min(0) if thin else np.median(spacings, 0))]
+
+
 def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
-          stop_requested: Callable[[], bool] = lambda: False) -> _Plan:
+          stop_requested: Callable[[], bool] = lambda: False,
+          device: torch.device | None = None, measure: bool = True,
+          t0: float | None = None) -> _Plan:
+    """Fingerprint the data and choose the plan (spacing, normalisation, patch, network, batch).
+
+    ``device`` and ``measure``: 2D plans under a time budget time a few training steps there
+    (``measure=False``: a nominal throughput for the device instead). ``t0`` is the start of
+    the run (what the budget counts from).
+    """
+    t0 = time.perf_counter() if t0 is None else t0
+    device = torch.device("cpu") if device is None else device
     ds = _as_dataset(dataset, config)
     _check_labels(ds)
     messages: list[str] = []
@@ -215,22 +294,35 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
         dims = config.dims or (3 if ndim == 3 and np.median(shapes[:, 0]) >= 8 else 2)
         if dims == 3 and ndim != 3:
             raise DatasetError("3D training needs 3D volumes; these images are 2D.")
+        pictures = dims == 2 and _is_picture_dataset(train_cases)
         if config.target_spacing is not None:
             target = list(config.target_spacing)
+        elif pictures:
+            thin = _thin_structures([c.training_labels() for c in train_cases])
+            planned_target = _picture_target_spacing(train_cases, thin)
+            target = None if planned_target is None else (
+                [None] * (ndim - 2) + planned_target)
+            messages.append(
+                "2D pictures on one pixel grid: no resampling." if target is None else
+                f"2D pictures of different pixel sizes: resampled to {planned_target} "
+                + ("(the finest: thin structures are never downsampled)." if thin
+                   else "(the median)."))
         else:
             target = list(median_spacing([c.image.spacing for c in train_cases]))
-        if dims == 2 and ndim == 3:
+        if target is not None and dims == 2 and ndim == 3:
             target[0] = None  # slice-wise model: never resample across slices
         norm = []
         for ch in range(n_channels):
             fg = [(lab > 0) & (lab != IGNORE_LABEL)
                   for lab in (c.training_labels() for c in train_cases)]
             norm.append(fit_normalisation([c.channels[ch].array for c in train_cases],
-                                          ds.modality, fg, seed=rank_seed))
+                                          ds.modality, fg, seed=rank_seed,
+                                          field_of_view=pictures))
         patch = None
         network = None
         mirror_axes = _mirror_plan(config.mirror, dims, train_cases, ndim, ds, messages)
 
+    planned_batch: int | None = None
     images: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     for case in ds.cases:
@@ -248,16 +340,25 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
             planned, strides = plan_patch_size(config.patch_size)
             if tuple(planned) != tuple(config.patch_size):
                 messages.append(f"Patch size rounded up to {planned} to fit the network's pooling.")
+        elif dims == 2:
+            median_shape = np.median([labels[c].shape[-dims:] for c in train_ids], axis=0)
+            extent = _object_extent([labels[c] for c in train_ids])
+            planned, strides, planned_batch, why = _plan_2d(
+                config, median_shape, n_channels, num_classes, device, measure, t0,
+                None if extent is None else _CONTEXT_FACTOR_2D * extent)
+            messages.append(why)
         else:
             median_shape = np.median([labels[c].shape[-dims:] for c in train_ids], axis=0)
-            max_vox = config.max_patch_voxels if dims == 3 else _MAX_2D_PATCH_VOXELS
-            planned, strides = plan_patch_size(median_shape, max_vox)
+            planned, strides = plan_patch_size(median_shape, config.max_patch_voxels)
         patch = tuple(int(p) for p in planned)
         network = plan_network(dims, n_channels, num_classes, strides, config.architecture,
                                config.base_channels, config.max_channels, config.deep_supervision,
                                config.res_units, config.activation)
-    batch_size = config.batch_size or default_batch_size(patch)
+    batch_size = config.batch_size or planned_batch or default_batch_size(patch)
     colours = label_colours(ds.label_names)
+    channel_names = list(ds.channel_names)
+    if len(channel_names) != n_channels:  # e.g. one name in dataset.json for an RGB file
+        channel_names = [ch.channel_names[0] for ch in ds.cases[0].channels]
     card = ModelCard(
         task=ds.name,
         classes=[{"value": v, "name": n, "color": list(colours.get(v, (0, 0, 0)))}
@@ -268,7 +369,7 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
         network=network,
         normalisation=[p.to_dict() for p in norm],
         spacing=None if target is None else [None if t is None else float(t) for t in target],
-        channel_names=list(ds.channel_names),
+        channel_names=channel_names,
         mirror_axes=mirror_axes,
         modality=ds.modality,
         training_cases=list(train_ids),
@@ -278,8 +379,110 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
         parent_id=parent.model_id if parent else None,
         train_config=dict(config.to_dict(), batch_size=batch_size),
     )
+    pictures = dims == 2 and all(c.image.ndim == 2 for c in ds.cases)
     return _Plan(ds, list(train_ids), list(val_ids), card, images, labels, init_state, messages,
-                 batch_size)
+                 batch_size, pictures)
+
+
+#: Share of a 2D run's remaining budget planned for optimisation steps (the rest: validation,
+#: saving, and the sampling/augmentation the throughput timing leaves out).
+_TRAIN_SHARE_2D = 0.8
+#: Step time / timed forward-backward time: patch sampling, augmentation, EMA, logging.
+_STEP_OVERHEAD_2D = 1.15
+#: Pixels per second assumed when the throughput is not timed (several processes).
+_NOMINAL_PIXELS_PER_S = {"cpu": 1.0e6, "cuda": 3.0e7, "mps": 5.0e6}
+
+
+def _measure_pixels_per_s(network: dict, patch: Sequence[int], batch: int,
+                          device: torch.device, amp: bool, steps: int = 2,
+                          warmup: int = 2) -> float:
+    """Training throughput (patch pixels per second) of a network: a few timed steps.
+
+    ``warmup`` steps (kernel selection, allocations: the first steps on a CPU are 2-3 times
+    slower), then the fastest of ``steps`` timed forward/backward/update steps on random data
+    (the least disturbed by other work on the machine); the network is thrown away afterwards.
+    """
+    dims = len(patch)
+    model = build_network(network).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=channels_last_format(dims))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loss_fn = SegmentationLoss("dice_ce")
+    amp_dtype = autocast_dtype(device, amp)
+    cpu_state = torch.random.get_rng_state()
+    x = torch.randn(batch, network["in_channels"], *patch, device=device)
+    y = torch.randint(0, network["out_channels"], (batch, *patch), device=device)
+    torch.random.set_rng_state(cpu_state)  # the timing leaves the run's random stream alone
+    if device.type == "cpu":
+        x = x.contiguous(memory_format=channels_last_format(dims))
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        ts = time.perf_counter()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - ts)
+    return batch * float(np.prod(patch)) / max(float(np.min(times)), 1e-6)
+
+
+def _plan_2d(config: TrainConfig, median_shape: Sequence[float], n_channels: int,
+             num_classes: int, device: torch.device, measure: bool, t0: float,
+             min_side: float | None = None,
+             ) -> tuple[tuple[int, ...], list[tuple[int, ...]], int | None, str]:
+    """Patch, strides, batch (None = the config's or the default) and a log line for 2D models.
+
+    Without a time budget: the whole image (at most 512x512), as before. With one: the
+    throughput of this network on this device is timed, and :func:`plan_2d_patch` fits patch
+    and batch so that the budget buys at least ``MIN_2D_STEPS`` steps (small patches of a
+    large picture on a CPU, whole small pictures or whole images on a GPU). ``min_side``
+    (pixels; large objects such as lesions) makes the patch grow to hold them with context.
+    """
+    budget = config.time_budget_s
+    shape = tuple(int(round(n)) for n in median_shape)
+    if not budget:
+        patch, strides, _, _ = plan_2d_patch(median_shape, None, None,
+                                             max_voxels=_MAX_2D_PATCH_VOXELS)
+        return patch, strides, None, f"2D plan: whole images {patch} (no time budget)."
+    ref_patch, ref_strides = plan_patch_size([min(128, n) for n in median_shape])
+    batch = config.batch_size or 8
+    spec = plan_network(2, n_channels, num_classes, ref_strides, config.architecture,
+                        config.base_channels, config.max_channels, config.deep_supervision,
+                        config.res_units, config.activation)
+    if measure:
+        rate = _measure_pixels_per_s(spec, ref_patch, batch, device, config.amp)
+        how = "timed"
+    else:
+        rate = _NOMINAL_PIXELS_PER_S.get(device.type, 1.0e6)
+        how = "assumed"
+    rate /= _STEP_OVERHEAD_2D
+    left = max(budget - (time.perf_counter() - t0), 0.0) * _TRAIN_SHARE_2D
+    if config.batch_size:  # the batch is given: only the patch is planned for it
+        patch, strides, _, steps = plan_2d_patch(
+            median_shape, rate, left, batch_range=(config.batch_size, config.batch_size),
+            preferred_batch=config.batch_size, max_voxels=_MAX_2D_PATCH_VOXELS,
+            min_side=min_side)
+        planned_batch = None
+    else:
+        lo, hi = (8, 16) if device.type == "cpu" else (8, 32)
+        patch, strides, planned_batch, steps = plan_2d_patch(
+            median_shape, rate, left, batch_range=(lo, hi), max_voxels=_MAX_2D_PATCH_VOXELS,
+            min_side=min_side)
+    whole = "the whole image" if all(p >= n for p, n in zip(patch, shape, strict=True)) \
+        else f"patches of images {shape}"
+    return patch, strides, planned_batch, (
+        f"2D plan for {budget:g} s on {device.type}: {patch[0]}x{patch[1]} ({whole}), batch "
+        f"{planned_batch or config.batch_size}, about {steps} steps ({how} "
+        f"{rate * _STEP_OVERHEAD_2D / 1e6:.2f} M pixels/s"
+        + (f"; objects about {min_side / _CONTEXT_FACTOR_2D:.0f} px across" if min_side else "")
+        + ").")
 
 
 SMALL_PATCH_VOXELS = 128 * 1024
@@ -469,7 +672,8 @@ def train(
     try:
         seed = 0 if config.seed is None else int(config.seed)
         try:
-            plan = _plan(config, dataset, init_model, seed, stop_requested)
+            plan = _plan(config, dataset, init_model, seed, stop_requested, device=device,
+                         measure=not dist.enabled, t0=t0)
         except _Cancelled:
             result = TrainResult(status="cancelled", model_dir=None, best_metric=None,
                                  best_epoch=None, epochs=0, steps=0,
@@ -530,6 +734,8 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                            config.foreground_fraction, seed=seed + 1000 * dist.rank)
     aug_name = resolve_preset(config.augmentation, len(plan.train_ids))
     aug = AugmentationConfig.preset(aug_name)
+    if aug is not None and plan.pictures:
+        aug = aug.for_pictures(colour=card.in_channels == 3)
     if aug is not None and card.mirror_axes is not None:
         aug = replace(aug, flip_axes=tuple(card.mirror_axes))
     try:
@@ -558,6 +764,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     best, best_epoch, since_best = -math.inf, None, 0
     history: list[dict[str, Any]] = []
     step_time, val_time = 0.0, 0.0
+    last_validated = time.perf_counter()
     saved = False
     status, reason = "finished", "max_epochs"
     current_lr = lr
@@ -630,6 +837,12 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
         validate_now = (epoch == 1 or flag == 1 or progress() >= config.dense_validation_from
                         or epoch % max(config.early_validation_every, 1) == 0
                         or epoch == config.max_epochs)
+        if plan.pictures and budget and not (epoch == 1 or flag == 1
+                                             or epoch == config.max_epochs):
+            # sliding windows over whole pictures cost many training steps: under a budget,
+            # validate only late in the run and at most ~10 % of the time
+            validate_now = (progress() >= config.dense_validation_from
+                            and time.perf_counter() - last_validated >= 9 * val_time)
         if dist.is_main:
             if val_images and not validate_now:
                 improved = 0.0
@@ -642,6 +855,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                 else:
                     metrics = scores
                     val_time = time.perf_counter() - tv
+                    last_validated = time.perf_counter()
                     improved = float(metrics["dice_mean"] > best)
             else:
                 improved = 1.0

@@ -2,6 +2,14 @@
 
 Cases are held preprocessed in memory as ``image (C, *spatial)`` float32 and ``labels (*spatial)``
 uint8. A 2D sampler draws slices along axis 0 of 3D volumes.
+
+On 2D pictures (``(C, Y, X)`` images) two more rules apply. Half of the foreground-centred
+patches are centred on a pixel of the class's *border* (a foreground pixel next to another
+class), so a lesion that fills much of the picture is seen with its edge, not only from inside;
+thin structures such as vessels are nearly all border and keep being sampled as before.
+Random (not foreground-centred) patches are centred on an annotated pixel when part of the
+picture is not annotated (e.g. outside a fundus photo's field of view), so no step is spent on
+pixels that add nothing to the loss.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ class PatchSampler:
         present in the case (otherwise a uniformly random position).
     max_points_per_class : int
         Foreground voxel positions remembered per class and case.
+    border_fraction : float
+        2D pictures: share of foreground-centred patches centred on a class border pixel.
     """
 
     def __init__(
@@ -40,6 +50,7 @@ class PatchSampler:
         foreground_fraction: float = 0.33,
         max_points_per_class: int = 10000,
         seed: int | None = 0,
+        border_fraction: float = 0.5,
     ) -> None:
         if not images:
             raise ValueError("No training cases to sample from.")
@@ -49,21 +60,47 @@ class PatchSampler:
         self.slice_mode = len(self.patch) == self.images[0].ndim - 2
         self.foreground_fraction = float(foreground_fraction)
         self.rng = np.random.default_rng(seed)
+        self.picture_mode = len(self.patch) == 2 and self.images[0].ndim == 3
+        self.border_fraction = float(border_fraction) if self.picture_mode else 0.0
         self.fg_points: list[dict[int, np.ndarray]] = []
+        self.border_points: list[dict[int, np.ndarray]] = []
+        self.annotated_points: list[np.ndarray | None] = []
         self.annotated_slices: list[np.ndarray | None] = []
         for lab in self.labels:
-            points = {}
+            points, borders = {}, {}
             for value in np.unique(lab):
                 if value == 0 or value == IGNORE_LABEL:
                     continue
-                coords = np.argwhere(lab == value)
-                if len(coords) > max_points_per_class:
-                    coords = coords[self.rng.choice(len(coords), max_points_per_class, replace=False)]
-                points[int(value)] = coords
+                mask = lab == value
+                points[int(value)] = self._subsample(np.argwhere(mask), max_points_per_class)
+                if self.picture_mode:
+                    edge = self._border(mask)
+                    if edge.any():
+                        borders[int(value)] = self._subsample(np.argwhere(edge),
+                                                              max_points_per_class)
             self.fg_points.append(points)
+            self.border_points.append(borders)
+            annotated = None
+            if self.picture_mode:
+                known = lab != IGNORE_LABEL
+                if known.any() and known.mean() < 0.9:
+                    annotated = self._subsample(np.argwhere(known), 4 * max_points_per_class)
+            self.annotated_points.append(annotated)
             if self.slice_mode:
                 annotated = np.flatnonzero((lab != IGNORE_LABEL).reshape(lab.shape[0], -1).any(1))
                 self.annotated_slices.append(annotated if annotated.size else None)
+
+    def _subsample(self, coords: np.ndarray, n: int) -> np.ndarray:
+        if len(coords) > n:
+            coords = coords[self.rng.choice(len(coords), n, replace=False)]
+        return coords
+
+    @staticmethod
+    def _border(mask: np.ndarray) -> np.ndarray:
+        """Pixels of ``mask`` with a 4-neighbour outside it (the picture's edge does not count)."""
+        from scipy import ndimage
+
+        return mask & ~ndimage.binary_erosion(mask, border_value=1)
 
     def _start(self, size: int, patch: int, centre: int | None) -> int:
         low, high = min(0, size - patch), max(0, size - patch)
@@ -94,7 +131,14 @@ class PatchSampler:
         centre = None
         if fg and points:
             value = list(points)[int(self.rng.integers(len(points)))]
-            centre = points[value][int(self.rng.integers(len(points[value])))]
+            pool = points[value]
+            borders = self.border_points[i]
+            if value in borders and self.rng.random() < self.border_fraction:
+                pool = borders[value]
+            centre = pool[int(self.rng.integers(len(pool)))]
+        elif self.picture_mode and self.annotated_points[i] is not None:
+            known = self.annotated_points[i]
+            centre = known[int(self.rng.integers(len(known)))]
         spatial = lab.shape
         if self.slice_mode:
             if centre is not None:

@@ -22,9 +22,12 @@ DEFAULT_MODELS_FOLDER = Path.home() / ".napari-medseg" / "models"
 
 
 class _ModelEvents(QObject):
-    """Emits ``saved(path)`` when a dock widget wrote a new model (Infer refreshes its list)."""
+    """Emits ``saved(path)`` when a dock widget wrote a new model (Infer refreshes its list) and
+    ``current(path)`` when a project's current model changes (Annotate's clicks use it when it
+    has click guidance)."""
 
     saved = Signal(str)
+    current = Signal(str)
 
 
 #: Process-wide notifier: Train emits, Infer listens (a signal, not shared mutable state).

@@ -203,8 +203,16 @@ class InteractiveSection(QGroupBox):
         from napari_medseg.ui._models import model_events
 
         model_events.saved.connect(lambda *_: self._safe_refresh_models())
+        model_events.current.connect(self._on_current_model)
         dock.labels_combo.currentIndexChanged.connect(lambda *_: self._update_defaults())
         self.refresh_models()
+
+    def _on_current_model(self, path: str) -> None:
+        """A project's current model changed: use it for clicks if it has click guidance."""
+        try:
+            self.use_model(path)
+        except (ValueError, OSError):
+            pass  # no guidance channels: the method stays as it is
 
     @staticmethod
     def _row(first: QWidget, *others: QWidget) -> QWidget:

@@ -294,6 +294,12 @@ class ProjectWidget(QWidget):
     def refresh(self) -> None:
         """Update the labels and the version table from the project."""
         p = self.project
+        current = str(p.model_dir()) if p is not None and p.model_dir() is not None else ""
+        if current and current != getattr(self, "_announced_model", ""):
+            from napari_medseg.ui._models import model_events
+
+            self._announced_model = current
+            model_events.current.emit(current)  # Annotate's clicks use it if it has guidance
         if p is None:
             self.project_label.setText("No project open.")
         else:

@@ -143,3 +143,30 @@ def test_a_second_training_into_the_same_folder_is_refused(tmp_path):
                 pass
     with model_folder_lock(tmp_path / "m"):  # released: usable again
         pass
+
+
+def test_a_full_disk_keeps_the_previous_model(tmp_path):
+    """ENOSPC while saving: an OSError, and the model on disk is still the old, loadable one."""
+    import shutil as _shutil
+
+    if os.geteuid() != 0 or _shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (no CAP_SYS_ADMIN)")
+    try:
+        small, card = _net_and_card()
+        out = save_model(small, card, disk / "m")
+        _, strides = plan_patch_size((16, 16))
+        spec = plan_network(2, 1, 2, strides, base_channels=32, max_channels=256)
+        big = build_network(spec)
+        big_card = ModelCard.from_dict(dict(card.to_dict(), network=spec, task="Big"))
+        with pytest.raises(OSError):
+            save_model(big, big_card, out)
+        assert read_card(out).task == "Blobs"
+        load_model(out)
+        assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

@@ -80,3 +80,50 @@ def test_project_keeps_patient_identifiers_out(tmp_path):
         if path.is_file() and path.suffix == ".json":
             assert "PGBM" not in path.read_text(), path
     assert project.find_case(volume) == cid  # still recognised (by the source path's hash)
+
+
+def test_sigkill_while_saving_never_breaks_the_project(tmp_path):
+    """Kill a process writing project.json in a loop at random moments: it always opens."""
+    import time
+
+    Project.create(tmp_path / "p", "t", {1: "organ"})
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from napari_medseg.dataset.project import Project
+        from napari_medseg.io.volume import Volume
+        p = Project.open({str(tmp_path / 'p')!r})
+        print("ready", flush=True)
+        k = 0
+        while True:
+            k += 1
+            p.log("note", k=k)
+            if k % 5 == 0:
+                p.add_unlabelled(Volume(np.full((4, 8, 8), k, np.float32), name=f"s{{k}}"))
+    """)
+    for delay in (0.1, 0.3, 0.6):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        project = Project.open(tmp_path / "p")  # readable, and files agree with the registry
+        files = {f.name[: -len(".nii.gz")] for f in (tmp_path / "p" / "imagesTs").glob("*.nii.gz")
+                 if not f.name.startswith(".")}
+        assert files <= set(project.unlabelled_ids())
+
+
+def test_project_json_of_wrong_types_is_one_clear_error(tmp_path):
+    import json
+
+    import pytest
+
+    from napari_medseg.dataset.project import ProjectError
+
+    Project.create(tmp_path / "p", "t", {1: "organ"})
+    path = tmp_path / "p" / "project.json"
+    meta = json.loads(path.read_text())
+    for broken in ({**meta, "cases": []}, {**meta, "classes": "organ"}, {**meta, "history": 5},
+                   {**meta, "slice_axis": "z"}, [1, 2]):
+        path.write_text(json.dumps(broken))
+        with pytest.raises(ProjectError):
+            Project.open(tmp_path / "p").case_ids()

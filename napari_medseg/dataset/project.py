@@ -440,6 +440,18 @@ class Project:
         for key, default in (("cases", {}), ("models", {}), ("history", []),
                              ("current_model", None), ("slice_axis", 0), ("modality", "unknown")):
             meta.setdefault(key, default)
+        expected = {"classes": dict, "cases": dict, "models": dict, "history": list,
+                    "modality": str, "current_model": (str, type(None))}
+        wrong = [k for k, t in expected.items() if not isinstance(meta[k], t)]
+        if not isinstance(meta["slice_axis"], int) or isinstance(meta["slice_axis"], bool) \
+                or meta["slice_axis"] not in (0, 1, 2):
+            wrong.append("slice_axis")
+        if not all(isinstance(c, dict) and isinstance(c.get("shape"), list)
+                   for c in meta["cases"].values()) if isinstance(meta["cases"], dict) else False:
+            wrong.append("cases")
+        if wrong:
+            raise ProjectError(f"{root / PROJECT_FILE} is damaged: wrong type of "
+                               f"{', '.join(sorted(set(wrong)))}.")
         return meta
 
     def reload(self) -> None:

@@ -18,6 +18,7 @@ from napari_medseg.inference.engine import (
     resolve_device,
     sliding_window_with_progress,
 )
+from napari_medseg.interactive.guidance import ZeroGuidance, guidance_channels
 from napari_medseg.io.volume import RGB_CHANNEL_NAMES, Volume
 from napari_medseg.models.card import ModelCard, ModelLoadError, load_model
 from napari_medseg.preprocess import NormalisationParams, prepare_image, resample_to_shape
@@ -264,6 +265,9 @@ def predict(
     t0 = time.perf_counter()
     dev = resolve_device(device)
     net, card = _as_model(model, dev)
+    extra = guidance_channels(card)
+    if extra:  # a click-guided model without clicks: zero guidance = automatic segmentation
+        net = ZeroGuidance(net, extra)
     if dev.type == "cpu":
         # oneDNN convolutions run ~20 % faster with channels-last weights (same results)
         net = net.to(memory_format=channels_last_format(card.dims))

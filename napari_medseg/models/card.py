@@ -76,6 +76,11 @@ class ModelCard:
     mirror_axes : list of int or None
         Network spatial axes (0-based) that training mirrored and mirror TTA averages over;
         None (cards written before it) = every axis.
+    guidance : dict or None
+        Click guidance input channels (``{"type": "clicks", "channels_per_class": 2,
+        "radius_mm": r, "kind": "gaussian"}``, see :mod:`napari_medseg.interactive.guidance`):
+        the network takes ``in_channels + 2 * (num_classes - 1)`` inputs. None = no guidance
+        (every card written before it).
     training_cases, validation_cases : list of str
     metrics_history : list of dict
         One entry per epoch (``epoch``, ``loss``, validation metrics, ``time_s``).
@@ -102,6 +107,7 @@ class ModelCard:
     validation_cases: list[str] = field(default_factory=list)
     metrics_history: list[dict[str, Any]] = field(default_factory=list)
     mirror_axes: list[int] | None = None
+    guidance: dict[str, Any] | None = None
     best_metric: float | None = None
     best_epoch: int | None = None
     version: int = 1
@@ -234,6 +240,13 @@ def check_card_values(data: dict[str, Any], where: str | os.PathLike = "") -> No
         raise bad("'network' must be a table")
     if network.get("dims", dims) not in (2, 3):
         raise bad(f"the network's 'dims' must be 2 or 3, not {network['dims']!r:.20}")
+    guidance = data.get("guidance")
+    if guidance is not None and (
+            not isinstance(guidance, dict) or guidance.get("type") != "clicks"
+            or not _is_int(guidance.get("channels_per_class"))
+            or not _is_number(guidance.get("radius_mm")) or not guidance["radius_mm"] > 0):
+        raise bad("'guidance' must be a click-guidance table (type \"clicks\", "
+                  "channels_per_class, radius_mm)")
     norm = data.get("normalisation")
     if not isinstance(norm, list) or not all(isinstance(n, dict) for n in norm):
         raise bad("'normalisation' must be a list of tables")
@@ -293,7 +306,17 @@ def save_model(model_or_state: torch.nn.Module | dict, card: ModelCard, model_di
         state = {k: v.detach().cpu() for k, v in model_or_state.items()}
     weights_new = model_dir / (WEIGHTS_FILE + PENDING_SUFFIX)
     card_new = model_dir / (CARD_FILE + PENDING_SUFFIX)
-    _atomic_write_bytes(weights_new, lambda fh: torch.save(state, fh))
+    def write_weights(fh) -> None:
+        try:
+            torch.save(state, fh)
+        except RuntimeError as exc:  # torch reports a full disk as "unexpected pos ..."
+            import shutil
+
+            free = shutil.disk_usage(model_dir).free
+            raise OSError(f"Cannot write the model weights into {model_dir} ({free // 1024} KiB "
+                          "free on that disk): the previous model is kept.") from exc
+
+    _atomic_write_bytes(weights_new, write_weights)
     stamped = ModelCard.from_dict(dict(card.to_dict(), weights_sha256=file_sha256(weights_new)))
     text = _card_bytes(stamped)
     _atomic_write_bytes(card_new, lambda fh: fh.write(text))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -136,6 +137,7 @@ class TrainConfig:
     modality: str | None = None
     task_name: str | None = None
     amp: bool = True
+    guidance: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.dims not in (None, 2, 3):
@@ -163,8 +165,15 @@ class TrainConfig:
             raise ValueError(f"EMA decay must be in [0, 1), got {self.ema_decay}.")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"Unknown optimizer {self.optimizer!r} (adamw, sgd).")
+        if self.base_channels < 2 or self.max_channels < self.base_channels:
+            raise ValueError(f"base_channels must be at least 2 and at most max_channels "
+                             f"({self.max_channels}), got {self.base_channels}.")
         if self.patch_size is not None:
             self.patch_size = tuple(int(p) for p in self.patch_size)
+            if len(self.patch_size) not in (2, 3) or min(self.patch_size) < 4 \
+                    or math.prod(self.patch_size) > 2**24:
+                raise ValueError(f"patch_size {self.patch_size}: 2 or 3 sides of at least 4 "
+                                 "voxels, at most 2^24 voxels in all.")
         if self.target_spacing is not None:
             self.target_spacing = tuple(float(s) for s in self.target_spacing)
 

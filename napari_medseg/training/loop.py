@@ -28,13 +28,20 @@ from napari_medseg.inference.engine import (
     resolve_device,
     sliding_window_probabilities,
 )
+from napari_medseg.interactive.guidance import (
+    ZeroGuidance,
+    add_guidance_channels,
+    guidance_channels,
+)
 from napari_medseg.io.volume import Volume
 from napari_medseg.metrics import dice
 from napari_medseg.models.card import (
     CARD_FILE,
     ModelCard,
+    ModelFolderBusyError,
     ModelLoadError,
     _atomic_write_bytes,
+    model_folder_lock,
     read_card,
     save_model,
 )
@@ -255,6 +262,15 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
         train_ids, val_ids = split_case_ids(ids, fraction, config.seed or 0)
     if not train_ids:
         raise DatasetError("No training cases left after the validation split.")
+    by_id = {c.case_id: c for c in ds.cases}
+    empty = [c for c in val_ids if by_id[c].labels is not None
+             and not np.any(by_id[c].training_labels() != IGNORE_LABEL)]
+    if empty:  # all-ignore cases would score Dice 1.0 and freeze the checkpoint at epoch 1
+        val_ids = [c for c in val_ids if c not in set(empty)]
+        messages.append(
+            f"Validation case(s) {', '.join(empty[:5])} hold no annotated voxels and do not "
+            "count in validation." + ("" if val_ids else " No annotated validation case is "
+                                      "left: the latest model is kept at every epoch."))
     ndim = ds.cases[0].image.ndim
     n_channels = len(ds.cases[0].channels)
     num_classes = ds.num_classes
@@ -284,8 +300,21 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
         dims = parent.dims
         target = parent.spacing
         norm = [NormalisationParams.from_dict(d) for d in parent.normalisation]
+        known = {"CT", "MR", "PT", "US", "XA"}
+        if parent.modality in known and ds.modality in known and parent.modality != ds.modality:
+            messages.append(
+                f"Warning: the starting model was trained on {parent.modality} images and these "
+                f"are {ds.modality}; its {parent.modality} intensity normalisation is kept, so "
+                "fine-tuning may go badly. Train from scratch for another modality.")
         patch = tuple(parent.patch_size)
         network = dict(parent.network, out_channels=num_classes)
+        if (parent.guidance is None) != (config.guidance is None):
+            raise ModelLoadError(
+                f"The starting model {parent.describe()} "
+                + ("has no click guidance channels" if parent.guidance is None else
+                   "takes click guidance channels")
+                + "; train it " + ("with" if parent.guidance is not None else "without")
+                + " click guidance, or start afresh.")
         mirror_axes = parent.mirror_axes  # None (older models): every axis, as they learnt
         if config.mirror != "auto":
             mirror_axes = _mirror_plan(config.mirror, dims, train_cases, ndim, ds, messages)
@@ -359,7 +388,9 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
             median_shape = np.median([labels[c].shape[-dims:] for c in train_ids], axis=0)
             planned, strides = plan_patch_size(median_shape, config.max_patch_voxels)
         patch = tuple(int(p) for p in planned)
-        network = plan_network(dims, n_channels, num_classes, strides, config.architecture,
+        guided = 2 * (num_classes - 1) if config.guidance else 0  # click maps per class
+        network = plan_network(dims, n_channels + guided, num_classes, strides,
+                               config.architecture,
                                config.base_channels, config.max_channels, config.deep_supervision,
                                config.res_units, config.activation)
     batch_size = config.batch_size or planned_batch or default_batch_size(patch)
@@ -379,6 +410,7 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
         spacing=None if target is None else [None if t is None else float(t) for t in target],
         channel_names=channel_names,
         mirror_axes=mirror_axes,
+        guidance=dict(config.guidance) if config.guidance else None,
         modality=ds.modality,
         training_cases=list(train_ids),
         validation_cases=list(val_ids),
@@ -496,6 +528,9 @@ def _plan_2d(config: TrainConfig, median_shape: Sequence[float], n_channels: int
 SMALL_PATCH_VOXELS = 128 * 1024
 
 
+#: Consecutive NaN/inf steps after which training stops with an error (updates are skipped).
+MAX_NONFINITE_STEPS = 50
+
 #: TrainConfig's default validation share, and what small 2D picture sets use instead.
 DEFAULT_VAL_FRACTION = 0.2
 SMALL_2D_DATASET, SMALL_2D_VAL_FRACTION = 40, 0.05
@@ -586,11 +621,14 @@ def validate(
             pred = torch.argmax(probs, dim=1).cpu().numpy().astype(np.uint8)
             pred = pred[0] if dims == 3 or lab.ndim == 2 else pred
         valid = lab != IGNORE_LABEL
+        if not valid.any():
+            continue  # nothing annotated: no evidence either way
         for v in per_class:
             per_class[v].append(dice(pred[valid] == v, lab[valid] == v))
     model.train(was_training)
-    out = {f"dice/{label_names[v]}": float(np.mean(s)) for v, s in per_class.items()}
-    out["dice_mean"] = float(np.mean([np.mean(s) for s in per_class.values()]))
+    out = {f"dice/{label_names[v]}": float(np.mean(s)) if s else 0.0
+           for v, s in per_class.items()}
+    out["dice_mean"] = float(np.mean([np.mean(s) if s else 0.0 for s in per_class.values()]))
     return out
 
 
@@ -698,7 +736,16 @@ def train(
         except ValueError as exc:
             yield Event("error", message=str(exc), level="error")
             raise
-        result = yield from _run(config, plan, out, device, dist, seed, stop_requested, t0)
+        if dist.is_main:
+            try:
+                with model_folder_lock(out):  # a second training into `out` is refused
+                    result = yield from _run(config, plan, out, device, dist, seed,
+                                             stop_requested, t0)
+            except ModelFolderBusyError as exc:
+                yield Event("error", message=str(exc), level="error")
+                raise
+        else:
+            result = yield from _run(config, plan, out, device, dist, seed, stop_requested, t0)
         return result
     finally:
         dist.close()
@@ -757,6 +804,11 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
         gen = None
     if gen is not None:
         gen.manual_seed(seed + 1000 * dist.rank)
+    bad_steps = 0  # consecutive steps with a non-finite loss or gradient
+    guidance = card.guidance
+    click_rng = np.random.default_rng(seed + 7919 * (dist.rank + 1))
+    # validation (and predict) see a guided model with zero click maps: the automatic result
+    validated = ZeroGuidance(kept, guidance_channels(card)) if guidance else kept
     val_images = [plan.images[c] for c in plan.val_ids]
     val_labels = [plan.labels[c] for c in plan.val_ids]
     label_names = plan.dataset.label_names
@@ -815,6 +867,14 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             x, y = sampler.sample_batch(plan.batch_size)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x, y = augment_batch(x, y, aug, gen)
+            if guidance:
+                x = add_guidance_channels(
+                    x, y, click_rng, card.num_classes,
+                    p_no_click=float(guidance.get("p_no_click", 0.3)),
+                    max_clicks=int(guidance.get("max_clicks", 5)),
+                    spacing=None if card.spacing is None else
+                    [1.0 if s is None else s for s in card.spacing][-dims:],
+                    radius_mm=float(guidance["radius_mm"]))
             if device.type == "cpu":
                 x = x.contiguous(memory_format=channels_last_format(dims))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -823,7 +883,21 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
+            if not torch.isfinite(grad_norm):
+                # a NaN/inf loss or gradient (identical on every rank after the all-reduce):
+                # skip the update so the weights stay finite; give up if it keeps happening
+                opt.zero_grad(set_to_none=True)
+                scaler.update()
+                bad_steps += 1
+                if bad_steps >= MAX_NONFINITE_STEPS:
+                    message = (f"Training diverged: the loss was not a number for {bad_steps} "
+                               "steps in a row. Check the images for extreme values or lower "
+                               "the learning rate.")
+                    yield Event("error", message=message, level="error")
+                    raise ValueError(message)
+                continue
+            bad_steps = 0
             scaler.step(opt)
             scaler.update()
             if ema is not None:
@@ -840,6 +914,12 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
         if flag == 2:
             status, reason = "cancelled", "cancelled"
             break
+        if not losses and bad_steps:
+            message = (f"Training diverged: the loss was not a number in all {bad_steps} steps "
+                       "of an epoch. Check the images for extreme values or lower the learning "
+                       "rate.")
+            yield Event("error", message=message, level="error")
+            raise ValueError(message)
         if not losses:
             reason = "time_budget"
             break
@@ -861,7 +941,8 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                 improved = 0.0
             elif val_images:
                 tv = time.perf_counter()
-                scores = validate(kept, val_images, val_labels, patch, dims, label_names, device,
+                scores = validate(validated, val_images, val_labels, patch, dims, label_names,
+                                  device,
                                   config.val_overlap, config.amp, should_stop=stop_requested)
                 if scores is None:  # cancelled: nothing is saved
                     validation_cancelled = True

@@ -315,3 +315,12 @@ def test_unreadable_picture_is_one_line_and_writes_nothing(grey_model, tmp_path)
         run(predict_folder(grey_model, folder, out, device="cpu"))
     assert str(err.value).startswith("Cannot read cut.png") and "\n" not in str(err.value)
     assert not out.exists()
+
+
+def test_output_names_drop_the_nnunet_channel_suffix():
+    from napari_medseg.inference.predict import output_stem
+
+    assert output_stem("imagesTs/Image_11L_0000.jpg") == "Image_11L"
+    assert output_stem("case_0000.nii.gz") == "case"
+    assert output_stem("case_0001.nii.gz") == "case_0001"
+    assert output_stem("photo.JPG") == "photo"

@@ -316,6 +316,13 @@ def predict(
         yield Event("cancelled", message="Prediction cancelled.")
         return None
     labels = argmax_classes(probs).numpy()
+    if ref.ndim == 2 and any(p.region == "fov" for p in params):
+        # a photograph's dark surround (fundus camera, ultrasound sector) holds no anatomy
+        from napari_medseg.preprocess import field_of_view_mask
+
+        fov = field_of_view_mask([c.array for c in channels])
+        if fov is not None and fov.shape == labels.shape:
+            labels[~fov] = 0
     if keep_largest:
         labels = keep_largest_component(labels)
     entropy = None
@@ -377,14 +384,19 @@ _STRIPPED_SUFFIXES = (*_NIFTI_SUFFIXES, *PICTURE_INPUT_SUFFIXES, ".gif", ".dcm",
 
 def output_stem(path: str | os.PathLike) -> str:
     """Name of an input without its image suffix: ``case.nii.gz`` -> ``case``,
-    ``photo.JPG`` -> ``photo``; a DICOM folder keeps its name."""
+    ``photo.JPG`` -> ``photo``; a DICOM folder keeps its name. The nnU-Net channel suffix of
+    the first channel goes too (``case_0000.png`` -> ``case``), so predictions pair with
+    ``labelsTr/case.png`` as nnU-Net writes them."""
     name = Path(path).name
     if Path(path).is_dir():
         return name
     lower = name.lower()
     for suffix in _STRIPPED_SUFFIXES:
         if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
+            name = name[: -len(suffix)]
+            break
+    if name.endswith("_0000") and len(name) > 5:
+        name = name[:-5]
     return name
 
 

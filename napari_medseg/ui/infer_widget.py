@@ -38,6 +38,7 @@ from napari_medseg.ui._controls import (
     hint,
     keep_new_images_in_view,
     layer_key,
+    run_in_worker,
     scrollable_layout,
 )
 from napari_medseg.ui._layers import (
@@ -255,8 +256,12 @@ class InferWidget(QWidget):
         self.browse_model_button = button("Browse…", "Use a model folder from elsewhere "
                                           "(a folder with model.pt and model_card.json)",
                                           self._choose_model)
+        self.export_button = button("Export…", "Save the chosen model for use without napari: "
+                                    "TorchScript (.pt), ONNX (.onnx) or a MONAI bundle folder, "
+                                    "with its model card beside it", self._choose_export)
         row.addWidget(self.model_combo, 1)
         row.addWidget(self.browse_model_button)
+        row.addWidget(self.export_button)
         v.addLayout(row)
         self.model_info = QLabel()
         self.model_info.setWordWrap(True)
@@ -452,6 +457,63 @@ class InferWidget(QWidget):
             if entry.card is None:
                 raise ValueError(entry.error)
             self.model_combo.select_path(folder)
+
+    #: Export formats offered by Export…: label -> (format name, file suffix or "" = folder).
+    EXPORT_FORMATS = {"TorchScript (.pt)": ("torchscript", ".pt"), "ONNX (.onnx)": ("onnx", ".onnx"),
+                      "MONAI bundle (folder)": ("monai-bundle", "")}
+
+    @catch_errors("Export model")
+    def _choose_export(self) -> None:
+        from qtpy.QtWidgets import QInputDialog
+
+        entry = self._require_model()
+        label, ok = QInputDialog.getItem(self, "Export model", "Format:",
+                                         list(self.EXPORT_FORMATS), 0, False)
+        if not ok:
+            return
+        fmt, suffix = self.EXPORT_FORMATS[label]
+        start = str(Path(last_folder("export")) / f"{entry.path.name}{suffix}")
+        if suffix:
+            out, _ = QFileDialog.getSaveFileName(self, "Export model as", start,
+                                                 f"{label} (*{suffix})")
+        else:
+            out = QFileDialog.getExistingDirectory(self, "Folder for the MONAI bundle",
+                                                   last_folder("export"))
+            out = str(Path(out) / entry.path.name) if out else ""
+        if out:
+            remember_folder(str(Path(out).parent), "export")
+            self.export_model_to(out, fmt)
+
+    def export_model_to(self, out: str | Path, fmt: str) -> Any:
+        """Export the chosen model as ``fmt`` to ``out`` in a child process; returns the worker."""
+        from napari_medseg.export import export_model
+
+        entry = self._require_model()
+        self.status_label.setText(f"Exporting {entry.path.name} as {fmt}…")
+
+        def work() -> Any:
+            job = ProcessJob(export_model, str(entry.path), fmt, str(out), stop_kwarg=None,
+                             what="Export")
+            last = None
+            for event in job.events():
+                last = event
+            if last is not None and last.kind == "error":
+                raise ValueError(last.message)
+            return job.result
+
+        def done(path: Any) -> None:
+            from napari.utils.notifications import show_info
+
+            text = f"Exported {entry.path.name} as {fmt}: {path}"
+            self.status_label.setText(text)
+            show_info(text)
+
+        def failed(exc: BaseException) -> None:
+            self.status_label.setText(f"Export failed: {exc}")
+
+        self.export_worker = run_in_worker(work, on_returned=done, on_errored=failed,
+                                           action="Export model")
+        return self.export_worker
 
     @catch_errors("Choose folder")
     def _pick_folder(self, edit: QLineEdit, kind: str) -> None:

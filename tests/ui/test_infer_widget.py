@@ -284,3 +284,16 @@ def test_weights_that_do_not_load_are_one_clear_notification(make_napari_viewer,
     assert len(errors) == 1 and "does not match its model card" in errors[0]  # the checksum
     assert "Traceback" not in errors[0]
     assert len(viewer.layers) == 1
+
+
+def test_export_button_writes_a_torchscript_file(make_napari_viewer, qtbot, tmp_path,
+                                                models_dir):
+    set_models_folder(models_dir)
+    viewer = make_napari_viewer()
+    widget = _widget(viewer)
+    _select(widget, "hippo3d")
+    out = tmp_path / "exported.pt"
+    worker = widget.export_model_to(out, "torchscript")
+    qtbot.waitUntil(lambda: worker.is_running is False and out.is_file(), timeout=120_000)
+    assert out.with_name("exported.model_card.json").is_file()
+    assert "Exported" in widget.status_label.text()

@@ -113,3 +113,54 @@ def write_labels_picture(path: str, data: Any, meta: dict[str, Any]) -> list[str
     if medseg.get("classes"):
         out.append(str(write_classes_sidecar(written, medseg["classes"])))
     return out
+
+
+def _dicom_reference(medseg: dict[str, Any], name: str) -> Any:
+    """The DICOM series a Labels layer was drawn on (from the geometry it was opened with)."""
+    from napari_medseg.io import MedsegIOError, read_dicom_series
+
+    source = medseg.get("source") if isinstance(medseg.get("source"), dict) else {}
+    path = source.get("path")
+    if source.get("format") != "dicom" or not path:
+        raise MedsegIOError(
+            f"Cannot save '{name}' as DICOM SEG/RTSTRUCT: it was not drawn on a DICOM series "
+            "(open the series with napari-medseg, then make the labels on it).")
+    return read_dicom_series(path, source.get("series_uid"))
+
+
+def _classes_of(medseg: dict[str, Any], data: np.ndarray) -> tuple[dict[int, str], dict]:
+    classes = medseg.get("classes") or {}
+    names = {int(k): str(v.get("name", f"label {k}")) for k, v in classes.items()
+             if isinstance(v, dict)}
+    colours = {int(k): v["color"] for k, v in classes.items()
+               if isinstance(v, dict) and v.get("color")}
+    for value in np.unique(data):
+        if int(value) != 0:
+            names.setdefault(int(value), f"label {int(value)}")
+    from napari_medseg.labels import hex_to_rgb
+
+    colours = {k: hex_to_rgb(c) if isinstance(c, str) else c for k, c in colours.items()}
+    return names, colours
+
+
+def write_labels_dicom_seg(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Save a Labels layer drawn on a DICOM series as a DICOM SEG referencing that series."""
+    from napari_medseg.io.dicom_seg import write_dicom_seg
+
+    medseg = _medseg(meta)
+    array = np.asarray(data)
+    reference = _dicom_reference(medseg, meta.get("name", "labels"))
+    names, colours = _classes_of(medseg, array)
+    return [str(write_dicom_seg(array, reference, path, names, colours,
+                                algorithm_type="MANUAL"))]
+
+
+def write_labels_rtstruct(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Save a Labels layer drawn on a DICOM series as an RT Structure Set (one ROI per class)."""
+    from napari_medseg.io.dicom_seg import write_rtstruct
+
+    medseg = _medseg(meta)
+    array = np.asarray(data)
+    reference = _dicom_reference(medseg, meta.get("name", "labels"))
+    names, colours = _classes_of(medseg, array)
+    return [str(write_rtstruct(array, reference, path, names, colours))]

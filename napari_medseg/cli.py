@@ -316,7 +316,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     columns = [("dice", "Dice"), ("jaccard", "Jaccard"), ("sensitivity", "Sens"),
                ("precision", "Prec")]
     if not args.no_surface:
-        columns += [("hd95", "HD95 mm"), ("assd", "ASSD mm")]
+        unit = result.get("distance_unit", "mm")
+        columns += [("hd95", f"HD95 {unit}"), ("assd", f"ASSD {unit}")]
     header = f"{'class':<16}{'n':>5}" + "".join(f"{title:>18}" for _, title in columns)
     print(header)
     for name, entry in summary.items():

@@ -294,17 +294,21 @@ def evaluate_folders(
     if roi_folder.is_dir():
         rois = _label_files(roi_folder)
     per_case: dict[str, dict[str, dict[str, float]]] = {}
+    spacing_known = True
     for case in common:
         pred = read_label_image(preds[case], labels, case)
         gt = read_label_image(gts[case], labels, case)
         if pred.shape != gt.shape:
             raise ValueError(f"{case}: prediction shape {pred.shape} differs from ground truth {gt.shape}.")
         roi = read_roi_mask(rois[case], case) if case in rois else None
+        spacing_known &= bool((gt.metadata or {}).get("spacing_known", True))
         gt_arr = np.rint(gt.array).astype(np.int32)
         per_case[case] = evaluate_case(np.rint(pred.array).astype(np.int32), gt_arr, gt.spacing,
                                        labels, surface, roi=roi)
     result = {"cases": per_case, "summary": summarise(per_case),
-              "missing_predictions": sorted(set(gts) - set(preds))}
+              "missing_predictions": sorted(set(gts) - set(preds)),
+              # pictures without a stated pixel size: distances are in pixels
+              "distance_unit": "mm" if spacing_known else "px"}
     if csv_path is not None:
         write_csv(per_case, csv_path)
     return result

@@ -43,3 +43,15 @@ def test_folders_of_png_masks_with_fov(tmp_path):
     result = evaluate_folders(root / "pred", root / "labelsTr", surface=False,
                               roi_dir=tmp_path / "nowhere")
     assert result["cases"]["a"]["vessel"]["dice"] < 1.0
+
+
+def test_distances_of_pictures_without_pixel_size_are_in_pixels(tmp_path):
+    root = tmp_path / "ds"
+    for sub in ("labelsTr", "pred"):
+        (root / sub).mkdir(parents=True)
+    mask = np.zeros((20, 20), np.uint8)
+    mask[5:10, 5:10] = 1
+    Image.fromarray(mask).save(root / "labelsTr" / "a.png")
+    Image.fromarray(mask).save(root / "pred" / "a.png")
+    result = evaluate_folders(root / "pred", root / "labelsTr", surface=False)
+    assert result["distance_unit"] == "px"

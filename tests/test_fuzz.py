@@ -66,3 +66,26 @@ def test_special_files(fuzz, tmp_path, kind):
         path.mkdir()
         (path / "a.dcm").write_bytes(b"\0" * 132)
     _one_line_exit_2(fuzz, ["info", str(path)])
+
+
+def test_a_240_character_input_name_and_stale_staging_folders(fuzz, tmp_path):
+    import time
+
+    from napari_medseg.io import Volume, write_nifti
+
+    model = fuzz._tiny_model(tmp_path)
+    name = "c" * 240
+    src = write_nifti(Volume(np.random.default_rng(0).normal(size=(16, 16, 16))
+                             .astype(np.float32), name="x"), tmp_path / f"{name}.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".tmp-deadbeef"
+    stale.mkdir()
+    (stale / "half.nii.gz").write_bytes(b"x")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    rc, lines = fuzz._cli(["predict", "--model", str(model), str(src), "--out", str(out),
+                           "--device", "cpu", "--quiet"])
+    assert rc == 0, lines
+    assert (out / f"{name}.nii.gz").is_file()
+    assert not stale.exists()  # a killed run's staging folder is cleaned up

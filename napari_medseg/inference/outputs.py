@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_medseg.io.atomic import TEMP_PREFIX, remove_stale_temps
 from napari_medseg.io.volume import Volume
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -269,7 +270,9 @@ def write_prediction(
     out = Path(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{stem}-", suffix=".tmp", dir=out))
+    remove_stale_temps(out)  # staging folders a killed run left behind
+    # a short hidden name: a long input name must not fail because of its temp name
+    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out))
     done = False
     try:
         label_file = staging / f"{stem}{out_format.suffix}"

@@ -103,13 +103,20 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, **dumps_kwargs: Any) ->
 
 
 def remove_stale_temps(folder: str | os.PathLike, older_than_s: float = 600.0) -> int:
-    """Delete temp files a killed process left in ``folder``; returns how many."""
+    """Delete temp files (and staging folders) a killed process left in ``folder``; returns
+    how many."""
+    import shutil
+
     removed, now = 0, time.time()
     for p in Path(folder).glob(f"{TEMP_PREFIX}*"):
         try:
-            if p.is_file() and now - p.stat().st_mtime > older_than_s:
+            if now - p.stat().st_mtime <= older_than_s:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
                 p.unlink()
-                removed += 1
+            removed += 1
         except OSError:
             pass
     return removed

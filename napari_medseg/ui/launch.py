@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="napari-medseg-gui",
         description="Open napari with the MedSeg tools docked and an image loaded.",
     )
-    parser.add_argument("path", nargs="?", help="NIfTI file, DICOM file or DICOM folder "
+    parser.add_argument("path", nargs="?", help="NIfTI, NRRD or DICOM file, DICOM folder or picture "
                         "(default: the hippocampus sample)")
     parser.add_argument("--sample", choices=("hippocampus", "ct_phantom"), default="hippocampus",
                         help="sample to open when no path is given (default: %(default)s)")

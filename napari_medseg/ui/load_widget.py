@@ -37,7 +37,8 @@ from napari_medseg.ui._layers import image_layers, volume_from_layer
 from napari_medseg.ui._notify import catch_errors, show_error_message
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
-FILE_FILTER = "Medical images (*.nii *.nii.gz *.dcm *.DCM *.ima *.IMA);;All files (*)"
+FILE_FILTER = ("Medical images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.DCM *.ima *.IMA "
+               "*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.gif);;All files (*)")
 SERIES_COLUMNS = ("Description", "Patient", "Folder", "Modality", "Slices", "Spacing (mm)")
 _LEVEL_RANGE = (-1500.0, 3000.0)
 _WIDTH_RANGE = (1.0, 5000.0)
@@ -85,7 +86,7 @@ class LoadWidget(QWidget):
         open_box = QGroupBox("Open image")
         open_layout = QVBoxLayout(open_box)
         self.path_edit = QLineEdit()
-        self.path_edit.setPlaceholderText("NIfTI file, DICOM file or DICOM folder")
+        self.path_edit.setPlaceholderText("NIfTI, NRRD, DICOM file or folder, or a picture")
         self.path_edit.setToolTip("Path of the image to open; type or paste it, or use the buttons")
         self.path_edit.returnPressed.connect(self._on_open_clicked)
         open_layout.addWidget(self.path_edit)

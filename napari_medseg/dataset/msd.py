@@ -490,16 +490,9 @@ def read_dataset_json(dataset_dir: str | os.PathLike) -> dict[str, Any]:
     meta_path = root / "dataset.json"
     if not meta_path.is_file():
         raise DatasetError(f"{root} has no dataset.json (expected the MSD / nnU-Net layout).")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"dataset.json in {root} is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise DatasetError(f"dataset.json in {root} is nested too deeply to be a dataset "
-                           "description.") from exc
-    if not isinstance(meta, dict):
-        raise DatasetError(f"dataset.json in {root} must be a table (a JSON object with "
-                           f"'labels', 'training' ...), not a {type(meta).__name__}.")
+    from napari_medseg.io.atomic import read_json_object
+
+    meta = read_json_object(meta_path, DatasetError, f"dataset.json in {root}")
     for sub in ("imagesTr", "labelsTr"):
         if not (root / sub).is_dir():
             raise DatasetError(f"{root} has no {sub}/ folder.")

@@ -53,6 +53,7 @@ from napari_medseg.io.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     fsync_dir,
+    read_json_object,
     remove_stale_temps,
 )
 from napari_medseg.io.volume import Volume
@@ -431,11 +432,8 @@ class Project:
 
     @staticmethod
     def _read_meta(root: Path) -> dict[str, Any]:
-        try:
-            meta = json.loads((root / PROJECT_FILE).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ProjectError(f"{root / PROJECT_FILE} cannot be read: {exc}") from exc
-        if not isinstance(meta, dict) or "classes" not in meta:
+        meta = read_json_object(root / PROJECT_FILE, ProjectError, str(root / PROJECT_FILE))
+        if "classes" not in meta:
             raise ProjectError(f"{root / PROJECT_FILE} is not a napari-medseg project file.")
         for key, default in (("cases", {}), ("models", {}), ("history", []),
                              ("current_model", None), ("slice_axis", 0), ("modality", "unknown")):

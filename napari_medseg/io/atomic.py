@@ -120,3 +120,26 @@ def remove_stale_temps(folder: str | os.PathLike, older_than_s: float = 600.0) -
         except OSError:
             pass
     return removed
+
+
+def read_json_object(path: str | os.PathLike, error: type[Exception], what: str) -> dict:
+    """Read a JSON file that must hold an object; any problem is ``error`` with one sentence.
+
+    Parameters
+    ----------
+    path : path-like
+    error : exception class
+        Raised (``ModelLoadError``, ``DatasetError``, ``ProjectError`` ...) for an unreadable
+        file, invalid JSON, nesting too deep to parse, or anything but a JSON object.
+    what : str
+        How the message names the file, e.g. ``"dataset.json in /data/Task04"``.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise error(f"{what} is nested too deeply to be read.") from exc
+    if not isinstance(data, dict):
+        raise error(f"{what} must be a JSON object, not a {type(data).__name__}.")
+    return data

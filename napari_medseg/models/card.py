@@ -35,7 +35,12 @@ from typing import Any
 
 import torch
 
-from napari_medseg.io.atomic import atomic_write, fsync_dir, remove_stale_temps
+from napari_medseg.io.atomic import (
+    atomic_write,
+    fsync_dir,
+    read_json_object,
+    remove_stale_temps,
+)
 from napari_medseg.models.factory import build_network
 
 WEIGHTS_FILE = "model.pt"
@@ -342,15 +347,7 @@ def write_card(model_dir: str | os.PathLike, card: ModelCard) -> Path:
 
 
 def _parse_card(path: Path, model_dir: Path) -> ModelCard:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not a model card (nested too "
-                             "deeply).") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{CARD_FILE} in {model_dir} is not a model card.")
+    data = read_json_object(path, ModelLoadError, f"{CARD_FILE} in {model_dir}")
     try:
         check_card_values(data, model_dir)
         return ModelCard.from_dict(data)

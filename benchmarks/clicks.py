@@ -53,6 +53,10 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", type=Path, default=None)
+    p.add_argument("--click-prior", type=float, default=None,
+                   help="logit head start at a click (default: refine_with_clicks's)")
+    p.add_argument("--save-model", type=Path, default=None,
+                   help="keep the trained click model in this folder (for --model later)")
     return p.parse_args(argv)
 
 
@@ -104,7 +108,7 @@ def _train(args, train_ids: list[str], val_ids: list[str], out: Path) -> Path:
 
 
 def _evaluate(model_dir: Path, cases, label_names: dict[int, str], max_clicks: int,
-              ) -> tuple[list[list[float]], list[float]]:
+              click_prior: float | None = None) -> tuple[list[list[float]], list[float]]:
     from napari_medseg.inference import load_model, predict_volume
     from napari_medseg.interactive.clicks import simulate_session
     from napari_medseg.interactive.guidance import guidance_of
@@ -128,7 +132,8 @@ def _evaluate(model_dir: Path, cases, label_names: dict[int, str], max_clicks: i
                 if not clicks:
                     return auto == label
                 t0 = time.perf_counter()
-                patch = refine_with_clicks(net, card, image, auto, label, clicks)
+                extra = {} if click_prior is None else {"click_prior": click_prior}
+                patch = refine_with_clicks(net, card, image, auto, label, clicks, **extra)
                 out = auto.copy()
                 if patch is not None:
                     patch.apply(out)
@@ -150,14 +155,16 @@ def main(argv=None) -> None:
 
     train_ids, val_ids = _load_split(args.data, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model or _train(args, train_ids, val_ids, Path(tmp) / "model")
+        model_dir = args.model or _train(args, train_ids, val_ids,
+                                         args.save_model or Path(tmp) / "model")
         if args.eval is not None:
             eval_ds = load_msd_dataset(args.eval)
         else:
             eval_ds = load_msd_dataset(args.data, val_ids[: args.n_eval] if args.n_eval
                                        else val_ids)
         cases = [c for c in eval_ds.cases if c.labels is not None][: args.n_eval]
-        curves, times_ms = _evaluate(model_dir, cases, eval_ds.label_names, args.max_clicks)
+        curves, times_ms = _evaluate(model_dir, cases, eval_ds.label_names, args.max_clicks,
+                                     args.click_prior)
     if not curves:
         raise SystemExit("No labelled structure to evaluate.")
     arr = np.array(curves)

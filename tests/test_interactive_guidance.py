@@ -72,6 +72,12 @@ def test_training_clicks_from_a_prediction_go_to_its_errors():
     pred[5:25, 5:15] = 1  # right half missed
     clicks = simulate_training_clicks(lab, 1, np.random.default_rng(1), 3, prediction=pred)
     assert clicks and all(p and lab[c] == 1 and pred[c] == 0 for c, p in clicks)
+    # each click counts as fixing the error near it: the next goes at least 5 mm away
+    many = simulate_training_clicks(lab, 1, np.random.default_rng(0), 8, prediction=pred)
+    assert len(many) >= 2
+    for i, (a, _) in enumerate(many):
+        for b, _ in many[:i]:
+            assert np.hypot(a[0] - b[0], a[1] - b[1]) > 5
 
 
 def test_add_guidance_channels_shapes_and_no_click_share():
@@ -86,13 +92,22 @@ def test_add_guidance_channels_shapes_and_no_click_share():
     torch.testing.assert_close(out[:, :1], images)
     guided = out[:, 1:].flatten(1).amax(1) > 0
     assert 3 <= int((~guided).sum()) <= 22  # about 30 % of 40 without any click
-    # every guided sample has a positive click of each present class at a voxel of that class
+    # every guided sample has a positive click of at least one class, at a voxel of that
+    # class; some samples correct one structure only, some both
+    n_clicked = []
     for b in np.nonzero(guided.numpy())[0]:
+        clicked = 0
         for k in (1, 2):
             pos = out[b, 1 + 2 * (k - 1)]
+            if pos.max() == 0:
+                assert out[b, 2 + 2 * (k - 1)].max() == 0  # no negative click either
+                continue
+            clicked += 1
             assert pos.max() == pytest.approx(1.0)
             peak = np.unravel_index(int(pos.argmax()), pos.shape)
             assert labels[b, 0][peak] == k
+        n_clicked.append(clicked)
+    assert min(n_clicked) == 1 and max(n_clicked) == 2
     none = add_guidance_channels(images[:2], labels[:2, 0], np.random.default_rng(0), 3,
                                  p_no_click=1.0)
     assert none[:, 1:].abs().max() == 0
@@ -127,3 +142,35 @@ def test_zero_guidance_feeds_zero_click_channels():
     assert seen[0].shape == (2, 5, 4, 4)
     torch.testing.assert_close(seen[0][:, :1], x)
     assert seen[0][:, 1:].abs().max() == 0
+
+
+def test_training_clicks_in_the_networks_own_errors_and_a_second_round():
+    """With ``predict`` the clicks go to the errors of the network's own output, and a second
+    round runs the network again with the first clicks' maps."""
+    lab = torch.zeros(6, 1, 24, 24, dtype=torch.long)
+    lab[:, :, 4:20, 4:20] = 1
+    images = torch.randn(6, 1, 24, 24)
+    calls = []
+
+    def predict(x):
+        calls.append(x.clone())
+        pred = torch.zeros(x.shape[0], 24, 24, dtype=torch.long)
+        pred[:, 4:20, 4:12] = 1  # misses the right half of the square
+        pred[:, 0:3, 0:3] = 1  # and a false positive in the corner
+        return pred
+
+    out = add_guidance_channels(images, lab, np.random.default_rng(3), 2, p_no_click=0.0,
+                                max_clicks=4, predict=predict, p_own_errors=1.0,
+                                p_second_round=1.0)
+    assert len(calls) == 2
+    first, second = calls
+    assert first.shape == (6, 3, 24, 24) and first[:, 1:].abs().max() == 0  # no click yet
+    assert second[:, 1:].amax() > 0  # the second round sees the first clicks
+    for b in range(6):
+        pos = out[b, 1].numpy()
+        peak = np.unravel_index(int(pos.argmax()), pos.shape)
+        assert lab[b, 0][peak] == 1 and 12 <= peak[1] < 20  # in the missed half
+    # the false positive (9 pixels) is the second error region: some sample got a "no" click
+    assert out[:, 2].amax() > 0
+    neg = out[:, 2].amax(0).numpy()
+    assert neg[1, 1] == pytest.approx(neg.max())

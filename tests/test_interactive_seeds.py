@@ -177,3 +177,54 @@ def test_refine_needs_a_click_and_a_label():
         refine_with_clicks(None, None, image, labels, 1, [])
     with pytest.raises(ValueError):
         refine_with_clicks(None, None, image, labels, 0, [((1, 1, 1), True)])
+
+
+class _ConfidentNet(torch.nn.Module):
+    """Always 'background' with a logit margin of 4 (ignores its guidance channels)."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, x):
+        out = torch.zeros((x.shape[0], self.num_classes, *x.shape[2:]))
+        out[:, 0] = 4.0
+        return out
+
+
+def test_click_prior_gives_a_click_its_effect_where_the_network_is_not_confident():
+    from napari_medseg.interactive.refine import DEFAULT_CLICK_PRIOR
+
+    _, card = _guided_model()  # radius 3 mm on a 1 mm grid
+    labels = np.zeros((24, 24, 24), np.uint8)
+    image = np.random.default_rng(0).normal(size=labels.shape).astype(np.float32)
+    click = [((12, 12, 12), True)]
+    without = refine_with_clicks(_ConfidentNet(), card, image, labels, 1, click, click_prior=0)
+    out = labels.copy()
+    without.apply(out)
+    assert np.argwhere(out == 1).tolist() == [[12, 12, 12]]  # only the clicked voxel itself
+    patch = refine_with_clicks(_ConfidentNet(), card, image, labels, 1, click, click_prior=8.0)
+    out = labels.copy()
+    patch.apply(out)
+    # 8 exp(-d^2 / 18) > 4 within d < 3.53 mm of the click: a ball of that radius
+    grid = np.indices(labels.shape) - 12
+    ball = (grid ** 2).sum(0) < 3.53 ** 2
+    np.testing.assert_array_equal(out == 1, ball)
+    # a negative click removes the label around it the same way (label 2 is never touched)
+    labels = np.zeros_like(labels)
+    labels[4:20, 4:20, 4:20] = 1
+    labels[4:20, 4:20, 20:22] = 2
+
+    class _LabelNet(_ConfidentNet):
+        def forward(self, x):
+            out = super().forward(x)
+            return out[:, [1, 0, 2]]  # 'label 1' everywhere with margin 4
+
+    patch = refine_with_clicks(_LabelNet(), card, image, labels, 1, [((12, 12, 12), False)],
+                               click_prior=8.0)
+    out = labels.copy()
+    patch.apply(out)
+    assert out[12, 12, 12] == 0 and out[12, 12, 16] == 1 and out[12, 12, 9] == 0
+    assert ((out == 2) == (labels == 2)).all()
+    assert (out[ball] == 0).all() and (out[~ball & (labels == 1)] == 1).all()
+    assert DEFAULT_CLICK_PRIOR > 0

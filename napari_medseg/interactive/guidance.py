@@ -8,14 +8,16 @@ every click, the maximum over clicks (values in [0, 1]). Channel order::
     image channels ..., pos class 1, neg class 1, pos class 2, neg class 2, ...
 
 All guidance maps zero = no click = the automatic segmentation, so one network serves both.
-During training :func:`add_guidance_channels` simulates clicks from the ground truth (none in a
-share ``p_no_click`` of the samples); the model card records the layout as
+During training :func:`add_guidance_channels` simulates clicks (none in a share ``p_no_click`` of
+the samples; one structure or several; random ones inside the structure, or - most of the time -
+at the centres of the largest error regions of the network's own prediction, in up to two
+rounds, as DeepEdit does); the model card records the layout as
 ``{"type": "clicks", "channels_per_class": 2, "radius_mm": r, "kind": "gaussian"}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,8 @@ DEFAULT_RADIUS_MM = 3.0
 TRUNCATE = 3.0
 #: Negative training clicks fall in the background within this many mm of the structure.
 NEGATIVE_BAND_MM = 10.0
+#: A simulated training click in an error region counts as fixing it within this many mm.
+FIXED_MM = 5.0
 
 __all__ = ["CHANNELS_PER_CLASS", "DEFAULT_RADIUS_MM", "GUIDANCE_TYPE", "ZeroGuidance",
            "add_guidance_channels",
@@ -176,6 +180,14 @@ def _weighted_voxels(weights: np.ndarray, n: int, rng: np.random.Generator) -> l
     return [tuple(int(c) for c in np.unravel_index(int(i), weights.shape)) for i in idx]
 
 
+def _ball(shape: Sequence[int], centre: Sequence[float], sp: Sequence[float],
+          radius_mm: float) -> np.ndarray:
+    """Voxels within ``radius_mm`` of ``centre`` (a boolean mask of ``shape``)."""
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, sp, strict=True))
+    return d2 <= radius_mm ** 2
+
+
 def simulate_training_clicks(
     labels: np.ndarray,
     label: int,
@@ -184,6 +196,7 @@ def simulate_training_clicks(
     spacing: Sequence[float] | None = None,
     prediction: np.ndarray | None = None,
     negative_band_mm: float = NEGATIVE_BAND_MM,
+    fixed_mm: float = FIXED_MM,
 ) -> list[Click]:
     """Clicks a training sample gets for one structure.
 
@@ -192,7 +205,8 @@ def simulate_training_clicks(
     points more often), and 0..``max_clicks`` negative clicks in the background within
     ``negative_band_mm`` of it (other structures count as background). With ``prediction``
     (the network's own output on this sample): 1..``max_clicks`` clicks at the centres of its
-    largest error regions (:func:`~napari_medseg.interactive.clicks.next_click`). Voxels
+    largest error regions (:func:`~napari_medseg.interactive.clicks.next_click`), each
+    taken as having corrected the error within ``fixed_mm`` of it before the next. Voxels
     labelled ``IGNORE_LABEL`` never get a click. A structure absent from the sample gets none.
     """
     sp = _spacing(spacing, labels.ndim)
@@ -208,6 +222,9 @@ def simulate_training_clicks(
             if click is None:
                 break
             clicks.append(click)
+            # as if the click had fixed the error around it: the next one goes elsewhere
+            near = _ball(pred.shape, click.coord, sp, fixed_mm)
+            pred[near] = target[near]
         return clicks
     inside = ndimage.distance_transform_edt(np.pad(target, 1), sampling=sp)
     inside = inside[tuple(slice(1, -1) for _ in labels.shape)]
@@ -232,8 +249,22 @@ def add_guidance_channels(
     radius_mm: float = DEFAULT_RADIUS_MM,
     predictions: torch.Tensor | np.ndarray | None = None,
     kind: str = "gaussian",
+    predict: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    p_own_errors: float = 0.6,
+    p_class: float = 0.6,
+    p_second_round: float = 0.5,
 ) -> torch.Tensor:
     """A training batch with simulated click maps appended as input channels.
+
+    Per sample: no click at all with probability ``p_no_click``; otherwise each structure
+    present in the sample is clicked with probability ``p_class`` (at least one), as an
+    annotator correcting one structure at a time would. Its clicks are either random
+    (DeepGrow style, see :func:`simulate_training_clicks`) or - with probability
+    ``p_own_errors`` when the network's own predictions are available - at the centres of the
+    largest error regions of the network's own prediction (DeepEdit style: what the clicks of
+    the benchmark protocol and of a real annotator look like). With ``predict``, a share
+    ``p_second_round`` of those samples gets a second round: the network is run again with
+    the first clicks and one more click goes to its remaining largest error.
 
     Parameters
     ----------
@@ -256,39 +287,80 @@ def add_guidance_channels(
     radius_mm : float
         Click blob size (see :func:`click_maps`); must match the model card's.
     predictions : tensor or array, optional
-        ``(B, *S)`` (or ``(B, 1, *S)``) class predictions of the network on these patches: then
-        clicks go to the centres of its error regions instead of random places.
+        ``(B, *S)`` (or ``(B, 1, *S)``) class predictions of the network on these patches
+        without clicks.
     kind : {"gaussian", "disc"}
+    predict : callable, optional
+        ``predict(x) -> (B', *S)`` class predictions of the network for the input ``x`` (image
+        and guidance channels, a subset of the batch); used for the samples that get clicks
+        in their own errors when ``predictions`` is not given, and for the second round. It
+        should run without gradients.
+    p_own_errors, p_class, p_second_round : float
+        See above.
 
     Returns
     -------
     torch.Tensor
         ``(B, C + 2 * (num_classes - 1), *S)``, same dtype and device as ``images``.
     """
-    if not 0.0 <= p_no_click <= 1.0:
-        raise ValueError(f"p_no_click must be between 0 and 1, got {p_no_click}.")
+    for name, value in (("p_no_click", p_no_click), ("p_own_errors", p_own_errors),
+                        ("p_class", p_class), ("p_second_round", p_second_round)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, got {value}.")
     lab = labels.detach().cpu().numpy()
     if lab.ndim == images.ndim:
         lab = lab[:, 0]
     if lab.shape[0] != images.shape[0] or lab.shape[1:] != tuple(images.shape[2:]):
         raise ValueError(f"Labels {tuple(labels.shape)} do not fit the images "
                          f"{tuple(images.shape)}.")
-    preds = None
-    if predictions is not None:
-        preds = (predictions.detach().cpu().numpy() if isinstance(predictions, torch.Tensor)
-                 else np.asarray(predictions))
-        if preds.ndim == images.ndim:
-            preds = preds[:, 0]
+
+    def as_array(pred: torch.Tensor | np.ndarray) -> np.ndarray:
+        arr = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else \
+            np.asarray(pred)
+        return arr[:, 0] if arr.ndim == images.ndim else arr
+
     shape = tuple(images.shape[2:])
-    maps = np.zeros((images.shape[0], CHANNELS_PER_CLASS * (num_classes - 1), *shape),
-                    dtype=np.float32)
+    n_maps = CHANNELS_PER_CLASS * (num_classes - 1)
+    maps = np.zeros((images.shape[0], n_maps, *shape), dtype=np.float32)
+    own_possible = predictions is not None or predict is not None
+    plans: dict[int, tuple[list[int], bool]] = {}  # sample -> (clicked classes, own errors)
     for b in range(images.shape[0]):
         if rng.random() < p_no_click:
             continue
-        clicks = {k: simulate_training_clicks(lab[b], k, rng, max_clicks, spacing,
-                                              None if preds is None else preds[b])
-                  for k in range(1, num_classes)}
-        maps[b] = class_click_maps(shape, clicks, num_classes, spacing, radius_mm, kind)
+        present = [k for k in range(1, num_classes) if (lab[b] == k).any()]
+        if not present:
+            continue
+        chosen = [k for k in present if rng.random() < p_class] or \
+            [present[int(rng.integers(len(present)))]]
+        plans[b] = (chosen, own_possible and rng.random() < p_own_errors)
+
+    def with_maps(idx: list[int]) -> torch.Tensor:
+        extra = torch.from_numpy(maps[idx]).to(device=images.device, dtype=images.dtype)
+        return torch.cat([images[idx], extra], dim=1)
+
+    own = [b for b, (_, o) in plans.items() if o]
+    preds = None
+    if own:
+        if predictions is not None:
+            preds = dict(zip(range(images.shape[0]), as_array(predictions), strict=True))
+        else:
+            preds = dict(zip(own, as_array(predict(with_maps(own))), strict=True))
+    clicks: dict[int, dict[int, list[Click]]] = {}
+    for b, (chosen, from_errors) in plans.items():
+        clicks[b] = {k: simulate_training_clicks(lab[b], k, rng, max_clicks, spacing,
+                                                 preds[b] if from_errors else None)
+                     for k in chosen}
+        maps[b] = class_click_maps(shape, clicks[b], num_classes, spacing, radius_mm, kind)
+    again = [b for b in own if rng.random() < p_second_round] if predict is not None else []
+    if again:
+        valid = {b: lab[b] != IGNORE_LABEL for b in again}
+        for b, pred in zip(again, as_array(predict(with_maps(again))), strict=True):
+            sp = _spacing(spacing, lab[b].ndim)
+            for k in plans[b][0]:
+                click = next_click((pred == k) & valid[b], lab[b] == k, sp, clicks[b][k])
+                if click is not None:
+                    clicks[b][k].append(click)
+            maps[b] = class_click_maps(shape, clicks[b], num_classes, spacing, radius_mm, kind)
     extra = torch.from_numpy(maps).to(device=images.device, dtype=images.dtype)
     return torch.cat([images, extra], dim=1)
 

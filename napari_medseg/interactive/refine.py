@@ -30,8 +30,10 @@ from napari_medseg.interactive.seeds import grow_from_seeds
 from napari_medseg.io.volume import Volume
 
 DEFAULT_CROP_MARGIN_MM = 15.0
+#: Logit head start of the clicked answer at a click (see :func:`refine_with_clicks`).
+DEFAULT_CLICK_PRIOR = 8.0
 
-__all__ = ["DEFAULT_CROP_MARGIN_MM", "crop_around", "refine_with_clicks"]
+__all__ = ["DEFAULT_CLICK_PRIOR", "DEFAULT_CROP_MARGIN_MM", "crop_around", "refine_with_clicks"]
 
 
 def crop_around(shape: Sequence[int], mask: np.ndarray | None, points: Sequence[Sequence[int]],
@@ -138,7 +140,8 @@ def _seeded_mask(image: list[np.ndarray], old: np.ndarray, label: int, clicks: S
 
 def _guided_mask(model: torch.nn.Module, card: Any, image: np.ndarray, label: int,
                  clicks: Sequence[Click], origin: Sequence[int], spacing: Sequence[float],
-                 guidance: dict[str, Any], device: torch.device) -> np.ndarray:
+                 guidance: dict[str, Any], device: torch.device,
+                 click_prior: float = 0.0) -> np.ndarray:
     """Run the click-guided network on the crop (``image``: normalised ``(C, *crop)``); the
     label's mask on the crop grid."""
     from monai.inferers import sliding_window_inference
@@ -175,6 +178,16 @@ def _guided_mask(model: torch.nn.Module, card: Any, image: np.ndarray, label: in
         logits = sliding_window_inference(t.contiguous().to(device), card.patch_size[-card.dims:],
                                           4, model, overlap=0.25, mode="gaussian",
                                           padding_mode="constant", cval=0.0)
+    if click_prior > 0:
+        # a click is the annotator's word: near it the clicked answer gets a head start that
+        # fades with the click map (decisive at the click, a nudge 2 radii away), so that the
+        # voxels the network is unsure about follow the click and confident ones need more
+        bias = torch.from_numpy(click_prior * (maps[2 * (label - 1)]
+                                               - maps[2 * (label - 1) + 1]))
+        if not (card.dims == 2 and len(shape) == 3):  # else slices are the batch already
+            bias = bias[None]
+        logits = logits.float().clone()  # an inference-mode tensor cannot be changed in place
+        logits[:, label] += bias.to(logits.device)
     probs = torch.softmax(logits.float(), dim=1)
     probs = probs[0] if card.dims == 3 else (probs.permute(1, 0, 2, 3) if len(shape) == 3
                                               else probs[0])
@@ -193,6 +206,7 @@ def refine_with_clicks(
     spacing: Sequence[float] | None = None,
     device: str | torch.device = "cpu",
     fallback: str = "random_walker",
+    click_prior: float = DEFAULT_CLICK_PRIOR,
 ) -> EditPatch | None:
     """Update one label from positive and negative clicks, inside a crop around it.
 
@@ -221,6 +235,10 @@ def refine_with_clicks(
     device : str or torch.device
     fallback : {"random_walker", "watershed"}
         Method of the training-free fallback.
+    click_prior : float
+        Guided models: logit added to the edited class in proportion to the positive click
+        map (subtracted for negative clicks), so that a click always has an effect around it
+        (0 = the network's output alone).
 
     Returns
     -------
@@ -278,7 +296,7 @@ def refine_with_clicks(
         # normalised on the whole image (per-volume z-score, as in training), then cropped
         normed = prepare_image(channels, sp, params, None)[(slice(None), *crop)]
         mask = _guided_mask(model, card, normed, label, clicks, origin, sp, guidance,
-                            torch.device(device))
+                            torch.device(device), float(click_prior))
     else:
         mask = _seeded_mask([c[crop] for c in channels], old, label, clicks, origin, sp,
                             DEFAULT_RADIUS_MM, fallback)

@@ -842,6 +842,15 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             p = max(p, elapsed / budget)
         return min(p, 1.0)
 
+    def predict_for_clicks(inputs: torch.Tensor) -> torch.Tensor:
+        # the network's own prediction (no gradient; the unwrapped module, so that DDP's
+        # gradient bookkeeping is untouched) where simulated clicks go to its errors
+        if device.type == "cpu":
+            inputs = inputs.contiguous(memory_format=channels_last_format(dims))
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype,
+                                             enabled=amp_dtype is not None):
+            return model(inputs).argmax(1)
+
     while epoch < config.max_epochs:
         net.train()
         losses: list[float] = []
@@ -868,13 +877,17 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x, y = augment_batch(x, y, aug, gen)
             if guidance:
+                # clicks in the network's own errors only once it predicts something
+                own = float(guidance.get("p_own_errors", 0.6)) if p > 0.15 else 0.0
                 x = add_guidance_channels(
                     x, y, click_rng, card.num_classes,
                     p_no_click=float(guidance.get("p_no_click", 0.3)),
                     max_clicks=int(guidance.get("max_clicks", 5)),
                     spacing=None if card.spacing is None else
                     [1.0 if s is None else s for s in card.spacing][-dims:],
-                    radius_mm=float(guidance["radius_mm"]))
+                    radius_mm=float(guidance["radius_mm"]),
+                    predict=predict_for_clicks if own > 0 else None, p_own_errors=own,
+                    p_class=float(guidance.get("p_class", 0.6)))
             if device.type == "cpu":
                 x = x.contiguous(memory_format=channels_last_format(dims))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

@@ -53,6 +53,9 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", type=Path, default=None)
+    p.add_argument("--previous-mask", choices=("yes", "no"), default=None,
+                   help="train the click model with the previous-mask channel (default: the "
+                        "library's choice, guidance_spec())")
     p.add_argument("--click-prior", type=float, default=None,
                    help="logit head start at a click (default: refine_with_clicks's)")
     p.add_argument("--save-model", type=Path, default=None,
@@ -87,7 +90,8 @@ def _train(args, train_ids: list[str], val_ids: list[str], out: Path) -> Path:
 
     extra = {}
     if "guidance" in {f.name for f in fields(TrainConfig)}:
-        extra["guidance"] = guidance_spec()
+        extra["guidance"] = guidance_spec() if args.previous_mask is None else \
+            guidance_spec(previous_mask=args.previous_mask == "yes")
     else:
         _log("note: the training loop has no click-guidance option yet; training a normal "
              "model (clicks use the grow-from-seeds fallback)")

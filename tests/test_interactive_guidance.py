@@ -174,3 +174,39 @@ def test_training_clicks_in_the_networks_own_errors_and_a_second_round():
     assert out[:, 2].amax() > 0
     neg = out[:, 2].amax(0).numpy()
     assert neg[1, 1] == pytest.approx(neg.max())
+
+
+def test_previous_mask_channel_holds_the_mask_the_clicks_correct():
+    from napari_medseg.interactive.guidance import channels_per_class, class_click_maps
+
+    spec = guidance_spec(3.0, previous_mask=True)
+    assert spec["channels_per_class"] == 3 and channels_per_class(spec) == 3
+    assert channels_per_class(guidance_spec(3.0, previous_mask=False)) == 2
+
+    class Card:
+        num_classes = 3
+        guidance = spec
+
+    assert guidance_channels(Card()) == 6
+    prev = np.zeros((10, 10), bool)
+    prev[2:5, 2:5] = True
+    maps = class_click_maps((10, 10), {2: [((7, 7), True)]}, 3, previous={2: prev},
+                            per_class=3)
+    assert maps.shape == (6, 10, 10)
+    np.testing.assert_array_equal(maps[5], prev)  # class 2's third channel
+    assert maps[3].argmax() == 77 and maps[:3].max() == 0 and maps[4].max() == 0
+
+    # in training, the third channel is the network's own prediction that the clicks correct
+    lab = torch.zeros(4, 1, 24, 24, dtype=torch.long)
+    lab[:, :, 4:20, 4:20] = 1
+
+    def predict(x):
+        pred = torch.zeros(x.shape[0], 24, 24, dtype=torch.long)
+        pred[:, 4:20, 4:12] = 1
+        return pred
+
+    out = add_guidance_channels(torch.zeros(4, 1, 24, 24), lab, np.random.default_rng(0), 2,
+                                p_no_click=0.0, predict=predict, p_own_errors=1.0,
+                                p_second_round=0.0, per_class=3)
+    assert out.shape == (4, 4, 24, 24)
+    np.testing.assert_array_equal(out[:, 3].numpy(), predict(out)[:, None].numpy()[:, 0] == 1)

@@ -228,3 +228,26 @@ def test_click_prior_gives_a_click_its_effect_where_the_network_is_not_confident
     assert ((out == 2) == (labels == 2)).all()
     assert (out[ball] == 0).all() and (out[~ball & (labels == 1)] == 1).all()
     assert DEFAULT_CLICK_PRIOR > 0
+
+
+def test_refine_gives_a_previous_mask_model_the_labels_current_mask():
+    from napari_medseg.interactive.guidance import guidance_spec
+
+    _, card = _guided_model(num_classes=2)
+    card.train_config = {"guidance": guidance_spec(3.0, previous_mask=True)}
+    seen = []
+
+    class Spy(_ConfidentNet):
+        def forward(self, x):
+            seen.append(x.detach().clone())
+            return super().forward(x)
+
+    labels = np.zeros((24, 24, 24), np.uint8)
+    labels[8:16, 8:16, 8:16] = 1
+    image = np.random.default_rng(0).normal(size=labels.shape).astype(np.float32)
+    refine_with_clicks(Spy(num_classes=2), card, image, labels, 1, [((12, 12, 18), True)],
+                       crop_margin_mm=2.0)
+    (x,) = seen
+    assert x.shape[1] == 1 + 3  # image, positive, negative, previous mask
+    prev = x[0, 3].numpy()
+    assert prev.sum() == 8 ** 3 and set(np.unique(prev)) == {0.0, 1.0}

@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover
 
 GUIDANCE_TYPE = "clicks"
 CHANNELS_PER_CLASS = 2
+#: New click models also see the current mask of the class they correct (RITM style).
+PREVIOUS_MASK = False
 DEFAULT_RADIUS_MM = 3.0
 #: Gaussians are cut at this many standard deviations (values below exp(-4.5) ~ 0.011 are 0).
 TRUNCATE = 3.0
@@ -41,16 +43,30 @@ NEGATIVE_BAND_MM = 10.0
 #: A simulated training click in an error region counts as fixing it within this many mm.
 FIXED_MM = 5.0
 
-__all__ = ["CHANNELS_PER_CLASS", "DEFAULT_RADIUS_MM", "GUIDANCE_TYPE", "ZeroGuidance",
-           "add_guidance_channels",
+__all__ = ["CHANNELS_PER_CLASS", "DEFAULT_RADIUS_MM", "GUIDANCE_TYPE", "PREVIOUS_MASK",
+           "ZeroGuidance", "add_guidance_channels", "channels_per_class",
            "class_click_maps", "click_maps", "guidance_channels", "guidance_of",
            "guidance_spec", "simulate_training_clicks"]
 
 
-def guidance_spec(radius_mm: float = DEFAULT_RADIUS_MM, kind: str = "gaussian") -> dict[str, Any]:
-    """The model-card entry describing click guidance channels."""
-    return {"type": GUIDANCE_TYPE, "channels_per_class": CHANNELS_PER_CLASS,
-            "radius_mm": float(radius_mm), "kind": kind}
+def guidance_spec(radius_mm: float = DEFAULT_RADIUS_MM, kind: str = "gaussian",
+                  previous_mask: bool = PREVIOUS_MASK) -> dict[str, Any]:
+    """The model-card entry describing click guidance channels.
+
+    ``previous_mask``: a third channel per class holds the class's current mask (what the
+    clicks correct; zero for the automatic result), so that the network learns local edits.
+    """
+    entry = {"type": GUIDANCE_TYPE,
+             "channels_per_class": CHANNELS_PER_CLASS + (1 if previous_mask else 0),
+             "radius_mm": float(radius_mm), "kind": kind}
+    if previous_mask:
+        entry["previous_mask"] = True
+    return entry
+
+
+def channels_per_class(entry: Mapping[str, Any] | None) -> int:
+    """Guidance channels per foreground class of a card's guidance entry (2 or 3)."""
+    return int((entry or {}).get("channels_per_class", CHANNELS_PER_CLASS))
 
 
 def guidance_of(card: Any) -> dict[str, Any] | None:
@@ -72,7 +88,7 @@ def guidance_channels(card: Any) -> int:
     entry = guidance_of(card)
     if entry is None:
         return 0
-    return int(entry.get("channels_per_class", CHANNELS_PER_CLASS)) * (int(card.num_classes) - 1)
+    return channels_per_class(entry) * (int(card.num_classes) - 1)
 
 
 def _spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
@@ -157,17 +173,27 @@ def class_click_maps(
     spacing: Sequence[float] | None = None,
     radius_mm: float = DEFAULT_RADIUS_MM,
     kind: str = "gaussian",
+    previous: Mapping[int, np.ndarray] | None = None,
+    per_class: int = CHANNELS_PER_CLASS,
 ) -> np.ndarray:
-    """All guidance channels ``(2 * (num_classes - 1), *shape)``: pos/neg per class 1, 2, ..."""
-    maps = np.zeros((CHANNELS_PER_CLASS * (num_classes - 1), *shape), dtype=np.float32)
-    for label, clicks in clicks_by_label.items():
+    """All guidance channels ``(per_class * (num_classes - 1), *shape)``: for class 1, 2, ...
+    its positive and negative click maps and, with ``per_class=3``, its ``previous`` mask
+    (zero when not given)."""
+    if per_class not in (2, 3):
+        raise ValueError(f"A click model has 2 or 3 guidance channels per class, not {per_class}.")
+    maps = np.zeros((per_class * (num_classes - 1), *shape), dtype=np.float32)
+    for label in set(clicks_by_label) | set(previous or {}):
         label = int(label)
         if not 1 <= label < num_classes:
             raise ValueError(f"Label {label} is not a class of this model (1..{num_classes - 1}).")
+    for label, clicks in clicks_by_label.items():
         if clicks:
             pos, neg = click_maps(shape, clicks, spacing, radius_mm, kind)
-            maps[2 * (label - 1)] = pos
-            maps[2 * (label - 1) + 1] = neg
+            maps[per_class * (int(label) - 1)] = pos
+            maps[per_class * (int(label) - 1) + 1] = neg
+    if per_class == 3:
+        for label, mask in (previous or {}).items():
+            maps[3 * (int(label) - 1) + 2] = np.asarray(mask, dtype=np.float32)
     return maps
 
 
@@ -253,6 +279,7 @@ def add_guidance_channels(
     p_own_errors: float = 0.6,
     p_class: float = 0.6,
     p_second_round: float = 0.5,
+    per_class: int = CHANNELS_PER_CLASS,
 ) -> torch.Tensor:
     """A training batch with simulated click maps appended as input channels.
 
@@ -297,6 +324,10 @@ def add_guidance_channels(
         should run without gradients.
     p_own_errors, p_class, p_second_round : float
         See above.
+    per_class : {2, 3}
+        Guidance channels per class (:func:`channels_per_class` of the card's entry); with 3,
+        the third holds the network's own prediction of the class that the clicks correct
+        (zero for samples whose clicks are random).
 
     Returns
     -------
@@ -320,7 +351,7 @@ def add_guidance_channels(
         return arr[:, 0] if arr.ndim == images.ndim else arr
 
     shape = tuple(images.shape[2:])
-    n_maps = CHANNELS_PER_CLASS * (num_classes - 1)
+    n_maps = per_class * (num_classes - 1)
     maps = np.zeros((images.shape[0], n_maps, *shape), dtype=np.float32)
     own_possible = predictions is not None or predict is not None
     plans: dict[int, tuple[list[int], bool]] = {}  # sample -> (clicked classes, own errors)
@@ -346,11 +377,14 @@ def add_guidance_channels(
         else:
             preds = dict(zip(own, as_array(predict(with_maps(own))), strict=True))
     clicks: dict[int, dict[int, list[Click]]] = {}
+    previous: dict[int, dict[int, np.ndarray]] = {}
     for b, (chosen, from_errors) in plans.items():
         clicks[b] = {k: simulate_training_clicks(lab[b], k, rng, max_clicks, spacing,
                                                  preds[b] if from_errors else None)
                      for k in chosen}
-        maps[b] = class_click_maps(shape, clicks[b], num_classes, spacing, radius_mm, kind)
+        previous[b] = {k: preds[b] == k for k in chosen} if from_errors else {}
+        maps[b] = class_click_maps(shape, clicks[b], num_classes, spacing, radius_mm, kind,
+                                   previous[b], per_class)
     again = [b for b in own if rng.random() < p_second_round] if predict is not None else []
     if again:
         valid = {b: lab[b] != IGNORE_LABEL for b in again}
@@ -360,7 +394,9 @@ def add_guidance_channels(
                 click = next_click((pred == k) & valid[b], lab[b] == k, sp, clicks[b][k])
                 if click is not None:
                     clicks[b][k].append(click)
-            maps[b] = class_click_maps(shape, clicks[b], num_classes, spacing, radius_mm, kind)
+            previous[b] = {k: pred == k for k in plans[b][0]}
+            maps[b] = class_click_maps(shape, clicks[b], num_classes, spacing, radius_mm, kind,
+                                       previous[b], per_class)
     extra = torch.from_numpy(maps).to(device=images.device, dtype=images.dtype)
     return torch.cat([images, extra], dim=1)
 

@@ -23,6 +23,7 @@ from napari_medseg.editing.patches import EditPatch
 from napari_medseg.interactive.clicks import Click
 from napari_medseg.interactive.guidance import (
     DEFAULT_RADIUS_MM,
+    channels_per_class,
     class_click_maps,
     guidance_of,
 )
@@ -141,9 +142,10 @@ def _seeded_mask(image: list[np.ndarray], old: np.ndarray, label: int, clicks: S
 def _guided_mask(model: torch.nn.Module, card: Any, image: np.ndarray, label: int,
                  clicks: Sequence[Click], origin: Sequence[int], spacing: Sequence[float],
                  guidance: dict[str, Any], device: torch.device,
-                 click_prior: float = 0.0) -> np.ndarray:
-    """Run the click-guided network on the crop (``image``: normalised ``(C, *crop)``); the
-    label's mask on the crop grid."""
+                 click_prior: float = 0.0, previous: np.ndarray | None = None) -> np.ndarray:
+    """Run the click-guided network on the crop (``image``: normalised ``(C, *crop)``;
+    ``previous``: the label's current mask there, for models that take it); the label's mask
+    on the crop grid."""
     from monai.inferers import sliding_window_inference
 
     from napari_medseg.preprocess import resample_to_shape
@@ -163,9 +165,14 @@ def _guided_mask(model: torch.nn.Module, card: Any, image: np.ndarray, label: in
                          for c, o, s in zip(coord, origin, scale, strict=True)), bool(p))
              for coord, p in clicks]
     grid_spacing = target if target is not None else tuple(spacing)
+    per_class = channels_per_class(guidance)
+    prior = None
+    if per_class == 3 and previous is not None:  # the mask the clicks correct, on the grid
+        prior = {label: resample_to_shape(previous.astype(np.float32)[None], grid,
+                                          order=1)[0] >= 0.5}
     maps = class_click_maps(grid, {label: local}, card.num_classes, grid_spacing,
                             float(guidance.get("radius_mm", DEFAULT_RADIUS_MM)),
-                            str(guidance.get("kind", "gaussian")))
+                            str(guidance.get("kind", "gaussian")), prior, per_class)
     x = np.concatenate([x, maps], 0)
     t = torch.from_numpy(x)
     if card.dims == 3:
@@ -182,8 +189,8 @@ def _guided_mask(model: torch.nn.Module, card: Any, image: np.ndarray, label: in
         # a click is the annotator's word: near it the clicked answer gets a head start that
         # fades with the click map (decisive at the click, a nudge 2 radii away), so that the
         # voxels the network is unsure about follow the click and confident ones need more
-        bias = torch.from_numpy(click_prior * (maps[2 * (label - 1)]
-                                               - maps[2 * (label - 1) + 1]))
+        first = per_class * (label - 1)
+        bias = torch.from_numpy(click_prior * (maps[first] - maps[first + 1]))
         if not (card.dims == 2 and len(shape) == 3):  # else slices are the batch already
             bias = bias[None]
         logits = logits.float().clone()  # an inference-mode tensor cannot be changed in place
@@ -296,7 +303,7 @@ def refine_with_clicks(
         # normalised on the whole image (per-volume z-score, as in training), then cropped
         normed = prepare_image(channels, sp, params, None)[(slice(None), *crop)]
         mask = _guided_mask(model, card, normed, label, clicks, origin, sp, guidance,
-                            torch.device(device), float(click_prior))
+                            torch.device(device), float(click_prior), old == label)
     else:
         mask = _seeded_mask([c[crop] for c in channels], old, label, clicks, origin, sp,
                             DEFAULT_RADIUS_MM, fallback)

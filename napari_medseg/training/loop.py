@@ -31,6 +31,7 @@ from napari_medseg.inference.engine import (
 from napari_medseg.interactive.guidance import (
     ZeroGuidance,
     add_guidance_channels,
+    channels_per_class,
     guidance_channels,
 )
 from napari_medseg.io.volume import Volume
@@ -388,7 +389,8 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
             median_shape = np.median([labels[c].shape[-dims:] for c in train_ids], axis=0)
             planned, strides = plan_patch_size(median_shape, config.max_patch_voxels)
         patch = tuple(int(p) for p in planned)
-        guided = 2 * (num_classes - 1) if config.guidance else 0  # click maps per class
+        guided = channels_per_class(config.guidance) * (num_classes - 1) \
+            if config.guidance else 0  # click maps (and previous masks) per class
         network = plan_network(dims, n_channels + guided, num_classes, strides,
                                config.architecture,
                                config.base_channels, config.max_channels, config.deep_supervision,
@@ -887,7 +889,8 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                     [1.0 if s is None else s for s in card.spacing][-dims:],
                     radius_mm=float(guidance["radius_mm"]),
                     predict=predict_for_clicks if own > 0 else None, p_own_errors=own,
-                    p_class=float(guidance.get("p_class", 0.6)))
+                    p_class=float(guidance.get("p_class", 0.6)),
+                    per_class=channels_per_class(guidance))
             if device.type == "cpu":
                 x = x.contiguous(memory_format=channels_last_format(dims))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

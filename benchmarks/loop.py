@@ -14,6 +14,13 @@ Protocol (any MSD-layout dataset)
 3. After every training, validation Dice on ``--val-cases`` fixed validation cases (the first of
    ``splits_suggested.json``'s val list when the dataset has one).
 
+Click mode (``--annotator clicks``): the project trains click-guided models (two click maps per
+class, see :mod:`napari_medseg.interactive.guidance`) and each round the annotator corrects
+*every* new volume with up to ``--clicks`` clicks per structure (the standard protocol of
+``benchmarks/clicks.py``, applied with the Interactive section's ``refine_with_clicks``) and
+accepts the corrected prediction as a fully annotated case. Cost = the seed slices plus the
+clicks (printed as ``clicks=N``; ``corrected_slices`` then counts the seed slices only).
+
 2D datasets (nnU-Net v2 pictures: ``imagesTr/CASE_0000.png``, ``"file_ending": ".png"``): a
 picture is one slice. The seed is ``--k`` fully annotated pictures; each round the annotator
 corrects the ``--m`` pictures with the most wrong pixels among ``--volumes-per-round`` new ones
@@ -67,6 +74,11 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dims", default="auto", choices=("auto", "2", "3"),
                    help="model dimensionality; auto: 3D when this machine can run enough 3D "
                         "steps within the budget (measured at start), else 2D")
+    p.add_argument("--annotator", choices=("slices", "clicks"), default="slices",
+                   help="slices: paint the worst slices (default); clicks: correct every new "
+                        "case with clicks and accept it")
+    p.add_argument("--clicks", type=int, default=3,
+                   help="click mode: clicks per structure and case (default 3)")
     p.add_argument("--min-gap", type=int, default=2,
                    help="corrected slices of one volume are at least this far apart")
     p.add_argument("--batch-size", type=int, default=None)
@@ -322,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         retrain,
         run_to_end,
         simulated_annotator_round,
+        simulated_click_round,
     )
 
     t_start = time.perf_counter()
@@ -390,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides["base_channels"] = args.base_channels
     if args.lr:
         overrides["learning_rate"] = args.lr
+    clicking = args.annotator == "clicks"
+    if clicking:
+        from napari_medseg.interactive.guidance import guidance_spec
+
+        overrides["guidance"] = guidance_spec()
 
     tmp = None
     if args.out:
@@ -429,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         return metrics, time.perf_counter() - t0
 
     rows = []
+    clicks_total = 0
     metrics, took = train_round("seed")
     train_s = metrics.get("train_time_s", took)
     rows.append({"round": 0, "volumes": n_seed, "corrected": cost, "cumulative": cost,
@@ -438,19 +457,28 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(1, args.rounds + 1):
         batch, pool = pool[: args.volumes_per_round], pool[args.volumes_per_round:]
         cases = [(cid, *loader.load(cid)[:2]) for cid in batch]
-        chosen = simulated_annotator_round(project, cases, args.m, min_gap=args.min_gap,
-                                           device=device, tta=args.tta,
-                                           keep_largest=keep_largest)
-        n_corrected = sum(1 if v is None else len(v) for v in chosen.values())
+        if clicking:
+            given = simulated_click_round(project, cases, args.clicks, device=device,
+                                          tta=args.tta, keep_largest=keep_largest)
+            n_volumes, n_corrected = len(given), 0
+            clicks_total += sum(given.values())
+        else:
+            chosen = simulated_annotator_round(project, cases, args.m, min_gap=args.min_gap,
+                                               device=device, tta=args.tta,
+                                               keep_largest=keep_largest)
+            n_volumes = len(chosen)
+            n_corrected = sum(1 if v is None else len(v) for v in chosen.values())
         cost += n_corrected
         metrics, took = train_round(f"round {r}")
-        rows.append({"round": r, "volumes": len(chosen), "corrected": n_corrected,
+        rows.append({"round": r, "volumes": n_volumes, "corrected": n_corrected,
                      "cumulative": cost, "train_s": metrics.get("train_time_s", took),
                      "retrain_wall_s": took, **metrics})
+        if clicking:
+            rows[-1]["clicks"] = clicks_total
         _print_row(rows[-1], label_names)
 
-    # check: the project's own accounting matches the benchmark's
-    assert project.annotation_cost() == cost, (project.annotation_cost(), cost)
+    if not clicking:  # check: the project's own accounting matches the benchmark's
+        assert project.annotation_cost() == cost, (project.annotation_cost(), cost)
     final = rows[-1]["dice_mean"]
     print(f"total wall time {time.perf_counter() - t_start:.0f} s; project versions "
           f"{[m['version'] for m in project.models()]}; max training time "
@@ -460,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                                                "rows": rows}, indent=2))
     if tmp is not None:
         tmp.cleanup()
+    if clicking:
+        print(f"clicks={clicks_total} (up to {args.clicks} per structure and case)")
     print(f"final_dice={final:.4f} corrected_slices={cost} rounds={args.rounds}", flush=True)
     return 0
 
@@ -467,8 +497,10 @@ def main(argv: list[str] | None = None) -> int:
 def _print_row(row: dict, label_names: dict) -> None:
     per_class = " ".join(f"{name}={row.get(f'dice/{name}', float('nan')):.4f}"
                          for v, name in label_names.items() if v != 0)
-    print(f"round {row['round']}: corrected {row['corrected']:3d} slices in {row['volumes']} "
-          f"volume(s), cumulative {row['cumulative']:3d}; validation Dice "
+    what = (f"{row['clicks']:3d} clicks in total, {row['volumes']} volume(s) accepted"
+            if "clicks" in row else
+            f"corrected {row['corrected']:3d} slices in {row['volumes']} volume(s)")
+    print(f"round {row['round']}: {what}, cumulative {row['cumulative']:3d} slices; validation Dice "
           f"{row['dice_mean']:.4f} ({per_class}); training {row['train_s']:.0f} s, "
           f"{row.get('steps', 0):.0f} steps (whole retrain call with scoring "
           f"{row.get('retrain_wall_s', 0):.0f} s)", flush=True)

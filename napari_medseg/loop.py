@@ -446,6 +446,64 @@ def simulated_annotator_round(
     return chosen
 
 
+def simulated_click_round(
+    project: Project,
+    cases: Sequence[tuple[str, Any, np.ndarray]],
+    clicks_per_structure: int,
+    *,
+    device: str = "cpu",
+    tta: bool = False,
+    keep_largest: bool = True,
+) -> dict[str, int]:
+    """One round of a simulated annotator who corrects predictions with clicks, then accepts.
+
+    The project's current model predicts every case; for each structure present in the ground
+    truth the annotator gives up to ``clicks_per_structure`` clicks by the standard protocol
+    (:func:`~napari_medseg.interactive.clicks.next_click`: the centre of the largest error
+    region, positive for a missed one), each applied with
+    :func:`~napari_medseg.interactive.refine.refine_with_clicks` exactly as the Annotate tab's
+    Interactive section does (the model's click guidance channels when its card has them,
+    grow-from-seeds otherwise). The corrected prediction is accepted as a fully annotated case:
+    it is what the annotator saw and approved, errors left included.
+
+    Returns
+    -------
+    dict
+        ``{case id: clicks given}`` (a click that would change nothing is not given).
+    """
+    from napari_medseg.inference import load_model, predict_volume, resolve_device
+    from napari_medseg.interactive.clicks import next_click
+    from napari_medseg.interactive.refine import refine_with_clicks
+
+    if project.current_model is None:
+        raise ProjectError("Train a first model before simulating corrections.")
+    dev = resolve_device(device)
+    net, card = load_model(project.model_dir(), device=dev)
+    given: dict[str, int] = {}
+    for cid, image, gt in cases:
+        gt = np.asarray(gt)
+        labels = predict_volume((net, card), image, device=dev, tta=tta,
+                                return_probabilities=False, return_entropy=False,
+                                keep_largest=keep_largest).labels.copy()
+        spacing = tuple(float(s) for s in image.spacing)[-gt.ndim:]
+        n = 0
+        for label in (int(v) for v in np.unique(gt) if 0 < v < IGNORE_LABEL):
+            clicks: list = []
+            for _ in range(int(clicks_per_structure)):
+                click = next_click(labels == label, gt == label, spacing, clicks)
+                if click is None:
+                    break
+                clicks.append(click)
+                n += 1
+                patch = refine_with_clicks(net, card, image, labels, label, clicks,
+                                           device=dev)
+                if patch is not None:
+                    patch.apply(labels)
+        project.accept_case(image, labels, case_id=cid)
+        given[cid] = n
+    return given
+
+
 def run_to_end(events: Iterator[Event], on_event: Callable[[Event], None] | None = None) -> Any:
     """Drive an event generator to its end; returns its return value."""
     while True:
@@ -468,4 +526,5 @@ __all__ = [
     "retrain",
     "run_to_end",
     "simulated_annotator_round",
+    "simulated_click_round",
 ]

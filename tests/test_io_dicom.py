@@ -595,3 +595,25 @@ def test_totalsegmentator_pair_is_one_patient_in_one_world(samples_dir: Path) ->
         seg_index = np.linalg.solve(seg.affine, ct.affine @ np.r_[index, 1.0])[:3]
         np.testing.assert_allclose(np.asarray(g_seg["scale"]) * seg_index + g_seg["translate"],
                                    world, atol=1e-6)
+
+
+def test_rescale_slice_by_slice_keeps_exact_values_and_a_small_dtype():
+    from napari_medseg.io.dicom import _rescaled
+
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 4096, size=(5, 8, 8)).astype(np.uint16)
+    expected = stored.astype(np.int64) - 1024
+    out, rescaled = _rescaled(stored.copy(), [(1.0, -1024.0)] * 5)
+    assert rescaled and out.dtype == np.int16
+    np.testing.assert_array_equal(out, expected)
+    # per-slice intercepts, one of them pushing past int16
+    scales = [(1.0, -1024.0)] * 4 + [(1.0, 40000.0)]
+    out, _ = _rescaled(stored.copy(), scales)
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out[4], stored[4].astype(np.int64) + 40000)
+    np.testing.assert_array_equal(out[:4], expected[:4])
+    out, _ = _rescaled(stored.copy(), [(2.5, -1.0)] * 5)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, stored * 2.5 - 1.0, rtol=1e-6)
+    same, rescaled = _rescaled(stored, [(1.0, 0.0)] * 5)
+    assert same is stored and not rescaled

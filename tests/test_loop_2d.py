@@ -73,3 +73,34 @@ def test_one_round_on_2d_pictures(tmp_path) -> None:
         assert np.array_equal(stored, expected)
     assert train_once("round 1") == "v002"
     assert sorted(project.accepted_ids()) == sorted(["US_000", "US_001", *chosen])
+
+
+def test_a_click_round_corrects_predictions_with_clicks_and_accepts_them(tmp_path) -> None:
+    """Click mode of the simulated annotator: every new picture is predicted, corrected with at
+    most 2 clicks per structure (grow-from-seeds here: the model has no guidance channels) and
+    accepted whole; what is accepted is closer to the ground truth than the prediction."""
+    from napari_medseg.inference import load_model, predict_volume
+    from napari_medseg.loop import simulated_click_round
+    from napari_medseg.metrics import dice
+
+    project = Project.create(tmp_path / "proj", "US", {1: "lesion"}, modality="US")
+    with pytest.raises(ProjectError, match="first model"):
+        simulated_click_round(project, [_picture(9)], 2)
+    cid, image, labels = _picture(0)
+    project.accept_case(image, labels, case_id=cid)
+    cfg = default_retrain_config(project, 60.0, dims=2, max_epochs=1, steps_per_epoch=2,
+                                 batch_size=4, base_channels=8, device="cpu")
+    assert run_to_end(retrain(project, config=cfg)).version == "v001"
+    new = [_picture(seed) for seed in (2, 3)]
+    model = load_model(project.model_dir())
+    before = {c: dice(predict_volume(model, img, device="cpu", return_probabilities=False,
+                                     keep_largest=True).labels == 1, lab == 1)
+              for c, img, lab in new}
+    given = simulated_click_round(project, new, 2, device="cpu")
+    assert set(given) == {c for c, _, _ in new} and all(1 <= n <= 2 for n in given.values())
+    for c, _, lab in new:
+        stored = project.training_cases([c])[0].training_labels()
+        assert stored.shape == lab.shape and set(np.unique(stored)) <= {0, 1}
+        after = dice(stored == 1, lab == 1)
+        assert after > before[c] + 0.1, (before[c], after)  # one barely trained model
+    assert project.annotation_cost() == 1 + 2  # whole pictures, one slice each

@@ -27,7 +27,7 @@ from napari_medseg.training import (
     augment_batch,
     train,
 )
-from napari_medseg.training.loop import _as_dataset, _measure_pixels_per_s, _plan
+from napari_medseg.training.planning import _as_dataset, _measure_pixels_per_s, _plan
 
 CHASE = Path(__file__).resolve().parents[2] / "shared" / "data" / "CHASE_DB1"
 
@@ -301,7 +301,7 @@ def test_a_few_steps_on_chase_db1_crops_lower_the_loss_and_write_a_colour_card(t
 
 
 def test_large_lesions_get_patches_that_hold_them_thin_vessels_do_not():
-    from napari_medseg.training.loop import _object_extent
+    from napari_medseg.training.planning import _object_extent
 
     y, x = np.indices((240, 272))
     lesions = [(((y - 120) / 70) ** 2 + ((x - 130 - k) / 90) ** 2 < 1).astype(np.uint8)

@@ -443,7 +443,7 @@ def test_start_message_names_the_augmentation(tmp_path):
 
 
 def test_default_batch_size_follows_the_patch(tmp_path):
-    from napari_medseg.training.loop import default_batch_size
+    from napari_medseg.training.planning import default_batch_size
 
     assert default_batch_size((40, 56, 40)) == 4  # hippocampus-sized patches
     assert default_batch_size((96, 160, 160)) == 2

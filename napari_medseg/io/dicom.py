@@ -268,6 +268,9 @@ class _Header:
     magnification: float | None = None
     cine: bool = False
     frame_time_ms: float | None = None
+    #: The parsed file with its pixel data deferred (read on decoding, then dropped): each
+    #: file's header is parsed once, not once to list the series and again to read it.
+    dataset: Any = field(default=None, repr=False, compare=False)
 
 
 def _floats(value: Any, n: int) -> np.ndarray | None:
@@ -472,6 +475,10 @@ class _DamagedDicomFile(Exception):
     """A file that claims to be DICOM (preamble or ``.dcm`` name) whose header cannot be read."""
 
 
+#: Elements larger than this (the pixel data) are not read while scanning headers.
+_DEFER_SIZE = "64 KB"
+
+
 def _read_header(path: Path, explicit: bool) -> _Header | None:
     """Parse one file's header; ``None`` when it is not DICOM (raise when ``explicit``).
 
@@ -486,7 +493,7 @@ def _read_header(path: Path, explicit: bool) -> _Header | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=not preamble)
+            ds = pydicom.dcmread(str(path), defer_size=_DEFER_SIZE, force=not preamble)
     except PermissionError as exc:
         if explicit:
             raise MedsegIOError(f"Permission denied: cannot read {path}") from exc
@@ -507,7 +514,10 @@ def _read_header(path: Path, explicit: bool) -> _Header | None:
     if not explicit and "Rows" not in ds and not (
             "SeriesInstanceUID" in ds and "Modality" in ds):
         raise _DamagedDicomFile(path.name)  # a header that stops early: a cut-off file
-    return _header_from_dataset(str(path), ds)
+    header = _header_from_dataset(str(path), ds)
+    if "Rows" in ds:
+        header.dataset = ds
+    return header
 
 
 def _list_files(root: Path, problems: list[str]) -> list[Path]:
@@ -1076,21 +1086,30 @@ def _rescale(ds: Dataset, frame: int | None) -> tuple[float, float]:
     return (slope if slope else 1.0), (intercept or 0.0)
 
 
-def _decode(path: str, description: str) -> tuple[Dataset, np.ndarray]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=not has_dicom_preamble(path))
-    except PermissionError as exc:
-        raise MedsegIOError(f"Permission denied: cannot read {path}") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise MedsegIOError(f"{Path(path).name} is damaged and cannot be read ({exc}).") from exc
+def _decode(path: str, description: str, ds: Dataset | None = None
+            ) -> tuple[Dataset, np.ndarray]:
+    """The file's dataset and decoded pixels; ``ds``: the file as the scan parsed it (pixel
+    data deferred), else it is read here. The pixel data element is dropped from the dataset
+    afterwards, so that only the returned array holds the pixels."""
+    if ds is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, force=not has_dicom_preamble(path))
+        except PermissionError as exc:
+            raise MedsegIOError(f"Permission denied: cannot read {path}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise MedsegIOError(f"{Path(path).name} is damaged and cannot be read ({exc}).") \
+                from exc
     ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise MedsegIOError(f"{Path(path).name} has no pixel data (it is not an image).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # uncompressed data: a read-only view of the file's bytes, not a copy (the planes
+            # are stacked into a new array anyway)
+            ds.pixel_array_options(view_only=True)
             pixels = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - decoders raise RuntimeError, ValueError, ...
         uid = pydicom.uid.UID(ts) if ts else None
@@ -1103,6 +1122,9 @@ def _decode(path: str, description: str) -> tuple[Dataset, np.ndarray]:
         raise MedsegIOError(
             f"The pixel data of {Path(path).name} could not be decoded ({exc}).{hint}"
         ) from exc
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            delattr(ds, keyword)  # also resets pydicom's cached array
     return ds, np.asarray(pixels)
 
 
@@ -1192,13 +1214,15 @@ def _read_pixels(
     if info.decoder_available is False:
         raise MissingDecoderError(_missing_decoder_message(label, h0.transfer_syntax_uid))
     cache: dict[str, tuple[Dataset, np.ndarray]] = {}
+    parsed = {h.path: h.dataset for h in series.headers if h.dataset is not None}
     planes: list[np.ndarray] = []
     datasets: list[Dataset] = []
     scales: list[tuple[float, float]] = []
     inverted_sum: float | None = None
-    for s in geometry.slices:
+    stacked: np.ndarray | None = None  # greyscale planes go straight into the volume
+    for i, s in enumerate(geometry.slices):
         if s.path not in cache:
-            cache = {s.path: _decode(s.path, label)}
+            cache = {s.path: _decode(s.path, label, parsed.get(s.path))}
         ds, pixels = cache[s.path]
         plane = _plane_of(pixels, s.frame, colour and not palette)
         expected = (h0.rows, h0.cols) + ((3,) if colour and not palette else ())
@@ -1210,7 +1234,14 @@ def _read_pixels(
             )
         if not colour and h0.photometric == "MONOCHROME1":
             plane, inverted_sum = _invert_monochrome1(plane, h0.bits_stored)
-        planes.append(plane)
+        if colour:
+            planes.append(plane)
+        else:
+            if stacked is None:
+                stacked = np.empty((len(geometry.slices), *plane.shape), plane.dtype)
+            elif plane.dtype != stacked.dtype:  # slices stored differently: widen
+                stacked = stacked.astype(np.result_type(stacked.dtype, plane.dtype))
+            stacked[i] = plane
         datasets.append(ds)
         scales.append(_rescale(ds, s.frame))
     display: dict[str, Any] = {}
@@ -1218,7 +1249,7 @@ def _read_pixels(
         array = _palette_to_rgb(planes, datasets) if palette else np.stack(planes)
         rescaled = False
     else:
-        array, rescaled = _rescaled(np.stack(planes), scales)
+        array, rescaled = _rescaled(stacked, scales)
         display = _display_window(datasets[0], *scales[0], inverted_sum)
         if inverted_sum is not None:
             display["inverted"] = True
@@ -1240,19 +1271,36 @@ def _read_pixels(
 def _rescaled(
     stacked: np.ndarray, scales: list[tuple[float, float]]
 ) -> tuple[np.ndarray, bool]:
-    """Apply per-slice RescaleSlope/Intercept: stored dtype, int16/int32, or float32."""
+    """Apply per-slice RescaleSlope/Intercept: stored dtype, int16/int32, or float32.
+
+    Slice by slice, so that no whole-volume temporary is made (a 512x512x400 CT in int64
+    would be 840 MB); ``stacked`` is our own freshly stacked array and is reused when the
+    result has the same item size (uint16 stored values -> int16 Hounsfield units).
+    """
     slopes = np.array([a for a, _ in scales])
     intercepts = np.array([b for _, b in scales])
     rescaled = bool(np.any(slopes != 1) or np.any(intercepts != 0))
     if not rescaled:
         return stacked, False
+    axes = tuple(range(1, stacked.ndim))
     if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
-        wide = stacked.astype(np.int64) + intercepts.astype(np.int64)[:, None, None]
-        lo, hi = int(wide.min()), int(wide.max())
-        dtype = np.int16 if -32768 <= lo and hi <= 32767 else np.int32
-        return wide.astype(dtype), True
-    array = stacked.astype(np.float64) * slopes[:, None, None] + intercepts[:, None, None]
-    return array.astype(np.float32), True
+        shifts = intercepts.astype(np.int64)
+        lo = int((stacked.min(axis=axes).astype(np.int64) + shifts).min())
+        hi = int((stacked.max(axis=axes).astype(np.int64) + shifts).max())
+        dtype = np.dtype(np.int16 if -32768 <= lo and hi <= 32767 else np.int32)
+        wide = np.int64 if stacked.dtype.itemsize >= 4 or dtype.itemsize >= 4 else np.int32
+        if dtype.itemsize == stacked.dtype.itemsize and stacked.flags.writeable \
+                and stacked.flags.c_contiguous:
+            out = stacked.view(dtype)  # each slice is read before it is overwritten
+        else:
+            out = np.empty(stacked.shape, dtype)
+        for k, shift in enumerate(shifts):
+            out[k] = (stacked[k].astype(wide) + int(shift)).astype(dtype)
+        return out, True
+    out = np.empty(stacked.shape, np.float32)
+    for k, (slope, intercept) in enumerate(zip(slopes, intercepts, strict=True)):
+        out[k] = (stacked[k].astype(np.float64) * slope + intercept).astype(np.float32)
+    return out, True
 
 
 def _geometry_metadata(info: DicomSeriesInfo, series: _Series, geometry: _Geometry) -> dict[str, Any]:

@@ -6,6 +6,12 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    """Every UI test reads and writes its own settings file, never the user's."""
+    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+@pytest.fixture(autouse=True)
 def _wait_for_background_jobs(make_napari_viewer):
     """Let every Qt background job finish before the test's viewers are closed.
 

@@ -7,15 +7,9 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+from ui_helpers import PLUGIN, error_messages
 
 from napari_medseg.events import IGNORE_LABEL
-
-PLUGIN = "napari-medseg"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
 
 
 @pytest.fixture
@@ -34,12 +28,6 @@ def setup(make_napari_viewer, qtbot, hippo_cases, tmp_path, plugin_dock):
 def _go_to_slice(viewer, layer, k: int) -> None:
     viewer.dims.set_point(0, float(layer.data_to_world((k, 0, 0))[0]))
 
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
 
 
 def test_new_labels_layer_matches_image_geometry(setup):
@@ -192,11 +180,11 @@ def test_presegmentation_kmeans_into_current_and_region_grow(setup, qtbot):
     labels.undo()
     assert labels.data.sum() == 1
     # region grow needs a seed: without one the user gets a message, not a crash
-    n_err = len(_errors())
+    n_err = len(error_messages())
     widget.method_combo.setCurrentIndex(widget.method_combo.findData("region_grow"))
     widget.target_combo.setCurrentIndex(widget.target_combo.findData("new"))
     widget.preseg_button.click()
-    assert len(_errors()) == n_err + 1 and "seed" in _errors()[-1]
+    assert len(error_messages()) == n_err + 1 and "seed" in error_messages()[-1]
     widget.set_seed((17, 25, 17))
     widget.tolerance_spin.setValue(20)
     widget.preseg_button.click()
@@ -234,11 +222,11 @@ def test_sparse_marks_and_save_next_to_image(setup):
 def test_buttons_without_layers_notify(make_napari_viewer, qtbot, plugin_dock):
     viewer = make_napari_viewer()
     widget = plugin_dock(viewer, "AnnotateWidget")
-    n = len(_errors())
+    n = len(error_messages())
     for b in (widget.new_button, widget.interp_button, widget.mark_button, widget.save_button,
               widget.preseg_button):
         b.click()
-    assert len(_errors()) == n + 5
+    assert len(error_messages()) == n + 5
 
 
 def test_pick_seed_by_clicking(setup):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ui_helpers import PLUGIN, error_messages
 
-PLUGIN = "napari-medseg"
 CHASE = Path(os.environ.get("MEDSEG_SHARED_DATA",
                             Path(__file__).resolve().parents[3] / "shared" / "data")) / "CHASE_DB1"
 
@@ -33,12 +33,6 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the training child
     set_models_folder(tmp_path / "models")
 
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
 
 
 def _synthetic_photo(size: int = 160) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +160,7 @@ def test_load_dock_contrast_on_a_colour_photo(make_napari_viewer, plugin_dock, p
     assert load.image_combo.layer().name == photo.name
     load._on_auto_contrast()
     low, high = photo.contrast_limits
-    assert 0 <= low < high <= 255 and not _errors(), _errors()
+    assert 0 <= low < high <= 255 and not error_messages(), error_messages()
 
 
 # ---------------------------------------------------------------------------------- annotate
@@ -234,7 +228,7 @@ def test_annotate_dock_on_a_colour_photo(make_napari_viewer, qtbot, plugin_dock,
     widget.method_combo.setCurrentIndex(widget.method_combo.findData("lungs_ct"))
     assert not widget.preseg_button.isEnabled()
     assert "CT" in widget.preseg_button.toolTip()
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     _shot(viewer, qtbot, "annotate_colour_photo", widget)
     # save the labels next to the picture: a NIfTI with the picture's grid
     widget.labels_combo.set_layer(layer)
@@ -273,7 +267,7 @@ def test_lungs_ct_entry_on_a_ct_volume(make_napari_viewer, qtbot, plugin_dock):
     assert lungs.data.shape == ct.shape
     inside = lungs.data[ct == -850] > 0
     assert inside.mean() > 0.8 and (lungs.data[ct == 20] > 0).mean() < 0.05
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
 
 
 # ---------------------------------------------------------------------------------- train
@@ -316,7 +310,7 @@ def test_extra_channels_train_and_infer(make_napari_viewer, plugin_dock, qtbot, 
     infer.channel_list.set_checked([])
     infer.run_button.click()
     assert not infer.runner.running
-    assert "Extra channels" in infer.status_label.text() and len(_errors()) == 1
+    assert "Extra channels" in infer.status_label.text() and len(error_messages()) == 1
     infer.channel_list.set_checked(["T2"])
     infer.run_button.click()
     _wait(qtbot, infer)
@@ -394,7 +388,7 @@ def test_colour_photo_through_train_infer_edit_evaluate_project(
     rows = edit._on_components()
     assert rows and rows[0]["voxels"] > 0
     assert edit.component_table.item(0, 2).text() == str(rows[0]["voxels"])
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     _shot(viewer, qtbot, "edit_colour_photo", edit)
 
     # ---- evaluate: metrics in pixels (no mm rows: the photo has no pixel size)
@@ -419,7 +413,7 @@ def test_colour_photo_through_train_infer_edit_evaluate_project(
     assert project.modality == "unknown"  # a photograph is not an MR image
     cid = project_dock.accept_current()
     if cid is None:  # the core's project store refused the 2D case
-        pytest.fail(f"accepting a colour 2D case failed: {_errors()}")
+        pytest.fail(f"accepting a colour 2D case failed: {error_messages()}")
     assert cid in project.accepted_ids()
     stored = json.loads((project.root / "project.json").read_text())["cases"][cid]
     assert stored["shape"] == list(photo.data.shape[:2])
@@ -433,7 +427,7 @@ def test_colour_photo_through_train_infer_edit_evaluate_project(
     # photo_a's labels are not offered for photo_b, although both share a 200x200 pixel grid
     assert project_dock.image_combo.layer().name == top
     assert project_dock.labels_combo.layer() is None
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     _shot(viewer, qtbot, "project_colour_photo", project_dock)
 
 
@@ -457,7 +451,7 @@ def test_colour_model_on_greyscale_image_is_one_clear_error(make_napari_viewer, 
     infer.image_combo.set_layer(grey)
     infer.run_button.click()
     assert not infer.runner.running
-    errors = _errors()
+    errors = error_messages()
     assert len(errors) == 1 and "colour pictures" in errors[0] and "greyscale" in errors[0]
     assert "\n" not in errors[0]
     assert "colour pictures" in infer.status_label.text()

@@ -11,13 +11,7 @@ import pytest
 pytest.importorskip("highdicom")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dicom_factory import write_ct_series  # noqa: E402
-
-PLUGIN = "napari-medseg"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
+from ui_helpers import PLUGIN
 
 
 def _labels_on_series(viewer, folder):

@@ -5,23 +5,10 @@ from __future__ import annotations
 import napari
 import numpy as np
 import pytest
+from ui_helpers import PLUGIN, error_messages
 
 from napari_medseg.ui._layers import add_labels_for_image
 from napari_medseg.ui.edit_widget import OPERATION_BUTTONS
-
-PLUGIN = "napari-medseg"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
-
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
 
 
 @pytest.fixture
@@ -184,16 +171,16 @@ def test_component_table_runs_in_a_worker_with_world_centroids(setup, qtbot, mon
 def test_errors_become_notifications(make_napari_viewer, qtbot, plugin_dock):
     viewer = make_napari_viewer()
     widget = plugin_dock(viewer, "EditWidget")
-    n = len(_errors())
+    n = len(error_messages())
     widget.op_buttons["grow_label"].click()  # no labels layer
-    assert len(_errors()) == n + 1
+    assert len(error_messages()) == n + 1
     image = viewer.add_image(np.zeros((4, 8, 8)))
     add_labels_for_image(viewer, image)
     widget.set_label(1)
     widget.op_buttons["keep_largest"].click()  # empty label: fine or a clear message
     widget.contours_button.click()  # empty: message
-    assert len(_errors()) >= n + 2
-    assert all("Traceback" not in e for e in _errors())
+    assert len(error_messages()) >= n + 2
+    assert all("Traceback" not in e for e in error_messages())
 
 
 def test_large_edits_use_bbox_patches_with_exact_undo(setup, monkeypatch):

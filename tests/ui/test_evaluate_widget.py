@@ -7,22 +7,9 @@ import csv
 import napari
 import numpy as np
 import pytest
+from ui_helpers import PLUGIN, error_messages
 
 from napari_medseg.ui.evaluate_widget import difference_map
-
-PLUGIN = "napari-medseg"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
-
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
 
 
 @pytest.fixture
@@ -113,7 +100,7 @@ def test_difference_map_values():
 
 def test_bad_choices_notify(setup, make_napari_viewer):
     viewer, widget, pred, gt = setup
-    n = len(_errors())
+    n = len(error_messages())
     widget.export_button.click()  # nothing computed yet
     widget.gt_combo.set_layer(pred)  # same layer twice
     widget.compute_button.click()
@@ -122,8 +109,8 @@ def test_bad_choices_notify(setup, make_napari_viewer):
     widget.pred_combo.set_layer(pred)
     widget.gt_combo.set_layer(other)  # different grid
     widget.diff_button.click()
-    assert len(_errors()) == n + 3
-    assert "different grids" in _errors()[-1]
+    assert len(error_messages()) == n + 3
+    assert "different grids" in error_messages()[-1]
 
 
 def test_default_choices_follow_workflow(make_napari_viewer, qtbot, hippo_cases, plugin_dock):

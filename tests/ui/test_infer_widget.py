@@ -11,6 +11,7 @@ from pathlib import Path
 import napari
 import numpy as np
 import pytest
+from ui_helpers import error_messages
 
 from napari_medseg.ui._models import model_events, set_models_folder
 from napari_medseg.ui.infer_widget import InferWidget, card_classes
@@ -57,12 +58,6 @@ def _isolated(tmp_path, monkeypatch, models_dir):
 
     notification_manager.records.clear()  # records are global: count this test's only
 
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
 
 
 def _widget(viewer) -> InferWidget:
@@ -165,7 +160,7 @@ def test_segment_image_adds_labels_on_the_image_grid(make_napari_viewer, qtbot, 
         np.testing.assert_allclose(extra.scale, image.scale)
         assert 0.0 <= float(extra.data.min()) and float(extra.data.max()) <= 1.0 + 1e-5
     assert uncertainty.colormap.name == "inferno"
-    assert not _errors()
+    assert not error_messages()
 
 
 def test_progress_shows_windows_and_time_left(make_napari_viewer):
@@ -202,7 +197,7 @@ def test_3d_model_on_a_2d_image_is_a_clear_message(make_napari_viewer, qtbot):
     _select(widget, "hippo3d")
     widget.run_button.click()
     assert not widget.runner.running
-    errors = _errors()
+    errors = error_messages()
     assert len(errors) == 1 and "3D model" in errors[0] and "2D" in errors[0]
     assert [ly.name for ly in viewer.layers] == ["slice"]
 
@@ -215,14 +210,14 @@ def test_no_model_or_broken_model_is_a_clear_message(make_napari_viewer, qtbot, 
     widget = _widget(viewer)
     assert widget.model_combo.currentData() is None
     widget.run_button.click()
-    assert any("no model chosen" in e for e in _errors())
+    assert any("no model chosen" in e for e in error_messages())
     broken = tmp_path / "empty_models" / "broken"
     broken.mkdir(parents=True)
     (broken / "model_card.json").write_text("{not json")
     model_events.saved.emit(str(broken))  # what the Train dock emits after saving
     assert widget.model_combo.findData(str(broken)) >= 0
     widget.run_button.click()
-    assert any("not valid JSON" in e for e in _errors()), _errors()
+    assert any("not valid JSON" in e for e in error_messages()), error_messages()
     assert not widget.runner.running
 
 
@@ -262,7 +257,7 @@ def test_folder_output_must_differ_from_input(make_napari_viewer, tmp_path):
     widget.output_edit.setText(str(tmp_path))
     widget.folder_button.click()
     assert not widget.runner.running
-    assert any("must differ" in e for e in _errors())
+    assert any("must differ" in e for e in error_messages())
 
 
 @pytest.mark.slow
@@ -280,7 +275,7 @@ def test_weights_that_do_not_load_are_one_clear_notification(make_napari_viewer,
     widget.run_button.click()
     _wait_done(qtbot, widget)
     assert widget.last_event.kind == "error"
-    errors = _errors()
+    errors = error_messages()
     assert len(errors) == 1 and "does not match its model card" in errors[0]  # the checksum
     assert "Traceback" not in errors[0]
     assert len(viewer.layers) == 1

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ui_helpers import PLUGIN, error_messages
 
 from napari_medseg.editing import EditPatch
 from napari_medseg.ui.interactive_section import depth_along_ray
 
-PLUGIN = "napari-medseg"
 CENTRE = (16, 24, 24)
 RADIUS = 8
 
@@ -29,12 +29,6 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
     set_models_folder(tmp_path / "models")
 
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
 
 
 def _blob(shape=(32, 48, 48), centre=CENTRE, radius=RADIUS, seed=0):
@@ -90,7 +84,7 @@ def test_positive_click_adds_object_to_current_label_only_and_undoes(blob_dock, 
     assert points.mode == "add" and viewer.layers.selection.active.name == "clicks"
     click(viewer, points, CENTRE)
     section.wait(qtbot)
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     data = np.asarray(labels.data)
     assert _dice(data == 1, mask) > 0.85
     np.testing.assert_array_equal(data[other], 2)  # the other class is untouched
@@ -118,7 +112,7 @@ def test_negative_click_removes_false_region(blob_dock, qtbot):
     section.clicks_button.click()
     click(viewer, section.clicks_layer, (16, 8, 8), shift=True)
     section.wait(qtbot)
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     assert not section.clicks_layer.features["positive"].iloc[-1]
     data = np.asarray(labels.data)
     assert np.count_nonzero(data[false] == 1) <= 0.1 * false.sum()
@@ -162,7 +156,7 @@ def test_click_in_3d_view_lands_on_the_object(blob_dock, qtbot):
     viewer.dims.ndisplay = 3
     click(viewer, section.clicks_layer, (-5, CENTRE[1], CENTRE[2]), view_direction=(1, 0, 0))
     section.wait(qtbot)
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     point = np.asarray(section.clicks_layer.data[-1])
     assert mask[tuple(np.round(point).astype(int))]
     assert _dice(np.asarray(labels.data) == 1, mask) > 0.8
@@ -204,7 +198,7 @@ def test_grow_from_seeds_dice_and_undo(blob_dock, qtbot):
     seeds.data = data
     section.grow_button.click()
     section.wait(qtbot)
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     out = np.asarray(labels.data)
     assert _dice(out == 1, mask) > 0.8
     assert np.all(out[0:3, 0:3, 0:3] == 2)
@@ -259,7 +253,7 @@ def test_grow_and_click_on_rgb_picture(make_napari_viewer, plugin_dock, qtbot):
     seeds.data = data
     section.grow_button.click()
     section.wait(qtbot)
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     assert _dice(np.asarray(labels.data) == 1, disc) > 0.8
     labels.undo()
     assert not np.any(labels.data)
@@ -268,7 +262,7 @@ def test_grow_and_click_on_rgb_picture(make_napari_viewer, plugin_dock, qtbot):
     section.reach_spin.setValue(30.0)  # the disc is 36 px wide
     click(viewer, section.clicks_layer, (50, 44))
     section.wait(qtbot)
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     assert _dice(np.asarray(labels.data) == 1, disc) > 0.8
 
 
@@ -295,7 +289,7 @@ def test_hippocampus_click_adds_voxels_of_the_structure(make_napari_viewer, plug
     section.clicks_button.click()
     click(viewer, section.clicks_layer, image.data_to_world(voxel))
     section.wait(qtbot)
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     got = np.asarray(labels.data) == 1
     assert got[voxel] and got.sum() > 20
     assert np.count_nonzero(got & (truth > 0)) > 0.5 * got.sum()
@@ -366,7 +360,7 @@ def test_click_guided_model_is_offered_and_used(blob_dock, qtbot, tmp_path):
     section.clicks_button.click()
     click(viewer, section.clicks_layer, CENTRE)
     section.wait(qtbot, 60_000)
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
     assert seen == [(True, "Blob")]
     assert "(model)" in section.status.text()
     assert set(np.unique(labels.data)) <= {0, 1}

@@ -6,19 +6,7 @@ import shutil
 
 import napari
 import numpy as np
-import pytest
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
-
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
+from ui_helpers import error_messages
 
 
 def _wait_worker(qtbot, widget) -> None:
@@ -121,16 +109,16 @@ def test_auto_contrast_for_mr(make_napari_viewer, qtbot, hippo_cases, plugin_doc
 def test_bad_paths_notify(make_napari_viewer, qtbot, tmp_path, plugin_dock):
     viewer = make_napari_viewer()
     widget = plugin_dock(viewer, "LoadWidget")
-    n = len(_errors())
+    n = len(error_messages())
     widget.open_button.click()  # empty path
-    assert len(_errors()) == n + 1
+    assert len(error_messages()) == n + 1
     bad = tmp_path / "noise.dcm"
     bad.write_bytes(b"\x00" * 300)
     widget.path_edit.setText(str(bad))
     widget.open_button.click()
     _wait_worker(qtbot, widget)
-    qtbot.waitUntil(lambda: len(_errors()) == n + 2, timeout=5000)
-    assert "noise.dcm" in _errors()[-1]
+    qtbot.waitUntil(lambda: len(error_messages()) == n + 2, timeout=5000)
+    assert "noise.dcm" in error_messages()[-1]
     assert len(viewer.layers) == 0
 
 

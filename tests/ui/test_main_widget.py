@@ -14,11 +14,6 @@ from napari_medseg.ui.main_widget import TABS, MedSegWidget, UnavailableTab
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
-
-
-@pytest.fixture(autouse=True)
 def _workers_done(make_napari_viewer, qtbot):
     """Let background jobs that tabs start (autosave, scans) finish before the viewer closes:
     a worker outliving its widget aborts the whole test process."""

@@ -13,16 +13,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from ui_helpers import PLUGIN
 
-PLUGIN = "napari-medseg"
 CT = "ct_abdomen_totalsegmentator"
 #: TotalSegmentator "total" label values used as anatomical landmarks.
 SPLEEN, LIVER, AORTA, VERTEBRA_T12, SPINAL_CORD = 1, 5, 52, 32, 79
 
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
 
 
 def _open(viewer, path: Path):

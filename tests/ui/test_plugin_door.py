@@ -12,20 +12,7 @@ import shutil
 import napari
 import numpy as np
 import pytest
-
-PLUGIN = "napari-medseg"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
-
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
+from ui_helpers import PLUGIN, error_messages
 
 
 def _open(viewer, path):
@@ -60,7 +47,7 @@ def test_new_labels_from_the_plugins_menu_dock(make_napari_viewer, plugin_dock, 
     labels.data[5, 10:14, 10:14] = 1
     widget.mark_all_button.click()
     assert labels.metadata["medseg"]["annotated_slices"] == [5]
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()
 
 
 def test_class_row_follows_napari_label_spinner(make_napari_viewer, plugin_dock, hippo_cases):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+from ui_helpers import error_messages
 
 from napari_medseg.dataset.project import Project
 from napari_medseg.events import IGNORE_LABEL
@@ -29,12 +30,6 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the training child
 
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
 
 
 def _open(viewer, paths):
@@ -65,7 +60,7 @@ def _click(qtbot, btn):
 
 def _retrain_by_button(qtbot, widget, timeout=240000):
     _click(qtbot, widget.retrain_button)
-    assert widget.retrain_worker is not None, _errors()[-3:]
+    assert widget.retrain_worker is not None, error_messages()[-3:]
     qtbot.waitUntil(lambda: widget.retrain_worker is None, timeout=timeout)
     qtbot.wait(50)
 
@@ -93,7 +88,7 @@ def test_two_full_rounds_through_the_buttons(make_napari_viewer, qtbot, hippo_ca
     np.testing.assert_array_equal(stored[12], np.asarray(labels1.data)[12])
 
     _retrain_by_button(qtbot, widget)
-    assert project.current_model == "v001", _errors()[-3:]
+    assert project.current_model == "v001", error_messages()[-3:]
     assert widget.version_table.rowCount() == 1
     assert widget.version_table.item(0, 0).text() == "v001"
 
@@ -112,7 +107,7 @@ def test_two_full_rounds_through_the_buttons(make_napari_viewer, qtbot, hippo_ca
     _click(qtbot, widget.accept_button)
     assert project.accepted_ids() == ["hippocampus_001", "hippocampus_003"]
     _retrain_by_button(qtbot, widget)
-    assert project.current_model == "v002", _errors()[-3:]
+    assert project.current_model == "v002", error_messages()[-3:]
     versions = {m["version"]: m for m in project.models()}
     assert versions["v002"]["parent"] == "v001"
     assert "new_cases/dice_mean" in versions["v001"]["metrics"]  # scored on the unseen case
@@ -136,7 +131,7 @@ def test_two_full_rounds_through_the_buttons(make_napari_viewer, qtbot, hippo_ca
     widget.version_table.selectRow(row)
     _click(qtbot, widget.use_version_button)
     assert Project.open(root).current_model == "v001"
-    assert not _errors()
+    assert not error_messages()
 
 
 def test_cancel_keeps_the_current_model(make_napari_viewer, qtbot, hippo_cases, tmp_path):
@@ -160,7 +155,7 @@ def test_cancel_keeps_the_current_model(make_napari_viewer, qtbot, hippo_cases, 
     assert "unchanged" in widget.train_label.text() or "did not change" in \
         widget.train_label.text()
     assert widget.retrain_button.isEnabled() and not widget.cancel_button.isEnabled()
-    assert not _errors()
+    assert not error_messages()
 
 
 def test_autosave_and_restore_on_reopen(make_napari_viewer, qtbot, hippo_cases, tmp_path):
@@ -198,7 +193,7 @@ def test_autosave_and_restore_on_reopen(make_napari_viewer, qtbot, hippo_cases, 
     assert restored[0].metadata["medseg"]["annotated_slices"] == [10]
     assert widget2.labels_combo.layer() is restored[0]
     assert Project.open(tmp_path / "proj").case_info(cid)["status"] == "draft"
-    assert not _errors()
+    assert not error_messages()
 
 
 def _make_project(root, hippo_cases, n_accepted=1, config=None, rounds=1):
@@ -246,7 +241,7 @@ def test_next_case_and_next_slices(make_napari_viewer, qtbot, trained_project):
     first = widget.last_slices[0]
     shown = image.world_to_data(viewer.dims.point)[0]
     assert round(float(shown)) == first
-    assert not _errors()
+    assert not error_messages()
 
 
 def test_buttons_explain_missing_project(make_napari_viewer, qtbot):
@@ -254,7 +249,7 @@ def test_buttons_explain_missing_project(make_napari_viewer, qtbot):
     widget = _widget(viewer)
     assert not widget.accept_button.isEnabled() and not widget.retrain_button.isEnabled()
     widget.accept_current()  # called directly: one clear notification, no traceback
-    assert any("create or open a project first" in m for m in _errors())
+    assert any("create or open a project first" in m for m in error_messages())
 
 
 def test_screenshot_project_dock(make_napari_viewer, qtbot, hippo_cases, tmp_path):

@@ -9,23 +9,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from ui_helpers import PLUGIN
+from ui_helpers import error_messages as _errors_since
 
 from napari_medseg._reader import find_matching_labels, get_reader
 from napari_medseg.events import IGNORE_LABEL
-
-PLUGIN = "napari-medseg"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
-
-
-def _errors_since(start: int) -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records[start:]
-            if str(n.severity).lower().endswith("error")]
 
 
 def _n_records() -> int:

@@ -12,14 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ui_helpers import PLUGIN
 
-PLUGIN = "napari-medseg"
 WINDOW = (1500, 950)
 
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_MEDSEG_SETTINGS", str(tmp_path / "settings.ini"))
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ui_helpers import error_messages
 
 from napari_medseg.ui._models import list_models, set_models_folder
 from napari_medseg.ui.train_widget import TrainWidget, find_training_pairs
@@ -29,12 +30,6 @@ def _isolated(tmp_path, monkeypatch):
 
     notification_manager.records.clear()  # records are global: count this test's only
 
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
 
 
 def _open_pairs(viewer, hippo_cases, n=2):
@@ -138,7 +133,7 @@ def test_train_button_saves_a_model_and_keeps_labels(make_napari_viewer, qtbot, 
     for ly in viewer.layers:
         if ly.name in labels_before:
             np.testing.assert_array_equal(ly.data, labels_before[ly.name])
-    assert not _errors()
+    assert not error_messages()
     # a second run never overwrites the first model
     widget.start_button.click()
     _wait_done(qtbot, widget)
@@ -181,7 +176,7 @@ def test_cancel_stops_the_child_and_keeps_the_previous_model(make_napari_viewer,
     assert not (tmp_path / "models" / "finetuned" / "model.pt").exists() or \
         widget.last_result.model_dir is not None
     assert widget.start_button.isEnabled()
-    assert not _errors()
+    assert not error_messages()
 
 
 def test_napari_quitting_the_worker_stops_the_child(make_napari_viewer, qtbot, hippo_cases):
@@ -235,7 +230,7 @@ def test_bad_dataset_folder_is_one_clear_notification(make_napari_viewer, qtbot,
     widget.start_button.click()
     _wait_done(qtbot, widget, timeout_ms=60000)
     assert widget.last_event.kind == "error"
-    errors = _errors()
+    errors = error_messages()
     assert len(errors) == 1
     assert "dataset.json" in errors[0] and "Traceback" not in errors[0]
     assert widget.status_label.text() == errors[0]
@@ -247,7 +242,7 @@ def test_no_pairs_or_empty_labels_refuse_to_start(make_napari_viewer, qtbot, hip
     widget = _widget(viewer, qtbot)
     widget.start_button.click()
     assert not widget.runner.running
-    assert any("at least one" in e for e in _errors())
+    assert any("at least one" in e for e in error_messages())
     image, _ = hippo_cases(1)[0]
     from napari_medseg._reader import read_path
 
@@ -256,7 +251,7 @@ def test_no_pairs_or_empty_labels_refuse_to_start(make_napari_viewer, qtbot, hip
     viewer.add_labels(np.zeros(data.shape, dtype=np.uint8), name="hippocampus_001 labels")
     widget.start_button.click()
     assert not widget.runner.running
-    assert any("no annotation" in e for e in _errors())
+    assert any("no annotation" in e for e in error_messages())
 
 
 def _case(image_path, label_path):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+from ui_helpers import PLUGIN, error_messages
 
 from napari_medseg.ui._models import set_models_folder
 
-PLUGIN = "napari-medseg"
 TINY = dict(base_channels=4, max_channels=16, steps_per_epoch=3, batch_size=1,
             patch_size=(16, 32, 16), augmentation="none", val_fraction=0.5, max_epochs=1,
             seed=0, device="cpu")
@@ -27,12 +27,6 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the training child
     set_models_folder(tmp_path / "models")
 
-
-def _errors() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    return [str(n.message) for n in notification_manager.records
-            if str(n.severity).lower().endswith("error")]
 
 
 def _click(qtbot, btn):
@@ -157,11 +151,11 @@ def test_whole_cycle_through_the_plugins_menu_dock(make_napari_viewer, qtbot, hi
     c = choices()
     assert c["project.image"] == image.name and c["project.labels"] == prediction.name
     _click(qtbot, project.accept_button)
-    assert p.accepted_ids() and not _errors(), _errors()
+    assert p.accepted_ids() and not error_messages(), error_messages()
     _click(qtbot, project.retrain_button)
     qtbot.waitUntil(lambda: project.retrain_worker is None, timeout=240000)
     qtbot.wait(100)
-    assert p.__class__.open(p.root).current_model == "v001", _errors()[-3:]
+    assert p.__class__.open(p.root).current_model == "v001", error_messages()[-3:]
 
     # 8. the next case: every dock moves to it
     viewer.open(str(img2), plugin=PLUGIN)
@@ -170,4 +164,4 @@ def test_whole_cycle_through_the_plugins_menu_dock(make_napari_viewer, qtbot, hi
     assert c["infer.image"] == image2.name and c["annotate.image"] == image2.name
     assert c["project.image"] == image2.name and c["load.image"] == image2.name
     assert c["annotate.labels"] is None and c["project.labels"] is None  # none on case 2 yet
-    assert not _errors(), _errors()
+    assert not error_messages(), error_messages()

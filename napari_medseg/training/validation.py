@@ -1,0 +1,101 @@
+"""Validation during training: sliding-window Dice of the current weights on held-out cases."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from napari_medseg.events import IGNORE_LABEL
+from napari_medseg.inference.engine import (
+    autocast_dtype,
+    sliding_window_probabilities,
+)
+from napari_medseg.metrics import dice
+
+
+def _to_network_input(image: np.ndarray, dims: int) -> torch.Tensor:
+    """(C, *S) array -> (1, C, Z, Y, X) for 3D models, (Z, C, Y, X) slices for 2D models."""
+    t = torch.from_numpy(image)
+    if dims == 3:
+        return t[None]
+    return t[None] if t.ndim == 3 else t.permute(1, 0, 2, 3).contiguous()
+
+
+def validate(
+    model: torch.nn.Module,
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    patch_size: Sequence[int],
+    dims: int,
+    label_names: dict[int, str],
+    device: torch.device,
+    overlap: float = 0.25,
+    amp: bool = False,
+    batch_size: int = 8,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, float] | None:
+    """Mean Dice per foreground class over validation cases (annotated voxels only).
+
+    ``batch_size`` cases no larger than one window are evaluated per forward pass (0 = one
+    sliding-window run per case; same result). ``should_stop`` is checked before every batch
+    of cases and every batch of sliding windows: validation of many or large cases takes
+    seconds, and a cancel must not wait for it.
+
+    Returns ``{"dice_mean": ..., "dice/<class name>": ...}``, or None when ``should_stop``
+    became true.
+    """
+    was_training = model.training
+    model.eval()
+    per_class: dict[int, list[float]] = {v: [] for v in label_names if v != 0}
+    preds: dict[int, np.ndarray] = {}
+    patch = tuple(int(p) for p in patch_size)
+    # 3D cases no larger than one window: pad symmetrically (as MONAI's sliding window does)
+    # and run them in batches, far cheaper than one forward pass per case on a CPU
+    small = [i for i, im in enumerate(images)
+             if dims == 3 and batch_size > 0
+             and all(n <= p for n, p in zip(im.shape[1:], patch, strict=True))]
+    for start in range(0, len(small), max(batch_size, 1)):
+        if should_stop is not None and should_stop():
+            model.train(was_training)
+            return None
+        chunk = small[start:start + batch_size]
+        batch, crops = [], []
+        for i in chunk:
+            pads, crop = [], []
+            for n, p in zip(images[i].shape[1:], patch, strict=True):
+                lo = (p - n) // 2
+                pads.append((lo, p - n - lo))
+                crop.append(slice(lo, lo + n))
+            batch.append(np.pad(images[i], [(0, 0), *pads]))
+            crops.append(tuple(crop))
+        x = torch.from_numpy(np.stack(batch)).to(device)
+        dtype = autocast_dtype(device, amp)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype,
+                                                    enabled=dtype is not None):
+            logits = model(x)
+        out = torch.argmax(logits, dim=1).cpu().numpy().astype(np.uint8)
+        for k, i in enumerate(chunk):
+            preds[i] = out[k][crops[k]]
+    for i, (image, lab) in enumerate(zip(images, labels, strict=True)):
+        if i in preds:
+            pred = preds[i]
+        else:
+            x = _to_network_input(image, dims).to(device)
+            probs = sliding_window_probabilities(model, x, patch_size, overlap=overlap, amp=amp,
+                                                 should_stop=should_stop)
+            if probs is None:
+                model.train(was_training)
+                return None
+            pred = torch.argmax(probs, dim=1).cpu().numpy().astype(np.uint8)
+            pred = pred[0] if dims == 3 or lab.ndim == 2 else pred
+        valid = lab != IGNORE_LABEL
+        if not valid.any():
+            continue  # nothing annotated: no evidence either way
+        for v in per_class:
+            per_class[v].append(dice(pred[valid] == v, lab[valid] == v))
+    model.train(was_training)
+    out = {f"dice/{label_names[v]}": float(np.mean(s)) if s else 0.0
+           for v, s in per_class.items()}
+    out["dice_mean"] = float(np.mean([np.mean(s) if s else 0.0 for s in per_class.values()]))
+    return out

@@ -34,7 +34,20 @@ DEFAULT_CROP_MARGIN_MM = 15.0
 #: Logit head start of the clicked answer at a click (see :func:`refine_with_clicks`).
 DEFAULT_CLICK_PRIOR = 8.0
 
-__all__ = ["DEFAULT_CLICK_PRIOR", "DEFAULT_CROP_MARGIN_MM", "crop_around", "refine_with_clicks"]
+__all__ = ["DEFAULT_CLICK_PRIOR", "DEFAULT_CROP_MARGIN_MM", "MAX_CROP_VOXELS", "MAX_CROP_WINDOWS", "crop_around", "refine_with_clicks"]
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box of a boolean mask (None when empty), from its projections on the axes:
+    a few passes over the mask instead of listing the indices of every voxel (a lung on a
+    512x512x300 CT has six million)."""
+    out = []
+    for ax in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        if hit.size == 0:
+            return None
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)
 
 
 def crop_around(shape: Sequence[int], mask: np.ndarray | None, points: Sequence[Sequence[int]],
@@ -44,10 +57,10 @@ def crop_around(shape: Sequence[int], mask: np.ndarray | None, points: Sequence[
     voxels when given), clipped to ``shape``; None when both are empty."""
     lo = np.full(len(shape), np.iinfo(np.int64).max)
     hi = np.full(len(shape), -1)
-    if mask is not None and mask.any():
-        idx = np.nonzero(mask)
-        lo = np.minimum(lo, [int(i.min()) for i in idx])
-        hi = np.maximum(hi, [int(i.max()) for i in idx])
+    box = _bounding_box(mask) if mask is not None else None
+    if box is not None:
+        lo = np.minimum(lo, [b.start for b in box])
+        hi = np.maximum(hi, [b.stop - 1 for b in box])
     for p in points:
         lo = np.minimum(lo, [int(round(c)) for c in p])
         hi = np.maximum(hi, [int(round(c)) for c in p])
@@ -198,8 +211,71 @@ def _guided_mask(model: torch.nn.Module, card: Any, image: np.ndarray, label: in
     probs = torch.softmax(logits.float(), dim=1)
     probs = probs[0] if card.dims == 3 else (probs.permute(1, 0, 2, 3) if len(shape) == 3
                                               else probs[0])
-    probs = resample_to_shape(probs.float().cpu(), shape, order=1)
-    return (torch.argmax(probs, 0) == int(label)).numpy()
+    # the label wins where its probability beats every other class: that margin alone is
+    # resampled back to the crop (one channel instead of all; exact for two classes)
+    others = [k for k in range(probs.shape[0]) if k != int(label)]
+    margin = probs[int(label)] - probs[others].amax(0)
+    margin = resample_to_shape(margin[None].float().cpu(), shape, order=1)[0]
+    return np.asarray(margin > 0)
+
+
+#: Crops above this many voxels are replaced by a box of this size around the newest click.
+MAX_CROP_VOXELS = 128 ** 3
+#: Guided models: a crop of more than this many network windows becomes one window.
+MAX_CROP_WINDOWS = 2.0
+
+
+def _local_size(crop: tuple[slice, ...], window: Sequence[int] | None) -> list[int] | None:
+    """Box size (voxels per axis) to use instead of ``crop`` when it is too large, else None."""
+    sizes = [s.stop - s.start for s in crop]
+    if window is not None:
+        if np.prod(sizes, dtype=np.float64) > MAX_CROP_WINDOWS * np.prod(window,
+                                                                          dtype=np.float64):
+            return [int(w) for w in window]
+        return None
+    if np.prod(sizes, dtype=np.float64) <= MAX_CROP_VOXELS:
+        return None
+    side = int(round(MAX_CROP_VOXELS ** (1.0 / len(sizes))))
+    return [min(side, n) for n in sizes]
+
+
+_STATS_CACHE: dict[tuple, tuple[float, float]] = {}
+
+
+def _zscore_stats(channel: np.ndarray, fov: np.ndarray | None) -> tuple[float, float]:
+    """Mean and standard deviation of a whole channel (inside ``fov`` when given), cached per
+    image array, so that every click on a 512x512x300 CT does not recompute them."""
+    key = (channel.__array_interface__["data"][0], channel.shape, channel.dtype.str,
+           channel.strides, None if fov is None else int(fov.sum()),
+           float(channel.ravel()[:: max(channel.size // 101, 1)].sum()))
+    if key not in _STATS_CACHE:
+        values = channel if fov is None or not fov.any() else channel[fov]
+        mean = float(values.mean(dtype=np.float64))
+        std = float(values.std(dtype=np.float64))
+        if len(_STATS_CACHE) > 16:
+            _STATS_CACHE.clear()
+        _STATS_CACHE[key] = (mean, std)
+    return _STATS_CACHE[key]
+
+
+def _normalised_crop(channels: list[np.ndarray], params: Sequence[Any],
+                     crop: tuple[slice, ...]) -> np.ndarray:
+    """The crop of every channel normalised as :func:`~napari_medseg.preprocess.prepare_image`
+    normalises the whole image (``(C, *crop)`` float32), computing only the crop."""
+    from napari_medseg.preprocess import field_of_view_mask, normalise
+
+    fov = None
+    if any(p.region == "fov" and p.scheme == "zscore" for p in params) and channels[0].ndim == 2:
+        fov = field_of_view_mask(channels)
+    out = []
+    for channel, p in zip(channels, params, strict=True):
+        part = np.asarray(channel[crop], dtype=np.float32)
+        if p.scheme == "zscore":
+            mean, std = _zscore_stats(np.asarray(channel), fov if p.region == "fov" else None)
+            out.append((part - mean) / max(std, 1e-8))
+        else:
+            out.append(normalise(part, p))
+    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
 
 
 def refine_with_clicks(
@@ -284,24 +360,31 @@ def refine_with_clicks(
         min_size = [int(np.ceil(p * (s if t is None else t) / s0)) for p, t, s, s0 in
                     zip(card.patch_size[-labels.ndim:], tgt, sp, sp, strict=True)]
     points = [c.coord for c in clicks]
-    crop = crop_around(labels.shape, labels == label, points, sp, crop_margin_mm, min_size)
+    current = labels == label
+    crop = crop_around(labels.shape, current, points, sp, crop_margin_mm, min_size)
     if min_size is not None and any(s.stop - s.start > m for s, m in zip(crop, min_size,
                                                                          strict=True)):
         # the object and its clicks fit in one network window: one window, no sliding
-        tight = crop_around(labels.shape, labels == label, points, sp, 0.0, min_size)
+        tight = crop_around(labels.shape, current, points, sp, 0.0, min_size)
         if all(s.stop - s.start <= m for s, m in zip(tight, min_size, strict=True)):
             crop = tight
+    local = _local_size(crop, min_size)
+    if local is not None:
+        # a large object (a lung, a liver): the click edits the region around it, one network
+        # window (or a bounded box for the training-free method) centred on the newest click,
+        # so that a click costs the same on any organ
+        crop = crop_around(labels.shape, None, points[-1:], sp, 0.0, local)
     origin = [s.start for s in crop]
     old = labels[crop]
     if guidance is not None:
-        from napari_medseg.preprocess import NormalisationParams, prepare_image
+        from napari_medseg.preprocess import NormalisationParams
 
         params = [NormalisationParams.from_dict(d) for d in card.normalisation]
         if len(params) != len(channels):
             raise ValueError(f"The model {card.describe()} expects {len(params)} image "
                              f"channel(s); this image has {len(channels)}.")
-        # normalised on the whole image (per-volume z-score, as in training), then cropped
-        normed = prepare_image(channels, sp, params, None)[(slice(None), *crop)]
+        # normalised with the whole image's statistics (per-volume z-score, as in training)
+        normed = _normalised_crop(channels, params, crop)
         mask = _guided_mask(model, card, normed, label, clicks, origin, sp, guidance,
                             torch.device(device), float(click_prior), old == label)
     else:

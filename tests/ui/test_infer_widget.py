@@ -128,8 +128,11 @@ def test_segment_image_adds_labels_on_the_image_grid(make_napari_viewer, qtbot, 
     _select(widget, "hippo3d")
     widget.uncertainty_check.setChecked(True)
     widget.probability_check.setChecked(True)
+    # every text the status line shows (napari's progress bar may process queued events while
+    # a step is being shown, so reading the label from an event slot can see a later text)
     statuses = []
-    widget.runner.event.connect(lambda ev: statuses.append(widget.status_label.text()))
+    show = widget.status_label.setText
+    widget.status_label.setText = lambda text: (statuses.append(text), show(text))
     widget.run_button.click()
     assert widget.runner.running and widget.cancel_button.isEnabled()
     _wait_done(qtbot, widget)

@@ -306,7 +306,7 @@ def choose_threads(max_threads: int | None = None) -> int:
 
 def slice_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Wrong voxels per slice (axis 0); one value for a 2D picture."""
-    from napari_medseg.loop import correction_errors
+    from napari_medseg.cycle import correction_errors
 
     return correction_errors(pred, gt)
 
@@ -321,6 +321,13 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = choose_threads() if args.threads == "auto" else int(args.threads)
     torch.set_num_threads(threads)
+    from napari_medseg.cycle import (
+        default_retrain_config,
+        retrain,
+        run_to_end,
+        simulated_annotator_round,
+        simulated_click_round,
+    )
     from napari_medseg.dataset.msd import (
         Case,
         _channel_names,
@@ -329,13 +336,6 @@ def main(argv: list[str] | None = None) -> int:
         read_dataset_json,
     )
     from napari_medseg.dataset.project import Project
-    from napari_medseg.loop import (
-        default_retrain_config,
-        retrain,
-        run_to_end,
-        simulated_annotator_round,
-        simulated_click_round,
-    )
 
     t_start = time.perf_counter()
     data = Path(args.data)

@@ -51,7 +51,9 @@ def test_core_and_cli_import_without_napari_or_qt():
 
 
 def test_import_linter_contract():
-    exe = shutil.which("lint-imports")
+    # the venv's script next to this interpreter first (the venv may not be activated)
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which(
+        "lint-imports")
     if exe is None:
         pytest.skip("import-linter not installed (pip install 'napari-medseg[testing]')")
     out = subprocess.run([exe], capture_output=True, text=True, cwd=REPO, timeout=300)

@@ -17,9 +17,10 @@ from napari_medseg.training import TrainConfig, train
 def test_train_predict_evaluate_real_cases(hippo_dir, hippo_split, tmp_path):
     train_ids, val_ids = hippo_split["train"][:2], hippo_split["val"][:1]
     ds = load_msd_dataset(hippo_dir, train_ids + val_ids)
-    config = TrainConfig(max_epochs=6, steps_per_epoch=5, batch_size=2, base_channels=8,
+    # 200 steps: enough to learn both structures (Dice ~0.56 here; ~0.01 after 30 steps)
+    config = TrainConfig(max_epochs=20, steps_per_epoch=10, batch_size=2, base_channels=8,
                          max_channels=64, val_case_ids=val_ids, device="cpu", seed=0,
-                         learning_rate=3e-3, warmup_fraction=0.0)
+                         learning_rate=1e-2, warmup_fraction=0.0)
     out = tmp_path / "model"
     gen = train(config, ds, out)
     events = []
@@ -30,7 +31,7 @@ def test_train_predict_evaluate_real_cases(hippo_dir, hippo_split, tmp_path):
             result = stop.value
             break
     epoch_losses = [e.loss for e in events if e.kind == "epoch"]
-    assert len(epoch_losses) == 6
+    assert len(epoch_losses) == 20
     assert np.mean(epoch_losses[-2:]) < epoch_losses[0]  # the loss fell
     assert result.status == "finished" and result.model_dir == str(out)
     _, card = load_model(out)
@@ -52,4 +53,6 @@ def test_train_predict_evaluate_real_cases(hippo_dir, hippo_split, tmp_path):
     scores = evaluate_folders(pred_dir, hippo_dir / "labelsTr")
     assert set(scores["summary"]) == {"Anterior", "Posterior"}  # names from dataset.json
     for entry in scores["summary"].values():
-        assert 0.0 <= entry["dice_mean"] <= 1.0 and entry["n"] == 2
+        # it learned: measured 0.52-0.61 per class (threads, seeds); an untrained net scores ~0
+        assert entry["dice_mean"] >= 0.25 and entry["n"] == 2
+    assert np.mean([e["dice_mean"] for e in scores["summary"].values()]) >= 0.35

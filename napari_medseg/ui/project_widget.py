@@ -1,6 +1,6 @@
 """Project dock: the correct-and-retrain loop (cases, accept, retrain, versions, what next).
 
-A form over :class:`~napari_medseg.dataset.project.Project` and :func:`napari_medseg.loop.retrain`:
+A form over :class:`~napari_medseg.dataset.project.Project` and :func:`napari_medseg.cycle.retrain`:
 
 * **Project**: create / open a project folder (MSD layout, usable by ``napari-medseg train``).
 * **Current case**: predict the current image with the current model, correct the labels with the
@@ -497,7 +497,7 @@ class ProjectWidget(QWidget):
         """
         from napari.qt.threading import create_worker
 
-        from napari_medseg.loop import retrain as core_retrain
+        from napari_medseg.cycle import retrain as core_retrain
 
         project = self._require_project()
         if self.retrain_worker is not None:
@@ -509,7 +509,7 @@ class ProjectWidget(QWidget):
         set_setting("project/budget_s", budget)
         runner = self._process_runner if in_process else None
         if config is None and self.train_overrides:
-            from napari_medseg.loop import default_retrain_config
+            from napari_medseg.cycle import default_retrain_config
 
             config = default_retrain_config(project, budget, **self.train_overrides)
 

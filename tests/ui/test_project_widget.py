@@ -13,9 +13,9 @@ import pytest
 from qtpy.QtCore import Qt
 from ui_helpers import error_messages
 
+from napari_medseg.cycle import default_retrain_config, retrain, run_to_end
 from napari_medseg.dataset.project import Project
 from napari_medseg.events import IGNORE_LABEL
-from napari_medseg.loop import default_retrain_config, retrain, run_to_end
 from napari_medseg.ui.project_widget import ProjectWidget
 
 CLASSES = {1: {"name": "Anterior", "color": "#e6194b"}, 2: {"name": "Posterior",

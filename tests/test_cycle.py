@@ -10,16 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_medseg.dataset.msd import Case, read_image
-from napari_medseg.dataset.project import Project, ProjectError
-from napari_medseg.events import IGNORE_LABEL
-from napari_medseg.loop import (
+from napari_medseg.cycle import (
     RetrainResult,
     default_retrain_config,
     dice_metrics,
     retrain,
     run_to_end,
 )
+from napari_medseg.dataset.msd import Case, read_image
+from napari_medseg.dataset.project import Project, ProjectError
+from napari_medseg.events import IGNORE_LABEL
+from napari_medseg.inference import predict_volume
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = {0: "background", 1: "Anterior", 2: "Posterior"}
@@ -71,7 +72,13 @@ def test_retrain_rounds_advance_versions(project, hippo_cases):
     assert isinstance(result, RetrainResult)
     assert result.version == "v001" and result.parent is None
     assert project.current_model == "v001"
-    assert 0.0 <= result.metrics["dice_mean"] <= 1.0
+    # the recorded score is the truth: v001's prediction of the held-out case, counted here
+    pred = predict_volume(project.model_dir("v001"), val_image, device="cpu").labels
+    truth = np.asarray(val_labels)
+    counted = [2 * np.sum((pred == c) & (truth == c)) / (np.sum(pred == c) + np.sum(truth == c))
+               for c in (1, 2)]
+    assert result.metrics["dice/Anterior"] == pytest.approx(counted[0], abs=1e-6)
+    assert result.metrics["dice_mean"] == pytest.approx(np.mean(counted), abs=1e-6)
     assert events[0].kind == "start" and events[-1].kind == "finished"
     assert any(e.kind == "step" for e in events)
     assert (project.model_dir("v001") / "model.pt").is_file()
@@ -164,7 +171,8 @@ def test_benchmark_cli_quick_ends_with_contract_line(hippo_dir, tmp_path):
     last = proc.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r"final_dice=(\d\.\d{4}) corrected_slices=(\d+) rounds=(\d+)", last)
     assert match, last
-    assert 0.0 <= float(match.group(1)) <= 1.0
+    # the corrected model segments (measured 0.73 with a 10 s budget; untrained ~0)
+    assert float(match.group(1)) >= 0.4
     assert int(match.group(2)) == 8 and int(match.group(3)) == 1
     bench = Project.open(tmp_path / "bench")
     assert [m["version"] for m in bench.models()] == ["v001", "v002"]

@@ -1,4 +1,4 @@
-"""The correct-and-retrain loop: fine-tune the project's model on every accepted case.
+"""The correct-and-retrain cycle: fine-tune the project's model on every accepted case.
 
 :func:`retrain` is a generator of :class:`~napari_medseg.events.Event` like ``train()``:
 

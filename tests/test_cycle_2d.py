@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_medseg.dataset.project import Project, ProjectError
-from napari_medseg.io.volume import Volume
-from napari_medseg.loop import (
+from napari_medseg.cycle import (
     choose_corrections,
     correction_errors,
     default_retrain_config,
@@ -15,6 +13,8 @@ from napari_medseg.loop import (
     run_to_end,
     simulated_annotator_round,
 )
+from napari_medseg.dataset.project import Project, ProjectError
+from napari_medseg.io.volume import Volume
 from napari_medseg.phantom import ultrasound_phantom
 
 
@@ -79,8 +79,8 @@ def test_a_click_round_corrects_predictions_with_clicks_and_accepts_them(tmp_pat
     """Click mode of the simulated annotator: every new picture is predicted, corrected with at
     most 2 clicks per structure (grow-from-seeds here: the model has no guidance channels) and
     accepted whole; what is accepted is closer to the ground truth than the prediction."""
+    from napari_medseg.cycle import simulated_click_round
     from napari_medseg.inference import load_model, predict_volume
-    from napari_medseg.loop import simulated_click_round
     from napari_medseg.metrics import dice
 
     project = Project.create(tmp_path / "proj", "US", {1: "lesion"}, modality="US")

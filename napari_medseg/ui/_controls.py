@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg.ui._layers import spatial_shape
+from napari_medseg.ui._layers import medseg_metadata, spatial_shape
 from napari_medseg.ui._notify import show_error_message
 
 
@@ -51,10 +51,6 @@ def same_layer(a: Any, b: Any) -> bool:
     return a is not None and b is not None and layer_key(a) == layer_key(b)
 
 
-def _medseg(layer: Any) -> dict[str, Any]:
-    return dict(((getattr(layer, "metadata", None) or {}).get("medseg")) or {})
-
-
 def belongs_to(labels: Any, image: Any) -> bool:
     """Whether the Labels layer ``labels`` was drawn on (or lies on the grid of) ``image``.
 
@@ -65,12 +61,12 @@ def belongs_to(labels: Any, image: Any) -> bool:
     """
     if labels is None or image is None:
         return False
-    source = _medseg(labels).get("source") or {}
+    source = medseg_metadata(labels).get("source") or {}
     if source.get("image_key") is not None and source.get("image_key") == layer_key(image):
         return True
     if source.get("image_layer") and source.get("image_layer") == image.name:
         return True
-    other = _medseg(image).get("source") or {}
+    other = medseg_metadata(image).get("source") or {}
     if source.get("image_key") is not None and other.get("image_key") == source["image_key"]:
         return True  # two layers (annotation, prediction) drawn on the same image
     from napari.layers import Labels
@@ -84,7 +80,7 @@ def belongs_to(labels: Any, image: Any) -> bool:
             return False
     except AttributeError:
         return False
-    a, b = _medseg(labels).get("affine"), _medseg(image).get("affine")
+    a, b = medseg_metadata(labels).get("affine"), medseg_metadata(image).get("affine")
     if a is not None and b is not None:
         return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), atol=1e-3))
     return all(abs(float(x) - float(y)) < 1e-6 for x, y in

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.editing import EditPatch, IndexedEdit, make_edit
+from napari_medseg.ui._layers import save_history_atom
 
 #: Voxels written per slab when a large edit is applied.
 SLAB_VOXELS = 2 * 2**20
@@ -147,8 +148,7 @@ class EditWriter:
                 atom = (edit.indices, self._before, self._after)
             else:
                 atom = (edit.bbox, edit.old, edit.new)
-            with self.layer.block_history():
-                self.layer._save_history(atom)  # napari's (where, old, new) history atom
+            save_history_atom(self.layer, atom)
             self.layer.refresh()
         self.on_done(self.changed)
 

@@ -89,25 +89,44 @@ def classes_colormap(classes: Mapping[int, Mapping[str, str]]) -> Any:
     return DirectLabelColormap(color_dict=color_dict)
 
 
-def _medseg_meta(layer: Any) -> dict[str, Any]:
+def medseg_metadata(layer: Any) -> dict[str, Any]:
+    """The plugin's part of a layer's metadata, ``layer.metadata["medseg"]`` (``{}`` when absent).
+
+    The one reader of that dictionary: read it, do not change it in place (change it with
+    :func:`update_medseg_metadata`; keep a copy with :func:`copy_medseg_metadata`).
+    """
     meta = getattr(layer, "metadata", None) or {}
     medseg = meta.get("medseg")
     return medseg if isinstance(medseg, dict) else {}
 
 
+def update_medseg_metadata(layer: Any, **changes: Any) -> None:
+    """Set keys of ``layer.metadata["medseg"]`` (a value of None removes the key).
+
+    The one writer of that dictionary: it assigns a new ``metadata`` dict, so napari emits the
+    layer's metadata event and nothing else holding the old dict sees it change.
+    """
+    meta = dict(getattr(layer, "metadata", None) or {})
+    medseg = dict(meta.get("medseg") or {})
+    for key, value in changes.items():
+        if value is None:
+            medseg.pop(key, None)
+        else:
+            medseg[key] = value
+    meta["medseg"] = medseg
+    layer.metadata = meta
+
+
+
 def layer_classes(layer: Any) -> dict[int, dict[str, str]]:
     """The class table of a Labels layer (empty dict when it has none)."""
-    return normalise_classes(_medseg_meta(layer).get("classes"))
+    return normalise_classes(medseg_metadata(layer).get("classes"))
 
 
 def set_layer_classes(layer: Any, classes: Mapping[Any, Any]) -> None:
     """Store a class table in ``layer.metadata["medseg"]["classes"]`` and recolour the layer."""
     table = normalise_classes(classes)
-    meta = dict(layer.metadata)
-    medseg = dict(meta.get("medseg") or {})
-    medseg["classes"] = table
-    meta["medseg"] = medseg
-    layer.metadata = meta
+    update_medseg_metadata(layer, classes=table)
     layer.colormap = classes_colormap(table)
 
 
@@ -205,7 +224,7 @@ def spacing_known(layer: Any) -> bool:
     Readers say so with ``metadata["medseg"]["source"]["spacing_known"] = False`` (or the same
     key directly in ``metadata["medseg"]``); a layer made for an image copies its source.
     """
-    medseg = _medseg_meta(layer)
+    medseg = medseg_metadata(layer)
     source = medseg.get("source") if isinstance(medseg.get("source"), dict) else {}
     for where in (medseg, source):
         if where.get("spacing_known") is False:
@@ -239,7 +258,7 @@ def volume_from_layer(layer: Any) -> Volume:
     """
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     return volume_from_parts(
-        np.asarray(data), _medseg_meta(layer), layer.scale, layer.translate, layer.name,
+        np.asarray(data), medseg_metadata(layer), layer.scale, layer.translate, layer.name,
         rgb=is_rgb_layer(layer),
     )
 
@@ -468,7 +487,7 @@ def image_layers(viewer: Any) -> list[Any]:
     from napari.layers import Image
 
     return [ly for ly in viewer.layers if isinstance(ly, Image)
-            and ((ly.metadata or {}).get("medseg") or {}).get("role") not in DERIVED_ROLES]
+            and medseg_metadata(ly).get("role") not in DERIVED_ROLES]
 
 
 #: Roles of layers that are views of a result, not images or annotations to work on
@@ -484,17 +503,30 @@ def labels_layers(viewer: Any) -> list[Any]:
     from napari.layers import Labels
 
     return [ly for ly in viewer.layers if isinstance(ly, Labels)
-            and ((ly.metadata or {}).get("medseg") or {}).get("role") not in DERIVED_ROLES]
+            and medseg_metadata(ly).get("role") not in DERIVED_ROLES]
 
 
 def copy_medseg_metadata(layer: Any) -> dict[str, Any]:
     """Deep copy of ``layer.metadata["medseg"]`` (empty dict when absent)."""
-    return copy.deepcopy(_medseg_meta(layer))
+    return copy.deepcopy(medseg_metadata(layer))
 
 
 #: Edits changing more voxels than this are recorded as one bounding-box patch (memory:
 #: 2 bytes per voxel of the box) instead of per-voxel indices (25 bytes per changed voxel).
 LARGE_EDIT_VOXELS = 1_000_000
+
+
+def save_history_atom(layer: Any, atom: tuple[Any, np.ndarray, np.ndarray]) -> None:
+    """Record one ``(where, old, new)`` step in a Labels layer's own undo history.
+
+    The one place the plugin uses a private napari API: napari (0.9, pinned in setup.cfg) has
+    no public call to add an undo step for data written outside its painting tools, so this
+    wraps ``Labels._save_history``, whose atom napari replays as ``data[where] = old`` on undo
+    and ``data[where] = new`` on redo (``where``: a tuple of slices or of index arrays). Checked
+    against the pinned napari by ``tests/ui/test_layer_metadata.py``.
+    """
+    with layer.block_history():
+        layer._save_history(atom)
 
 
 def apply_labels_edit(
@@ -544,8 +576,7 @@ def apply_labels_edit(
     patch = make_patch(old, new)
     bbox = tuple(slice(b.start + off, b.stop + off) for b, off in zip(patch.bbox, offsets,
                                                                          strict=True))
-    with layer.block_history():
-        layer._save_history((bbox, patch.old.copy(), patch.new.copy()))
+    save_history_atom(layer, (bbox, patch.old.copy(), patch.new.copy()))
     data[bbox] = patch.new
     layer.refresh()
     return n

@@ -50,8 +50,10 @@ from napari_medseg.ui._layers import (
     layer_classes,
     length_unit,
     luminance,
+    medseg_metadata,
     set_layer_classes,
     spatial_shape,
+    update_medseg_metadata,
     volume_from_layer,
     write_classes_sidecar,
 )
@@ -651,15 +653,11 @@ class AnnotateWidget(QWidget):
         layer = self.labels_combo.layer()
         if layer is None:
             return []
-        return list((layer.metadata.get("medseg") or {}).get("annotated_slices") or [])
+        return list(medseg_metadata(layer).get("annotated_slices") or [])
 
     def _set_marks(self, marks: list[int]) -> None:
         layer = self._labels()
-        meta = dict(layer.metadata)
-        medseg = dict(meta.get("medseg") or {})
-        medseg["annotated_slices"] = sorted({int(m) for m in marks})
-        meta["medseg"] = medseg
-        layer.metadata = meta
+        update_medseg_metadata(layer, annotated_slices=sorted({int(m) for m in marks}))
         self._update_marks_label()
 
     def _current_axial_index(self, layer: Any) -> int:
@@ -881,7 +879,7 @@ class AnnotateWidget(QWidget):
         source = {}
         for candidate in (image, layer):
             if candidate is not None:
-                meta = (candidate.metadata.get("medseg") or {}).get("source") or {}
+                meta = medseg_metadata(candidate).get("source") or {}
                 if meta.get("path"):
                     source = meta
                     break
@@ -906,7 +904,7 @@ class AnnotateWidget(QWidget):
 
         layer = self._labels()
         reference = volume_from_layer(layer)
-        medseg = (layer.metadata or {}).get("medseg") or {}
+        medseg = medseg_metadata(layer)
         out = save_labels(labels_for_saving(reference.array, medseg), reference, path)
         if layer_classes(layer):
             write_classes_sidecar(out, layer_classes(layer))

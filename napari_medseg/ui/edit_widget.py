@@ -405,15 +405,17 @@ class EditWidget(QWidget):
         self._update_preview_buttons()
 
     def _operation(self, name: str) -> tuple[Any, Callable[[np.ndarray], np.ndarray], str]:
-        """(layer, compute(labels) -> new labels, description) for core function ``name``."""
-        from napari_medseg import editing
+        """(layer, compute(labels) -> new labels, description) for the core operation ``name``
+        (a key of :data:`napari_medseg.editing.OPERATIONS`, the table every editing front end
+        drives)."""
+        from napari_medseg.editing import OPERATIONS
 
         layer = self.labels_combo.require("Labels layer")
         volume = volume_from_layer(layer)
         spacing = volume.spacing
         label = self.selected_label()
         axis, slice_index = self._plane(layer)
-        func = getattr(editing, name)
+        func = OPERATIONS[name]
         params: dict[str, Any] = {
             "spacing": spacing,
             "overwrite": self.overwrite_check.isChecked(),

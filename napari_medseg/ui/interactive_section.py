@@ -47,7 +47,9 @@ from napari_medseg.ui._layers import (
     is_rgb_layer,
     layer_transform_kwargs,
     length_unit,
+    medseg_metadata,
     spatial_shape,
+    update_medseg_metadata,
     volume_from_layer,
 )
 from napari_medseg.ui._notify import catch_errors, show_error_message
@@ -342,7 +344,7 @@ class InteractiveSection(QGroupBox):
         self._labels()  # a target is needed before clicking
         layer = self.clicks_layer
         if not self._layer_alive(layer) or layer.ndim != len(spatial_shape(image)) or \
-                (layer.metadata.get("medseg") or {}).get("image_key") != layer_key(image):
+                medseg_metadata(layer).get("image_key") != layer_key(image):
             ndim = len(spatial_shape(image))
             features = pd.DataFrame({"positive": pd.Series([], dtype=bool),
                                      "label": pd.Series([], dtype=int)})
@@ -582,9 +584,7 @@ class InteractiveSection(QGroupBox):
         if not self._layer_alive(layer) or spatial_shape(layer) != spatial_shape(image):
             layer = add_labels_for_image(self.viewer, image, name=f"{image.name} seeds",
                                          classes=self.seed_classes(), role="seeds")
-            meta = dict(layer.metadata)
-            meta["medseg"] = {**meta["medseg"], "interactive": "seeds"}
-            layer.metadata = meta
+            update_medseg_metadata(layer, interactive="seeds")
             layer.events.paint.connect(self._on_seed_paint)
             self.seeds_layer = layer
         else:

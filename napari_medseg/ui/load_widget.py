@@ -33,7 +33,7 @@ from napari_medseg.ui._controls import (
     keep_new_images_in_view,
     run_in_worker,
 )
-from napari_medseg.ui._layers import image_layers, volume_from_layer
+from napari_medseg.ui._layers import image_layers, medseg_metadata, volume_from_layer
 from napari_medseg.ui._notify import catch_errors, show_error_message
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
@@ -386,4 +386,4 @@ class LoadWidget(QWidget):
 
 def volume_modality(layer: Any) -> str:
     """Modality stored with a layer (``"unknown"`` when it was not opened by this plugin)."""
-    return str(((layer.metadata or {}).get("medseg") or {}).get("modality", "unknown"))
+    return str(medseg_metadata(layer).get("modality", "unknown"))

@@ -40,9 +40,11 @@ from napari_medseg.dataset.project import Project
 from napari_medseg.events import Event
 from napari_medseg.ui._controls import (
     LayerCombo,
+    belongs_to,
     button,
     double_spin,
     hint,
+    image_for,
     keep_new_images_in_view,
     run_in_worker,
 )
@@ -52,6 +54,8 @@ from napari_medseg.ui._layers import (
     image_layers,
     labels_layers,
     layer_classes,
+    medseg_metadata,
+    update_medseg_metadata,
     volume_from_layer,
 )
 from napari_medseg.ui._notify import catch_errors, show_error_message
@@ -371,14 +375,14 @@ class ProjectWidget(QWidget):
 
     @staticmethod
     def _marks(layer: Any) -> list[int] | None:
-        marks = (layer.metadata.get("medseg") or {}).get("annotated_slices")
+        marks = medseg_metadata(layer).get("annotated_slices")
         return [int(m) for m in marks] if marks else None
 
     @staticmethod
     def _marks_axis(layer: Any) -> int:
         """Array axis the slice marks of a Labels layer run along (the Annotate dock marks
         along axis 0; a case restored from a project keeps the project's axis)."""
-        return int((layer.metadata.get("medseg") or {}).get("annotated_axis", 0))
+        return int(medseg_metadata(layer).get("annotated_axis", 0))
 
     @catch_errors("Accept case")
     def accept_current(self) -> str:
@@ -399,15 +403,11 @@ class ProjectWidget(QWidget):
 
     @staticmethod
     def _case_id_hint(layer: Any) -> str | None:
-        return (layer.metadata.get("medseg") or {}).get("project_case")
+        return medseg_metadata(layer).get("project_case")
 
     @staticmethod
     def _case_meta(layer: Any, case_id: str) -> None:
-        meta = dict(layer.metadata)
-        medseg = dict(meta.get("medseg") or {})
-        medseg["project_case"] = case_id
-        meta["medseg"] = medseg
-        layer.metadata = meta
+        update_medseg_metadata(layer, project_case=case_id)
 
     @catch_errors("Add images")
     def _on_add_images(self) -> None:
@@ -776,13 +776,9 @@ class ProjectWidget(QWidget):
         return self.worker
 
     def _image_for(self, labels_layer: Any) -> Any:
-        """The image the labels were made for (by the recorded name, else the chosen image)."""
-        source = ((labels_layer.metadata.get("medseg") or {}).get("source") or {})
-        name = source.get("image_layer")
-        for layer in image_layers(self.viewer):
-            if layer.name == name:
-                return layer
-        return self.image_combo.layer()
+        """The image the labels were made for (by its recorded layer id, so renaming either
+        layer keeps the link; else the chosen image)."""
+        return image_for(labels_layer, image_layers(self.viewer)) or self.image_combo.layer()
 
     def _on_layer_inserted(self, event: Any) -> None:
         layer = getattr(event, "value", None)
@@ -805,10 +801,8 @@ class ProjectWidget(QWidget):
         if cid is None or cid not in self.project.case_ids():
             return False
         self._case_meta(image_layer, cid)
-        for layer in labels_layers(self.viewer):
-            src = (layer.metadata.get("medseg") or {}).get("source") or {}
-            if src.get("image_layer") == image_layer.name:
-                return False  # the user already has labels for it
+        if any(belongs_to(layer, image_layer) for layer in labels_layers(self.viewer)):
+            return False  # the user already has labels for it
         labels = self.project.load_labels(cid)
         if labels is None or labels.shape != volume.shape:
             return False
@@ -817,13 +811,8 @@ class ProjectWidget(QWidget):
                                      classes=self.project.classes)
         marks = self.project.annotated_slices(cid)
         if marks:
-            meta = dict(layer.metadata)
-            medseg = dict(meta.get("medseg") or {})
-            medseg["annotated_slices"] = list(marks)
-            medseg["annotated_axis"] = int(self.project.case_info(cid).get(
-                "slice_axis", self.project.slice_axis))
-            meta["medseg"] = medseg
-            layer.metadata = meta
+            update_medseg_metadata(layer, annotated_slices=list(marks), annotated_axis=int(
+                self.project.case_info(cid).get("slice_axis", self.project.slice_axis)))
         self.labels_combo.set_layer(layer)
         self.case_label.setText(f"Restored the saved labels of case <b>{cid}</b>.")
         return True

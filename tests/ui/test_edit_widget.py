@@ -290,3 +290,12 @@ def test_large_preview_and_apply_run_in_workers_and_keep_strokes(make_napari_vie
     qtbot.wait(200)
     assert np.asarray(layer.data)[5, 5, 5] == 1  # the stroke survived
     assert widget.preview_layer is None
+
+
+def test_dock_buttons_drive_the_core_operation_table():
+    from napari_medseg.editing import OPERATIONS
+
+    names = [name for _text, _tip, name in OPERATION_BUTTONS]
+    assert set(names) <= set(OPERATIONS)
+    # every operation of the table is reachable from the dock (combine has its own row)
+    assert set(OPERATIONS) - set(names) == {"combine_labels"}

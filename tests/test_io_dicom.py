@@ -398,8 +398,11 @@ def test_jpeg2000_without_decoders_names_the_extra(samples_dir: Path, monkeypatc
     assert "JPEG 2000" in str(err.value) and "\n" not in str(err.value)
     # and when the decoder look-up cannot tell, pydicom's own failure is translated the same way
     import napari_medseg.io.dicom as dicom_module
+    import napari_medseg.io.dicom_pixels as pixels_module
 
+    # looked up in both: the series listing (dicom) and the pixel decoding (dicom_pixels)
     monkeypatch.setattr(dicom_module, "_decoder_available", lambda ts: None)
+    monkeypatch.setattr(pixels_module, "_decoder_available", lambda ts: None)
     with pytest.raises(MissingDecoderError, match=r"napari-medseg\[dicom-codecs\]"):
         read_volume(folder)
 

@@ -1,0 +1,314 @@
+"""DICOM Segmentation (SEG) objects in and out, with highdicom.
+
+A SEG is written as a BINARY segmentation, one segment per class; segment labels, colours and
+algorithm type come from the class table, with a coded category and type (SCT "Tissue" /
+"Organ" by default). highdicom copies from the source series exactly what the SEG standard
+requires (patient, study, frame of reference, references to each source image) and validates
+the object as it builds it. Reading gives the segment numbers as labels, on the referenced
+series' grid (:mod:`napari_medseg.io.dicom_reference`) or on the SEG's own frame geometry.
+
+Every problem raises :class:`~napari_medseg.io.errors.MedsegIOError` with one line for the user;
+nothing is written unless the whole object could be built (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_medseg.io.dicom_reference import (
+    _LPS_TO_RAS,
+    SEG_SOP_CLASS,
+    ReferenceLike,
+    ReferenceSeries,
+    _atomic_save,
+    _check_labels,
+    _check_uids,
+    _classes,
+    _colours,
+    _read_object,
+    _referenced_uid,
+    load_reference_series,
+)
+from napari_medseg.io.errors import MedsegIOError, MedsegIOWarning, check_readable, one_line
+from napari_medseg.io.volume import Volume, spacing_from_affine
+
+
+def write_dicom_seg(
+    labels: np.ndarray,
+    reference: ReferenceLike,
+    out_path: str | os.PathLike[str],
+    label_names: dict[int, str] | None = None,
+    colours: dict[int, Sequence[float]] | None = None,
+    *,
+    algorithm_type: str = "AUTOMATIC",
+    algorithm_name: str = "napari-medseg",
+    series_description: str = "Segmentation",
+    category: Any = None,
+    property_type: Any = None,
+) -> Path:
+    """Save a label map as a DICOM SEG that references its source series.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        ``(Z, Y, X)`` integer class indices on the reference series' grid (array order of
+        :func:`~napari_medseg.io.dicom.read_dicom_series`); 0 is background.
+    reference : path, list of paths or datasets, or Volume
+        The source image series (see :func:`load_reference_series`).
+    out_path : path-like
+        Destination file (``.dcm``).
+    label_names : dict, optional
+        ``{value: name}`` class table; every class in it becomes a segment (even if empty), and
+        values present but unnamed are called ``"label N"``.
+    colours : dict, optional
+        ``{value: (r, g, b)}`` (0-255 or 0-1); default: the package palette.
+    algorithm_type : str
+        ``"AUTOMATIC"`` (a model's prediction), ``"SEMIAUTOMATIC"`` or ``"MANUAL"``.
+    algorithm_name : str
+        Recorded for automatic / semi-automatic segments.
+    series_description : str
+    category, property_type : pydicom Code, optional
+        Segmented property category and type for every segment (default SCT Tissue / Organ).
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Notes
+    -----
+    DICOM numbers segments 1, 2, 3 ...: class values that already are 1..N are kept; other
+    sets (e.g. {1, 4}) are numbered in increasing order and read back as 1..N.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from napari_medseg import __version__
+
+    ref = load_reference_series(reference)
+    _check_uids(ref, "a DICOM SEG")
+    data = _check_labels(labels, ref)
+    names = _classes(data, label_names)
+    if not names:
+        raise MedsegIOError("The label map is empty and has no classes: nothing to save.")
+    rgb = _colours(names, colours)
+    numbers = {value: i + 1 for i, value in enumerate(names)}
+    if any(v != n for v, n in numbers.items()):
+        lut = np.zeros(int(data.max()) + 1, dtype=np.uint16)
+        for v, n in numbers.items():
+            if v < lut.size:
+                lut[v] = n
+        data = lut[data]
+    kind = algorithm_type.upper()
+    try:
+        algo_type = hd.seg.SegmentAlgorithmTypeValues[kind]
+    except KeyError as exc:
+        raise MedsegIOError(
+            f"Unknown algorithm type {algorithm_type!r}; use AUTOMATIC, SEMIAUTOMATIC or MANUAL."
+        ) from exc
+    algorithm = None
+    if kind != "MANUAL":
+        algorithm = hd.AlgorithmIdentificationSequence(
+            name=algorithm_name, family=codes.DCM.ArtificialIntelligence, version=__version__)
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=numbers[value],
+            segment_label=name[:64],
+            segmented_property_category=category or codes.SCT.Tissue,
+            segmented_property_type=property_type or codes.SCT.Organ,
+            algorithm_type=algo_type,
+            algorithm_identification=algorithm,
+            display_color=hd.color.CIELabColor.from_rgb(*rgb[value]),
+        )
+        for value, name in names.items()
+    ]
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=ref.datasets,
+            pixel_array=data.astype(np.uint16 if data.max() > 255 else np.uint8),
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(),
+            series_number=int(ref.datasets[0].get("SeriesNumber", 0) or 0) + 1000,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="napari-medseg",
+            manufacturer_model_name="napari-medseg",
+            software_versions=__version__,
+            device_serial_number="none",
+            series_description=series_description[:64],
+            content_label="SEGMENTATION",
+            content_description=f"{len(names)} classes"[:64],
+        )
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise MedsegIOError(f"Cannot build a DICOM SEG from this series: {one_line(exc)}") from exc
+    return _atomic_save(seg, Path(out_path).expanduser())
+
+
+def _segment_table(seg: Any) -> tuple[dict[int, str], dict[int, list[int]], list[dict[str, Any]]]:
+    import highdicom as hd
+
+    names: dict[int, str] = {}
+    colours: dict[int, list[int]] = {}
+    rows = []
+    for number in seg.get_segment_numbers():
+        desc = seg.get_segment_description(number)
+        names[int(number)] = str(desc.segment_label)
+        entry: dict[str, Any] = {"number": int(number), "label": str(desc.segment_label),
+                                 "algorithm_type": desc.algorithm_type.value}
+        if "RecommendedDisplayCIELabValue" in desc:
+            lab = hd.color.CIELabColor.from_dicom_value(desc.RecommendedDisplayCIELabValue)
+            colours[int(number)] = [int(c) for c in lab.to_rgb()]
+            entry["colour"] = colours[int(number)]
+        for key, attr in (("category", "segmented_property_category"),
+                          ("type", "segmented_property_type")):
+            code = getattr(desc, attr, None)
+            if code is not None:
+                entry[key] = str(code.meaning)
+        rows.append(entry)
+    return names, colours, rows
+
+
+def _segread(path: str | os.PathLike[str]) -> Any:
+    import highdicom as hd
+
+    p = check_readable(path)
+    ds = _read_object(p)
+    if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
+        raise MedsegIOError(f"{p.name} is not a DICOM Segmentation (SEG) object.")
+    try:
+        return hd.seg.segread(str(p))
+    except Exception as exc:  # noqa: BLE001 - highdicom / pydicom raise several kinds
+        raise MedsegIOError(f"{p.name} is a DICOM SEG that cannot be read: {one_line(exc)}") from exc
+
+
+def describe_dicom_seg(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``napari-medseg info`` prints for a SEG: segments and the series it references."""
+    seg = _segread(path)
+    _, _, rows = _segment_table(seg)
+    shape = spacing = affine = None
+    try:  # the SEG's own frame grid, from its headers
+        geometry = seg.get_volume_geometry()
+        ras = _LPS_TO_RAS @ np.asarray(geometry.affine, dtype=float)
+        shape, affine = list(geometry.spatial_shape), ras.tolist()
+        spacing = list(spacing_from_affine(ras, 3))
+    except Exception:  # noqa: BLE001 - frames that do not form a regular volume
+        pass
+    return {
+        "path": str(path), "format": "dicom-seg", "modality": "SEG",
+        "shape": shape, "spacing": spacing, "affine": affine, "dtype": "uint8",
+        "segmentation_type": str(seg.SegmentationType),
+        "segments": rows,
+        "referenced_series_uid": _referenced_uid(seg),
+        "frame_of_reference_uid": str(seg.get("FrameOfReferenceUID", "")),
+        "frames": int(seg.get("NumberOfFrames", 0) or 0),
+        "rows": int(seg.Rows), "columns": int(seg.Columns),
+        "series": [], "warnings": [],
+    }
+
+
+def _seg_volume(seg: Any, warn: list[str]) -> Any:
+    """The SEG as one highdicom Volume of segment numbers (overlaps: highest number wins)."""
+    seg_type = str(seg.SegmentationType)
+    try:
+        if seg_type == "FRACTIONAL":
+            vol = seg.get_volume(combine_segments=False, rescale_fractional=True)
+            lab = np.zeros(vol.array.shape[:-1], np.uint16)
+            for i, n in enumerate(seg.get_segment_numbers()):
+                lab[vol.array[..., i] >= 0.5] = n  # a voxel belongs where it is at least half
+            return vol.with_array(lab)
+        try:
+            return seg.get_volume(combine_segments=True)
+        except RuntimeError as exc:
+            if "overlap" not in str(exc).lower():
+                raise
+            vol = seg.get_volume(combine_segments=False)
+            lab = np.zeros(vol.array.shape[:-1], np.uint16)
+            for i, n in enumerate(seg.get_segment_numbers()):
+                lab[vol.array[..., i] > 0] = n
+            warn.append("Segments overlap; where they do, the higher segment number was kept.")
+            return vol.with_array(lab)
+    except (RuntimeError, ValueError) as exc:
+        raise MedsegIOError(
+            f"The frames of this DICOM SEG do not form a regular volume: {one_line(exc)}"
+        ) from exc
+
+
+def read_dicom_seg(path: str | os.PathLike[str], reference: ReferenceLike | None = None) -> Volume:
+    """Read a DICOM SEG as an integer label map (segment numbers).
+
+    Parameters
+    ----------
+    path : path-like
+        The SEG file.
+    reference : path, list of paths or datasets, or Volume, optional
+        The referenced image series: the labels are then on its grid (same shape and affine as
+        the image Volume). ``None``: on the SEG's own frame geometry. Use
+        :func:`find_reference_series` to look for it beside the file.
+
+    Returns
+    -------
+    Volume
+        uint8/uint16 labels; ``metadata`` has ``format="dicom-seg"``, ``is_labels=True``,
+        ``orientation_known=True``, ``label_names`` and ``label_colours`` (RGB 0-255) keyed by
+        ``str(value)``, ``segments`` (descriptions), ``referenced_series_uid``.
+
+    Raises
+    ------
+    MedsegIOError
+        Not a SEG, unreadable, frames that do not form a volume, or a reference series on
+        another frame of reference.
+    """
+    import highdicom as hd
+
+    seg = _segread(path)
+    names, colours, rows = _segment_table(seg)
+    warn: list[str] = []
+    hvol = _seg_volume(seg, warn)
+    arr = np.asarray(hvol.array)
+    arr = arr.astype(np.uint8 if arr.size == 0 or arr.max() <= 255 else np.uint16, copy=False)
+    metadata: dict[str, Any] = {
+        "path": str(path), "format": "dicom-seg", "is_labels": True, "orientation_known": True,
+        "label_names": {str(k): v for k, v in names.items()},
+        "label_colours": {str(k): v for k, v in colours.items()},
+        "segments": rows, "referenced_series_uid": _referenced_uid(seg),
+        "frame_of_reference_uid": str(seg.get("FrameOfReferenceUID", "")), "warnings": warn,
+    }
+    name = Path(path).stem
+    if reference is None:
+        affine = _LPS_TO_RAS @ np.asarray(hvol.affine, dtype=float)
+        return Volume(arr, spacing_from_affine(affine, 3), affine, "unknown", metadata, name)
+    ref = load_reference_series(reference, _referenced_uid(seg) if not isinstance(
+        reference, Volume) else None)
+    if (ref.frame_of_reference_uid and metadata["frame_of_reference_uid"]
+            and ref.frame_of_reference_uid != metadata["frame_of_reference_uid"]):
+        raise MedsegIOError(
+            f"{Path(path).name} and the chosen series are in different frames of reference "
+            "(different patient positioning); choose the series the SEG was made on."
+        )
+    geometry = hd.VolumeGeometry(ref.affine_lps, ref.shape, "PATIENT")
+    try:
+        on_grid = np.asarray(hvol.with_array(arr).match_geometry(geometry, tol=1e-3).array)
+    except RuntimeError:
+        on_grid = _resample_nearest(arr, np.asarray(hvol.affine, float), ref)
+        warn.append("The SEG frames are not on the series' voxel grid; they were resampled "
+                    "(nearest neighbour).")
+    metadata["reference_series_uid"] = ref.series_uid
+    for msg in warn:
+        warnings.warn(msg, MedsegIOWarning, stacklevel=2)
+    return ref.volume(on_grid.astype(arr.dtype, copy=False), metadata, name)
+
+
+def _resample_nearest(arr: np.ndarray, src_affine_lps: np.ndarray, ref: ReferenceSeries
+                      ) -> np.ndarray:
+    from scipy.ndimage import affine_transform
+
+    matrix = np.linalg.inv(src_affine_lps) @ ref.affine_lps
+    return affine_transform(arr, matrix[:3, :3], matrix[:3, 3], output_shape=ref.shape,
+                            order=0, mode="constant", cval=0)

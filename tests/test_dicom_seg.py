@@ -190,3 +190,40 @@ def test_rtstruct_open_contour_is_an_error(tmp_path, ct_series):
     assert "\n" not in str(err.value)
     with pytest.raises(MedsegIOError, match="not an RT Structure Set"):
         read_rtstruct(next(ct_series.iterdir()), ct_series)
+
+
+def _missing_required(ds) -> list[str]:
+    """Type 1/2 attributes missing from the mandatory modules of the object's IOD, checked with
+    highdicom's copy of the DICOM standard's module tables."""
+    from highdicom._standard_utils import (
+        check_required_attributes,
+        get_iod_module_map,
+        get_sop_class_iod_map,
+    )
+
+    iod = get_sop_class_iod_map()[ds.SOPClassUID]
+    missing = []
+    for module in get_iod_module_map()[iod]:
+        if module["usage"] != "M":
+            continue
+        try:
+            check_required_attributes(ds, module["key"])
+        except AttributeError as exc:
+            missing.append(f"{module['key']}: {exc}")
+    return missing
+
+
+def test_seg_and_rtstruct_hold_every_attribute_their_iod_requires(tmp_path, ct_series):
+    labels = _spheres()
+    names = {0: "background", 1: "liver", 2: "spleen"}
+    seg = pydicom.dcmread(write_dicom_seg(labels, ct_series, tmp_path / "seg.dcm", names))
+    rt = pydicom.dcmread(write_rtstruct(labels, ct_series, tmp_path / "rt.dcm", names))
+    # the functional-groups table lists the frames' source images under the shared groups;
+    # the standard allows them per frame, where highdicom writes them (checked here)
+    assert all("DerivationImageSequence" in frame for frame in seg.PerFrameFunctionalGroupsSequence)
+    assert [m for m in _missing_required(seg) if "'DerivationImageSequence' at path "
+            "['SharedFunctionalGroupsSequence']" not in m] == []
+    assert _missing_required(rt) == []
+    # the check sees a missing attribute
+    del rt.StructureSetROISequence[0].ROIName
+    assert _missing_required(rt)

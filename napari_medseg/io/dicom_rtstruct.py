@@ -141,6 +141,7 @@ def write_rtstruct(
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = int(src.get("SeriesNumber", 0) or 0) + 2000
     ds.SeriesDescription = "RT Structure Set"
+    ds.OperatorsName = ""  # RT Series module, type 2: present, empty (no person named)
     ds.Manufacturer = "napari-medseg"
     ds.ManufacturerModelName = "napari-medseg"
     ds.SoftwareVersions = __version__

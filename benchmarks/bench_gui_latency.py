@@ -23,6 +23,7 @@ A synthetic 512 x 512 x 400 CT (the phantom of :mod:`napari_medseg.phantom`, 40 
 ten times; ``--shape`` for smaller smoke runs) with its labels, the Edit, Annotate and Infer
 docks opened from the Plugins menu, and each action started with the docks' real buttons:
 component table, k-means into the current labels, Gaussian mixture into a new layer, grow 2 mm,
+an interactive click (issue 16; the training-free click tool, computed in the background),
 adding an inference result (labels + uncertainty map of that size, through the job runner's
 result path), and a whole inference run in a child process (tiny random network) whose result
 comes back and is shown. Each action is sampled from its click until it is done (layers
@@ -311,6 +312,17 @@ def measure_action(probe: LatencyProbe, start, done, timeout_s: float = 900.0,
     return stats
 
 
+def _click(viewer, layer, world) -> None:
+    """A left click at world position ``world`` through napari's mouse callbacks."""
+    from napari.utils._test_utils import read_only_mouse_event
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+
+    common = dict(position=tuple(float(w) for w in world), modifiers=[],
+                  dims_displayed=list(viewer.dims.displayed), view_direction=None, button=1)
+    mouse_press_callbacks(layer, read_only_mouse_event(type="mouse_press", **common))
+    mouse_release_callbacks(layer, read_only_mouse_event(type="mouse_release", **common))
+
+
 def run_actions(args) -> list[tuple[str, dict[str, float]]]:
     """Open the synthetic CT, dock Edit / Annotate / Infer and time each action (see doc)."""
     import napari
@@ -365,6 +377,23 @@ def run_actions(args) -> list[tuple[str, dict[str, float]]]:
     rows.append(("Gaussian mixture, 3 classes, new layer", measure_action(
         probe, annotate.preseg_button.click,
         lambda: annotate.preseg_button.isEnabled() and len(viewer.layers) > n_layers)))
+
+    # an interactive click (issue 16): the training-free click tool (no click model here) on
+    # the liver of the CT, computed in the background; sampled until its labels are written
+    section = annotate.interactive
+    organ = np.argwhere(labels_volume.array == 1)
+    centre = organ[np.argmin(np.abs(organ - organ.mean(0)).sum(1))]  # a liver voxel, central
+    viewer.dims.set_point(0, float(image.data_to_world(centre)[0]))
+    section.clicks_button.click()
+    gen0 = section.generation
+
+    def click() -> None:
+        _click(viewer, section.clicks_layer, image.data_to_world(centre))
+
+    rows.append(("interactive click on the liver (background)", measure_action(
+        probe, click, lambda: section.generation > gen0 and section.worker is None
+        and section.applied_generation == section.generation)))
+    print(f"click: {section.status.text()}")
 
     # adding an inference result: labels + uncertainty map of the CT's size
     card = read_card(model_dir)

@@ -14,8 +14,11 @@ components     fill holes, remove islands, keep largest / clicked piece, compone
 logic          union / intersect / subtract of two labels
 interpolation  shape-based interpolation between annotated slices
 contours       per-slice outlines as polygons (mm, or voxel indices for napari Shapes)
-presegment     Otsu/window threshold, region growing, k-means, Gaussian mixture, watershed,
-               lungs on CT
+presegment     classical pre-segmentation (the public names of the parts below):
+  presegment_intensity   Otsu/window threshold, region growing, watershed, constrained paint
+  presegment_air         air threshold and outside-body air on CT
+  presegment_clustering  k-means, Gaussian mixture
+  presegment_lungs       lungs on CT
 patches        EditPatch / make_patch / apply_operation / UndoStack for undo and redo
 
 Quick reference (``L`` label map, ``sp`` spacing in mm; common keywords: ``axis=None,

@@ -82,7 +82,8 @@ def scores(pred: np.ndarray, truth: np.ndarray, fov: np.ndarray) -> dict[str, fl
 
 
 def run_ours(train_cases, test_cases, budget: float, seed: int, log=print,
-             val_fraction: float | None = None, tta: bool = False) -> dict:
+             val_fraction: float | None = None, tta: bool = False,
+             local_contrast: str = "auto") -> dict:
     """Train napari-medseg's engine (default plan) and score it on ``test_cases``.
 
     ``val_fraction`` None = the engine's default split; ``tta`` = mirror test-time augmentation.
@@ -97,7 +98,7 @@ def run_ours(train_cases, test_cases, budget: float, seed: int, log=print,
     extra = {} if val_fraction is None else {"val_fraction": val_fraction}
     config = TrainConfig(time_budget_s=budget, device="cpu", seed=seed,
                          label_names={0: "background", 1: "vessel"}, task_name="CHASE_DB1",
-                         **extra)
+                         local_contrast=local_contrast, **extra)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         gen = train(config, cases, Path(tmp) / "model")
@@ -123,7 +124,8 @@ def run_ours(train_cases, test_cases, budget: float, seed: int, log=print,
     return {"steps": result.steps, "epochs": result.epochs, "train_s": train_s,
             "predict_s_per_image": predict_s, "patch": card.patch_size,
             "batch": card.train_config.get("batch_size"), "per_case": per_case,
-            "validation_cases": len(card.validation_cases)}
+            "validation_cases": len(card.validation_cases),
+            "local_contrast": bool(card.normalisation[0].get("local_contrast", False))}
 
 
 def run_baseline(train_cases, test_cases, budget: float, seed: int, log=print) -> dict:
@@ -173,7 +175,9 @@ def write_section(results: dict, args, path: Path = REPO / "BENCHMARKS.md") -> N
         "| predict s/photo |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    names = {"ours": "napari-medseg (default plan)",
+    ours_name = "napari-medseg (default plan" + (
+        ", local contrast)" if results.get("ours", {}).get("local_contrast") else ")")
+    names = {"ours": ours_name,
              "baseline": "MONAI-tutorial 2D U-Net (128², batch 8)"}
     for key, run in results.items():
         s = summary(run)
@@ -205,6 +209,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--val-fraction", type=float, default=None,
                     help="our validation share (default: the engine's)")
     ap.add_argument("--tta", action="store_true", help="our predictions with mirror TTA")
+    ap.add_argument("--local-contrast", default="auto", choices=("auto", "on", "off"),
+                    help="our engine's local contrast equalisation (TrainConfig.local_contrast)")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     ap.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     ap.add_argument("--note", default="")
@@ -221,7 +227,8 @@ def main(argv=None) -> dict:
     results: dict[str, dict] = {}
     if args.only in ("both", "ours"):
         results["ours"] = run_ours(train_cases, test_cases, args.budget, args.seed,
-                                   val_fraction=args.val_fraction, tta=args.tta)
+                                   val_fraction=args.val_fraction, tta=args.tta,
+                                   local_contrast=args.local_contrast)
     if args.only in ("both", "baseline"):
         results["baseline"] = run_baseline(train_cases, test_cases, args.budget, args.seed)
     for key, run in results.items():

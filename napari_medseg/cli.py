@@ -160,6 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "early_stopping_patience": args.early_stopping,
         "augmentation": args.augmentation,
         "mirror": args.mirror,
+        "local_contrast": args.local_contrast,
         "architecture": args.architecture,
         "base_channels": args.base_channels,
     }
@@ -402,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mirror augmentation (and --tta at prediction) axes; auto: only "
                         "left-right for 3D images with a known orientation, none when class "
                         "names say left/right, every axis for 2D images")
+    p.add_argument("--local-contrast", default="auto", choices=["auto", "on", "off"],
+                   help="local contrast equalisation (CLAHE) of 2D pictures before "
+                        "normalisation; auto: colour photographs with thin structures "
+                        "(retinal vessels)")
     p.add_argument("--architecture", default="unet", choices=["unet", "dynunet"])
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")

@@ -67,6 +67,33 @@ def test_plan_large_rgb_picture_on_a_cpu_budget_uses_small_patches():
     assert [n["region"] for n in card.normalisation] == ["fov"] * 3
     assert card.channel_names == ["red", "green", "blue"]
     assert any("2D plan for 600 s" in m for m in plan.messages)
+    # colour photographs of thin vessels: local contrast equalised (recorded in the card)
+    assert [n["local_contrast"] for n in card.normalisation] == [True] * 3
+    assert any("CLAHE" in m for m in plan.messages)
+
+
+def test_local_contrast_only_for_colour_photographs_of_thin_structures():
+    config = TrainConfig(time_budget_s=60, device="cpu", val_fraction=0.5,
+                         label_names={0: "background", 1: "vessel"})
+    grey = []
+    for i in range(2):
+        rgb, vessels = _fundus_like((96, 100), i)
+        grey.append(Case(f"g{i}", Volume(rgb[..., 1].astype(np.float32), name=f"g{i}"),
+                         vessels))
+    plan = _plan(config, grey, None, 0, device=torch.device("cpu"), measure=False)
+    assert [n["local_contrast"] for n in plan.card.normalisation] == [False]
+    blobs = [_rgb_case(f"b{i}", seed=i) for i in range(2)]
+    for case in blobs:  # a large round lesion instead of vessels
+        yy, xx = np.indices(case.labels.shape)
+        case.labels[:] = ((yy - 48) ** 2 + (xx - 50) ** 2 < 30**2).astype(np.uint8)
+    plan = _plan(config, blobs, None, 0, device=torch.device("cpu"), measure=False)
+    assert not any(n["local_contrast"] for n in plan.card.normalisation)
+    forced = TrainConfig(time_budget_s=60, device="cpu", val_fraction=0.5, local_contrast="on",
+                         label_names={0: "background", 1: "vessel"})
+    plan = _plan(forced, grey, None, 0, device=torch.device("cpu"), measure=False)
+    assert [n["local_contrast"] for n in plan.card.normalisation] == [True]
+    with pytest.raises(ValueError, match="local_contrast"):
+        TrainConfig(local_contrast="yes")
 
 
 @pytest.mark.parametrize("pixels_per_s", [2e5, 1e6, 2e6])

@@ -270,7 +270,10 @@ def _normalised_crop(channels: list[np.ndarray], params: Sequence[Any],
     out = []
     for channel, p in zip(channels, params, strict=True):
         part = np.asarray(channel[crop], dtype=np.float32)
-        if p.scheme == "zscore":
+        if getattr(p, "local_contrast", False) and np.ndim(channel) == 2:
+            # local equalisation depends on the surroundings: the whole picture (2D, small)
+            out.append(normalise(channel, p, fov if p.region == "fov" else None)[crop])
+        elif p.scheme == "zscore":
             mean, std = _zscore_stats(np.asarray(channel), fov if p.region == "fov" else None)
             out.append((part - mean) / max(std, 1e-8))
         else:

@@ -66,6 +66,10 @@ class TrainConfig:
         (default: only left-right in 3D images with a known orientation, none when class names
         say left/right, every axis for 2D images), ``"left-right"``, ``"all"``, ``"none"``. See
         :func:`~napari_medseg.training.augment.plan_mirror_axes`.
+    local_contrast : str
+        Local contrast equalisation (CLAHE) of 2D pictures before normalisation: ``"auto"``
+        (colour photographs with thin structures, e.g. retinal vessels), ``"on"``, ``"off"``.
+        Recorded in the model card; prediction applies the same.
     architecture : str
         ``"unet"`` (fast on CPU) or ``"dynunet"`` (nnU-Net layout).
     base_channels, max_channels : int
@@ -122,6 +126,7 @@ class TrainConfig:
     foreground_fraction: float = 0.33
     augmentation: str = "auto"
     mirror: str = "auto"
+    local_contrast: str = "auto"
     architecture: str = "unet"
     base_channels: int = 16
     max_channels: int = 256
@@ -154,6 +159,8 @@ class TrainConfig:
         resolve_preset(self.augmentation)  # raises on an unknown preset name
         from napari_medseg.training.augment import MIRROR_MODES
 
+        if self.local_contrast not in ("auto", "on", "off"):
+            raise ValueError(f"Unknown local_contrast {self.local_contrast!r} (auto, on, off).")
         if self.mirror not in MIRROR_MODES:
             raise ValueError(f"Unknown mirror mode {self.mirror!r} ({', '.join(MIRROR_MODES)}).")
         from napari_medseg.models.factory import ACTIVATIONS

@@ -173,6 +173,20 @@ def _thin_structures(labels: Sequence[np.ndarray], max_cases: int = 8) -> bool:
     return total > 0 and kept < 0.7 * total
 
 
+def _local_contrast_plan(mode: str, pictures: bool, n_channels: int, cases: Sequence[Any],
+                         messages: list[str]) -> bool:
+    """Whether 2D pictures get local contrast equalisation (``TrainConfig.local_contrast``)."""
+    if not pictures or mode == "off":
+        return False
+    if mode == "on":
+        return True
+    if n_channels >= 3 and _thin_structures([c.training_labels() for c in cases]):
+        messages.append("Colour photographs with thin structures: local contrast equalised "
+                        "(CLAHE) before normalisation.")
+        return True
+    return False
+
+
 #: A 2D patch side should be at least this many times the typical extent of a (non-thin) object.
 _CONTEXT_FACTOR_2D = 1.0
 
@@ -334,13 +348,15 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
             target = list(median_spacing([c.image.spacing for c in train_cases]))
         if target is not None and dims == 2 and ndim == 3:
             target[0] = None  # slice-wise model: never resample across slices
+        local = _local_contrast_plan(config.local_contrast, pictures, n_channels, train_cases,
+                                     messages)
         norm = []
         for ch in range(n_channels):
             fg = [(lab > 0) & (lab != IGNORE_LABEL)
                   for lab in (c.training_labels() for c in train_cases)]
             norm.append(fit_normalisation([c.channels[ch].array for c in train_cases],
                                           ds.modality, fg, seed=rank_seed,
-                                          field_of_view=pictures))
+                                          field_of_view=pictures, local_contrast=local))
         patch = None
         network = None
         mirror_axes = _mirror_plan(config.mirror, dims, train_cases, ndim, ds, messages)

@@ -566,7 +566,7 @@ def describe_device(device: str = "auto") -> str:
         return "GPU: Apple MPS"
     if device in ("cuda", "mps"):
         return f"{device.upper()} requested but not available on this computer"
-    from napari_medseg.inference.engine import cpu_has_native_bf16
+    from napari_medseg.models.engine import cpu_has_native_bf16
 
     n = torch.get_num_threads()
     bf16 = ", bfloat16" if cpu_has_native_bf16() else ""

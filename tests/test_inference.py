@@ -19,9 +19,9 @@ from napari_medseg.inference import (
     predict_volume,
     resolve_device,
 )
-from napari_medseg.inference.engine import count_windows
 from napari_medseg.io import Volume, read_nifti, write_nifti
 from napari_medseg.models import ModelCard, ModelLoadError, build_network, plan_network, save_model
+from napari_medseg.models.engine import count_windows
 
 
 def _model_dir(tmp_path, dims=3, in_channels=1, spacing=(1.0, 1.0, 1.0), name="m", classes=3):

@@ -383,7 +383,7 @@ def test_dynunet_with_deep_supervision_trains(tmp_path):
 @pytest.fixture
 def cpu_bf16(monkeypatch):
     """Force the CPU bfloat16 detection on or off for one test."""
-    from napari_medseg.inference.engine import cpu_has_native_bf16
+    from napari_medseg.models.engine import cpu_has_native_bf16
 
     def force(on: bool):
         monkeypatch.setenv("NAPARI_MEDSEG_CPU_BF16", "1" if on else "0")
@@ -394,7 +394,7 @@ def cpu_bf16(monkeypatch):
 
 
 def test_mixed_precision_choice(cpu_bf16):
-    from napari_medseg.inference.engine import autocast_dtype
+    from napari_medseg.models.engine import autocast_dtype
 
     cpu_bf16(True)
     assert autocast_dtype("cpu", True) is torch.bfloat16

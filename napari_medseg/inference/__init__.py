@@ -1,6 +1,5 @@
 """Inference: sliding-window prediction with Gaussian blending and mirror TTA."""
 
-from napari_medseg.inference.engine import resolve_device, sliding_window_probabilities
 from napari_medseg.inference.predict import (
     PredictionResult,
     keep_largest_component,
@@ -10,6 +9,7 @@ from napari_medseg.inference.predict import (
     predict_volume,
 )
 from napari_medseg.models.card import load_model
+from napari_medseg.models.engine import resolve_device, sliding_window_probabilities
 
 __all__ = [
     "PredictionResult",

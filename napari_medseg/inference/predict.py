@@ -13,14 +13,14 @@ import torch
 from scipy import ndimage
 
 from napari_medseg.events import Event
-from napari_medseg.inference.engine import (
+from napari_medseg.interactive.guidance import ZeroGuidance, guidance_channels
+from napari_medseg.io.volume import RGB_CHANNEL_NAMES, Volume
+from napari_medseg.models.card import ModelCard, ModelLoadError, load_model
+from napari_medseg.models.engine import (
     channels_last_format,
     resolve_device,
     sliding_window_with_progress,
 )
-from napari_medseg.interactive.guidance import ZeroGuidance, guidance_channels
-from napari_medseg.io.volume import RGB_CHANNEL_NAMES, Volume
-from napari_medseg.models.card import ModelCard, ModelLoadError, load_model
 from napari_medseg.preprocess import NormalisationParams, prepare_image, resample_to_shape
 
 ModelLike = str | os.PathLike | tuple[torch.nn.Module, ModelCard]

@@ -14,11 +14,6 @@ import numpy as np
 import torch
 
 from napari_medseg.events import Event
-from napari_medseg.inference.engine import (
-    autocast_dtype,
-    channels_last_format,
-    resolve_device,
-)
 from napari_medseg.interactive.guidance import (
     ZeroGuidance,
     add_guidance_channels,
@@ -33,6 +28,11 @@ from napari_medseg.models.card import (
     model_folder_lock,
     read_card,
     save_model,
+)
+from napari_medseg.models.engine import (
+    autocast_dtype,
+    channels_last_format,
+    resolve_device,
 )
 from napari_medseg.models.factory import (
     build_network,

@@ -26,10 +26,6 @@ from napari_medseg.dataset.msd import (
     split_case_ids,
 )
 from napari_medseg.events import IGNORE_LABEL
-from napari_medseg.inference.engine import (
-    autocast_dtype,
-    channels_last_format,
-)
 from napari_medseg.interactive.guidance import (
     channels_per_class,
 )
@@ -38,6 +34,10 @@ from napari_medseg.models.card import (
     ModelCard,
     ModelLoadError,
     read_card,
+)
+from napari_medseg.models.engine import (
+    autocast_dtype,
+    channels_last_format,
 )
 from napari_medseg.models.factory import (
     build_network,

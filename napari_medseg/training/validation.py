@@ -7,11 +7,11 @@ import numpy as np
 import torch
 
 from napari_medseg.events import IGNORE_LABEL
-from napari_medseg.inference.engine import (
+from napari_medseg.metrics import dice
+from napari_medseg.models.engine import (
     autocast_dtype,
     sliding_window_probabilities,
 )
-from napari_medseg.metrics import dice
 
 
 def _to_network_input(image: np.ndarray, dims: int) -> torch.Tensor:

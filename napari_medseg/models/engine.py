@@ -1,4 +1,5 @@
-"""Low-level inference: device choice and sliding-window probabilities with mirror TTA."""
+"""Running a network: device choice, precision, and sliding-window probabilities with mirror
+TTA (used by inference, by validation during training and by the job runner)."""
 
 from __future__ import annotations
 

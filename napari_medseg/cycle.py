@@ -38,6 +38,7 @@ import numpy as np
 from napari_medseg.dataset.msd import Case
 from napari_medseg.dataset.project import Project, ProjectError
 from napari_medseg.events import IGNORE_LABEL, Event
+from napari_medseg.metrics import dice_metrics  # the one Dice aggregation (re-exported)
 
 #: Default time budget (s) of one retraining: short, the user is waiting.
 DEFAULT_RETRAIN_BUDGET_S = 120.0
@@ -75,45 +76,6 @@ class RetrainResult:
     elapsed_s: float = 0.0
     status: str = "finished"
     train_result: Any = None
-
-
-def dice_metrics(
-    predictions: Sequence[np.ndarray],
-    references: Sequence[np.ndarray],
-    label_names: Mapping[int, str],
-) -> dict[str, float]:
-    """Mean Dice per foreground class over cases, on annotated voxels only.
-
-    Parameters
-    ----------
-    predictions, references : sequence of np.ndarray
-        Integer labels per case (same shapes pairwise); reference voxels equal to IGNORE_LABEL
-        are left out.
-    label_names : mapping
-        ``{value: name}``; background (0) is not scored.
-
-    Returns
-    -------
-    dict
-        ``{"dice_mean": ..., "dice/<name>": ...}`` (means over cases; 1.0 for a class absent
-        from both prediction and reference, as in :func:`napari_medseg.metrics.dice`).
-    """
-    from napari_medseg.metrics import dice
-
-    classes = {int(v): str(n) for v, n in label_names.items() if int(v) != 0}
-    scores: dict[int, list[float]] = {v: [] for v in classes}
-    for pred, ref in zip(predictions, references, strict=True):
-        pred, ref = np.asarray(pred), np.asarray(ref)
-        if pred.shape != ref.shape:
-            raise ValueError(f"prediction shape {pred.shape} differs from reference {ref.shape}")
-        valid = ref != IGNORE_LABEL
-        for v in classes:
-            scores[v].append(dice(pred[valid] == v, ref[valid] == v))
-    if not predictions:
-        return {}
-    out = {f"dice/{classes[v]}": float(np.mean(s)) for v, s in scores.items()}
-    out["dice_mean"] = float(np.mean([out[f"dice/{n}"] for n in classes.values()]))
-    return out
 
 
 def evaluate_model(

@@ -55,6 +55,62 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     return 1.0 if denom == 0 else 2.0 * tp / denom
 
 
+def annotated_dice(pred: np.ndarray, ref: np.ndarray, classes: Sequence[int]
+                   ) -> dict[int, float] | None:
+    """Dice of each class in ``classes`` on the annotated voxels of one case (reference voxels
+    equal to IGNORE_LABEL are left out); None when nothing is annotated (no evidence)."""
+    from napari_medseg.events import IGNORE_LABEL
+
+    pred, ref = np.asarray(pred), np.asarray(ref)
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference {ref.shape}")
+    valid = ref != IGNORE_LABEL
+    if not valid.any():
+        return None
+    pred, ref = pred[valid], ref[valid]
+    return {int(v): dice(pred == v, ref == v) for v in classes}
+
+
+def mean_dice_metrics(per_case: Sequence[dict[int, float] | None],
+                      label_names: dict[int, str] | Any) -> dict[str, float]:
+    """``{"dice/<name>": mean over cases, "dice_mean": mean over classes}`` from
+    :func:`annotated_dice` results (cases without annotation left out; 0.0 without any)."""
+    classes = {int(v): str(n) for v, n in label_names.items() if int(v) != 0}
+    scored = [c for c in per_case if c is not None]
+    out = {f"dice/{name}": float(np.mean([c[v] for c in scored])) if scored else 0.0
+           for v, name in classes.items()}
+    out["dice_mean"] = float(np.mean([out[f"dice/{n}"] for n in classes.values()])) \
+        if classes else 0.0
+    return out
+
+
+def dice_metrics(predictions: Sequence[np.ndarray], references: Sequence[np.ndarray],
+                 label_names: dict[int, str] | Any) -> dict[str, float]:
+    """Mean Dice per foreground class over cases, on annotated voxels only: the one Dice
+    aggregation of training's validation and the correct-and-retrain cycle.
+
+    Parameters
+    ----------
+    predictions, references : sequence of np.ndarray
+        Integer labels per case (same shapes pairwise); reference voxels equal to IGNORE_LABEL
+        are left out, and a case with nothing annotated is not scored.
+    label_names : mapping
+        ``{value: name}``; background (0) is not scored.
+
+    Returns
+    -------
+    dict
+        ``{"dice_mean": ..., "dice/<name>": ...}`` (means over cases; 1.0 for a class absent
+        from both prediction and reference, as in :func:`dice`); ``{}`` without cases.
+    """
+    if not predictions:
+        return {}
+    classes = [int(v) for v in label_names if int(v) != 0]
+    return mean_dice_metrics([annotated_dice(p, r, classes)
+                              for p, r in zip(predictions, references, strict=True)],
+                             label_names)
+
+
 def jaccard(pred: np.ndarray, gt: np.ndarray) -> float:
     """Jaccard index |A∩B| / |A∪B|; 1.0 when both masks are empty."""
     tp, fp, fn, _ = _counts(pred, gt)

@@ -34,6 +34,14 @@ def test_dice_metrics_ignores_unannotated_voxels():
     assert m["dice/Posterior"] == pytest.approx(2 * 1 / (1 + 2))
     assert m["dice_mean"] == pytest.approx((1.0 + 2 / 3) / 2)
     assert dice_metrics([], [], NAMES) == {}
+    # a case with nothing annotated is no evidence: it does not count as a perfect score
+    blank = np.full_like(ref, IGNORE_LABEL)
+    assert dice_metrics([pred, pred], [ref, blank], NAMES) == m
+    # training's validation aggregates the same way (one Dice aggregation)
+    from napari_medseg.metrics import annotated_dice, mean_dice_metrics
+
+    assert annotated_dice(pred, blank, [1, 2]) is None
+    assert mean_dice_metrics([annotated_dice(pred, ref, [1, 2]), None], NAMES) == m
     with pytest.raises(ValueError, match="differs"):
         dice_metrics([pred[:1]], [ref], NAMES)
 

@@ -6,8 +6,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from napari_medseg.events import IGNORE_LABEL
-from napari_medseg.metrics import dice
+from napari_medseg.metrics import annotated_dice, mean_dice_metrics
 from napari_medseg.models.engine import (
     autocast_dtype,
     sliding_window_probabilities,
@@ -47,7 +46,8 @@ def validate(
     """
     was_training = model.training
     model.eval()
-    per_class: dict[int, list[float]] = {v: [] for v in label_names if v != 0}
+    classes = [int(v) for v in label_names if int(v) != 0]
+    per_case: list[dict[int, float] | None] = []
     preds: dict[int, np.ndarray] = {}
     patch = tuple(int(p) for p in patch_size)
     # 3D cases no larger than one window: pad symmetrically (as MONAI's sliding window does)
@@ -89,13 +89,6 @@ def validate(
                 return None
             pred = torch.argmax(probs, dim=1).cpu().numpy().astype(np.uint8)
             pred = pred[0] if dims == 3 or lab.ndim == 2 else pred
-        valid = lab != IGNORE_LABEL
-        if not valid.any():
-            continue  # nothing annotated: no evidence either way
-        for v in per_class:
-            per_class[v].append(dice(pred[valid] == v, lab[valid] == v))
+        per_case.append(annotated_dice(pred, lab, classes))  # None: nothing annotated
     model.train(was_training)
-    out = {f"dice/{label_names[v]}": float(np.mean(s)) if s else 0.0
-           for v, s in per_class.items()}
-    out["dice_mean"] = float(np.mean([np.mean(s) if s else 0.0 for s in per_class.values()]))
-    return out
+    return mean_dice_metrics(per_case, label_names)

@@ -246,10 +246,10 @@ def test_pick_seed_by_clicking(setup):
 
 
 def test_presegmentation_in_background_for_large_volumes(setup, qtbot, monkeypatch):
-    from napari_medseg.ui import _controls, annotate_widget
+    from napari_medseg.ui import _controls, annotate_presegment
 
     monkeypatch.setattr(_controls, "BACKGROUND_VOXELS", 0)
-    monkeypatch.setattr(annotate_widget, "BACKGROUND_VOXELS", 0)
+    monkeypatch.setattr(annotate_presegment, "BACKGROUND_VOXELS", 0)
     viewer, widget, image, labels, _ = setup
     widget.method_combo.setCurrentIndex(widget.method_combo.findData("threshold"))
     widget.otsu_check.setChecked(True)

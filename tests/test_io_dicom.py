@@ -390,6 +390,9 @@ def test_jpeg2000_without_decoders_names_the_extra(samples_dir: Path, monkeypatc
     decoder = get_decoder(ts)
     monkeypatch.setattr(decoder, "_available", {})
     monkeypatch.setattr(decoder, "_unavailable", {"pylibjpeg": ("pylibjpeg", "pylibjpeg-openjpeg")})
+    import napari_medseg.io.dicom_pixels as pixels_module
+
+    monkeypatch.setattr(pixels_module, "_imagecodecs_j2k", lambda: None)  # no imagecodecs either
     (info,) = list_dicom_series(folder)
     assert info.decoder_available is False
     assert any(DICOM_CODECS_EXTRA in w for w in info.warnings)
@@ -398,7 +401,6 @@ def test_jpeg2000_without_decoders_names_the_extra(samples_dir: Path, monkeypatc
     assert "JPEG 2000" in str(err.value) and "\n" not in str(err.value)
     # and when the decoder look-up cannot tell, pydicom's own failure is translated the same way
     import napari_medseg.io.dicom as dicom_module
-    import napari_medseg.io.dicom_pixels as pixels_module
 
     # looked up in both: the series listing (dicom) and the pixel decoding (dicom_pixels)
     monkeypatch.setattr(dicom_module, "_decoder_available", lambda ts: None)
@@ -620,3 +622,35 @@ def test_rescale_slice_by_slice_keeps_exact_values_and_a_small_dtype():
     np.testing.assert_allclose(out, stored * 2.5 - 1.0, rtol=1e-6)
     same, rescaled = _rescaled(stored, [(1.0, 0.0)] * 5)
     assert same is stored and not rescaled
+
+
+def test_jpeg2000_threaded_decoding_gives_pydicoms_values(samples_dir: Path, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """JPEG 2000 slices decoded on threads by imagecodecs hold exactly what pydicom's own
+    decoders give: a scanner-written series and a signed one compressed here."""
+    pytest.importorskip("imagecodecs")
+    from dicom_factory import write_ct_series
+    from pydicom.uid import JPEG2000Lossless
+
+    import napari_medseg.io.dicom_pixels as pixels_module
+
+    signed = write_ct_series(tmp_path / "signed")
+    for f in signed.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.compress(JPEG2000Lossless)
+        ds.save_as(f, enforce_file_format=True)
+    calls = []
+    real = pixels_module._decode_j2k
+    monkeypatch.setattr(pixels_module, "_decode_j2k",
+                        lambda *a: calls.append(a[0]) or real(*a))
+    for folder in (samples_dir / "ct_abdomen_totalsegmentator" / "example_ct_dicom", signed):
+        threaded = read_volume(folder)
+        assert calls, "the threaded JPEG 2000 path was not taken"
+        calls.clear()
+        with monkeypatch.context() as m:
+            m.setattr(pixels_module, "_imagecodecs_j2k", lambda: None)  # pydicom's decoders
+            plain = read_volume(folder)
+        assert not calls
+        assert threaded.array.dtype == plain.array.dtype
+        np.testing.assert_array_equal(threaded.array, plain.array)
+    assert plain.array.min() < 0  # the signed series kept its sign

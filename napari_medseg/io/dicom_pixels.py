@@ -17,11 +17,18 @@ without one a :class:`~napari_medseg.io.errors.MissingDecoderError` names that e
 Speed: each file's dataset comes from the header scan (pixel data deferred, no second parse);
 uncompressed pixel data is decoded as a read-only view and copied once, plane by plane, into
 the preallocated volume; the rescale runs slice by slice, in place where the item size allows.
+JPEG 2000 greyscale slices are decoded by imagecodecs (OpenJPEG; it releases the GIL) on a few
+threads at once when it is installed (part of the ``dicom-codecs`` extra), and by pydicom's
+decoders otherwise or when a codestream does not match its header (pydicom then applies its
+corrections).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +139,72 @@ def _decode(path: str, description: str, ds: Dataset | None = None
     return ds, np.asarray(pixels)
 
 
+#: JPEG 2000 transfer syntaxes (lossless, lossy, and the multi-component "Part 2" variants)
+#: decoded on threads by imagecodecs when it is installed.
+_J2K_SYNTAXES = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+                 "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93")
+
+
+def _imagecodecs_j2k() -> Any | None:
+    """imagecodecs' ``jpeg2k_decode`` when imagecodecs is installed with JPEG 2000, else None."""
+    try:
+        import imagecodecs
+    except ImportError:
+        return None
+    return imagecodecs.jpeg2k_decode if getattr(imagecodecs.JPEG2K, "available", False) else None
+
+
+def _decode_j2k(path: str, description: str, ds: Dataset | None, jpeg2k_decode: Any
+                ) -> tuple[Dataset, np.ndarray]:
+    """:func:`_decode` of one single-frame greyscale JPEG 2000 file with imagecodecs (thread
+    safe, GIL released); pydicom's decoders whenever the codestream and the header disagree
+    (size, signedness, bit depth), so the values are always those pydicom would give."""
+    from pydicom.encaps import generate_frames
+
+    if ds is None:
+        return _decode(path, description, ds)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+        pixels = np.asarray(jpeg2k_decode(frame))
+    except Exception:  # noqa: BLE001 - pydicom's decoders report what is wrong
+        return _decode(path, description, ds)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    if (pixels.shape != (int(ds.Rows), int(ds.Columns)) or pixels.dtype.kind != "ui"[signed]
+            or pixels.dtype.itemsize * 8 > bits or bits not in (8, 16, 32)):
+        return _decode(path, description, ds)
+    del ds.PixelData
+    return ds, pixels.astype(f"{'ui'[signed]}{bits // 8}", copy=False)
+
+
+def _decoded_slices(paths: Sequence[str], description: str, parsed: dict[str, Dataset],
+                    threaded_j2k: bool) -> Iterator[tuple[Dataset, np.ndarray]]:
+    """``(dataset, pixels)`` of each path in order: one after another, or JPEG 2000 on threads
+    (a few slices ahead, so that memory stays that of a few planes)."""
+    jpeg2k_decode = _imagecodecs_j2k() if threaded_j2k and len(paths) > 1 else None
+    if jpeg2k_decode is None:
+        for path in paths:
+            yield _decode(path, description, parsed.get(path))
+        return
+    try:
+        workers = min(len(os.sched_getaffinity(0)), 8)
+    except AttributeError:  # not Linux
+        workers = min(os.cpu_count() or 1, 8)
+    with ThreadPoolExecutor(max(workers, 1), thread_name_prefix="medseg-j2k") as pool:
+        ahead = 2 * max(workers, 1)
+        pending = [pool.submit(_decode_j2k, p, description, parsed.get(p), jpeg2k_decode)
+                   for p in paths[:ahead]]
+        for i in range(len(paths)):
+            done = pending.pop(0).result()
+            if i + ahead < len(paths):
+                p = paths[i + ahead]
+                pending.append(pool.submit(_decode_j2k, p, description, parsed.get(p),
+                                           jpeg2k_decode))
+            yield done
+
+
 def _invert_monochrome1(plane: np.ndarray, bits_stored: int | None) -> tuple[np.ndarray, float]:
     """MONOCHROME1 (low values bright) -> MONOCHROME2, exactly, in the stored dtype.
 
@@ -224,9 +297,14 @@ def _read_pixels(
     scales: list[tuple[float, float]] = []
     inverted_sum: float | None = None
     stacked: np.ndarray | None = None  # greyscale planes go straight into the volume
+    # single-frame files in slice order (the usual series): decoded ahead, on threads for JPEG 2000
+    decoded = _decoded_slices([s.path for s in geometry.slices], label, parsed, threaded_j2k=(
+        not colour and all(h.transfer_syntax_uid in _J2K_SYNTAXES for h in series.headers))) \
+        if all(s.frame is None for s in geometry.slices) else None
     for i, s in enumerate(geometry.slices):
         if s.path not in cache:
-            cache = {s.path: _decode(s.path, label, parsed.get(s.path))}
+            cache = {s.path: next(decoded) if decoded is not None
+                     else _decode(s.path, label, parsed.get(s.path))}
         ds, pixels = cache[s.path]
         plane = _plane_of(pixels, s.frame, colour and not palette)
         expected = (h0.rows, h0.cols) + ((3,) if colour and not palette else ())

@@ -381,6 +381,28 @@ def keep_new_images_in_view(viewer: Any) -> None:
     viewer.layers.events.inserted.connect(on_inserted)
 
 
+class Dock(QWidget):
+    """Base of the plugin's docks (Load, Annotate, Train, Infer, Edit, Evaluate, Project and the
+    tabbed MedSeg dock).
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        What napari passes: the viewer, or a proxy of it when the dock is opened from the
+        Plugins menu (compare layers with :func:`same_layer`, never by identity).
+    parent : QWidget, optional
+    follow_new_images : bool
+        Keep newly opened images in view (:func:`keep_new_images_in_view`).
+    """
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None,
+                 follow_new_images: bool = False) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        if follow_new_images:
+            keep_new_images_in_view(napari_viewer)
+
+
 def show_middle_if_outside(viewer: Any, layer: Any) -> bool:
     """Move the slider to the middle of ``layer`` when the current point misses it.
 

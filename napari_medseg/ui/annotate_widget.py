@@ -17,9 +17,9 @@ from typing import Any
 from qtpy.QtWidgets import QFormLayout, QGroupBox, QVBoxLayout, QWidget
 
 from napari_medseg.ui._controls import (
+    Dock,
     LayerCombo,
     button,
-    keep_new_images_in_view,
 )
 from napari_medseg.ui._layers import (
     add_labels_for_image,
@@ -61,16 +61,13 @@ class _FromSection:
         setattr(getattr(dock, self.section), self.name, value)
 
 
-class AnnotateWidget(QWidget):
+class AnnotateWidget(Dock):
     """Create and manage annotation labels for an image.
 
     The sections use the dock's ``viewer``, ``image_combo``, ``labels_combo``,
     :meth:`selected_class`, :meth:`intensity_window`, :meth:`set_status`, :meth:`set_busy`,
     ``busy`` and ``worker``.
 
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
     """
 
     # --- classes
@@ -121,9 +118,7 @@ class AnnotateWidget(QWidget):
     save_labels = _FromSection("save")
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        keep_new_images_in_view(napari_viewer)
+        super().__init__(napari_viewer, parent, follow_new_images=True)
         self.worker: Any = None  # background job on a large volume (tests wait on it)
         self.busy = False  # a labels edit or pre-segmentation is running in a worker
         layout = QVBoxLayout(self)

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from napari_medseg.ui._controls import (
     BACKGROUND_VOXELS,
+    Dock,
     button,
     edit_labels,
     hint,
@@ -59,7 +60,7 @@ def _call_with_supported(func: Callable[..., Any], *args: Any, **params: Any) ->
     return func(*args, **{k: v for k, v in params.items() if k in accepted})
 
 
-class EditWidget(QWidget):
+class EditWidget(Dock):
     """Correct labels with the editing core; every operation is one undo step.
 
     The widgets of the parts are also attributes of the dock: ``labels_combo``,
@@ -69,17 +70,13 @@ class EditWidget(QWidget):
     (Combine), ``undo_button``, ``redo_button``, ``status``, ``contours_button``,
     ``components_button`` and ``component_table`` (Outlines and components).
 
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
     """
 
     #: Rows listed per label: the largest pieces (a noisy label has tens of thousands).
     MAX_TABLE_PIECES = 200
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, parent)
         self.worker: Any = None  # background edit of a large volume (tests wait on it)
         self.options = EditOptions(napari_viewer)
         self.preview = PreviewRow(self)

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medseg.ui._controls import (
+    Dock,
     LayerCombo,
     belongs_to,
     button,
@@ -126,17 +127,11 @@ def _fmt(value: Any, pattern: str) -> str:
     return "n/a" if not np.isfinite(v) else pattern.format(v)
 
 
-class EvaluateWidget(QWidget):
-    """Metrics of a prediction against ground truth, CSV export and a difference overlay.
-
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-    """
+class EvaluateWidget(Dock):
+    """Metrics of a prediction against ground truth, CSV export and a difference overlay."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, parent)
         self.results: dict[str, dict[str, float]] = {}
         self.columns: tuple[tuple[str, str, str], ...] = METRIC_COLUMNS
         self.worker: Any = None

@@ -24,7 +24,7 @@ from qtpy.QtWidgets import QLabel, QWidget
 
 from napari_medseg.events import Event
 from napari_medseg.jobs import ProcessJob
-from napari_medseg.ui._controls import keep_new_images_in_view, scrollable_layout
+from napari_medseg.ui._controls import Dock, scrollable_layout
 from napari_medseg.ui._layers import volume_from_layer
 from napari_medseg.ui._models import ModelEntry
 from napari_medseg.ui._notify import catch_errors
@@ -52,12 +52,8 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
-class InferWidget(QWidget):
+class InferWidget(Dock):
     """Segment images with a trained model.
-
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
 
     Attributes
     ----------
@@ -74,9 +70,7 @@ class InferWidget(QWidget):
     EXPORT_FORMATS = EXPORT_FORMATS
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        keep_new_images_in_view(napari_viewer)
+        super().__init__(napari_viewer, parent, follow_new_images=True)
         self.last_layers: list[Any] = []
         self.last_event: Event | None = None
         self.last_written: list[str] = []

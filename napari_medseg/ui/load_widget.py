@@ -26,11 +26,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medseg.ui._controls import (
+    Dock,
     LayerCombo,
     button,
     double_spin,
     hint,
-    keep_new_images_in_view,
     run_in_worker,
 )
 from napari_medseg.ui._layers import image_layers, medseg_metadata, volume_from_layer
@@ -64,18 +64,11 @@ def _series_folder(root: Path, info: Any) -> str:
     return str(rel) if str(rel) != "." else "."
 
 
-class LoadWidget(QWidget):
-    """Open images and labels; DICOM series chooser; CT window / MR contrast controls.
-
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-    """
+class LoadWidget(Dock):
+    """Open images and labels; DICOM series chooser; CT window / MR contrast controls."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        keep_new_images_in_view(napari_viewer)
+        super().__init__(napari_viewer, parent, follow_new_images=True)
         self.worker: Any = None  # last background read (tests wait on it)
         self._series_folder: Path | None = None
         self._series: list[Any] = []

@@ -9,6 +9,8 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
+from napari_medseg.ui._controls import Dock
+
 logger = logging.getLogger("napari_medseg")
 
 #: (tab title, module, class, tooltip) in the order of the workflow.
@@ -44,17 +46,11 @@ class UnavailableTab(QLabel):
         self.setToolTip(f"{type(error).__name__}: {reason}")
 
 
-class MedSegWidget(QWidget):
-    """Tabbed dock holding the Load, Annotate, Train, Infer, Edit, Evaluate and Project tools.
-
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-    """
+class MedSegWidget(Dock):
+    """Tabbed dock holding the Load, Annotate, Train, Infer, Edit, Evaluate and Project tools."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, parent)
         self.tabs = QTabWidget()
         self.tabs.setUsesScrollButtons(True)
         self.pages: dict[str, QWidget] = {}

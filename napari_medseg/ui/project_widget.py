@@ -31,7 +31,7 @@ from typing import Any
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_medseg.dataset.project import Project
-from napari_medseg.ui._controls import keep_new_images_in_view
+from napari_medseg.ui._controls import Dock
 from napari_medseg.ui._layers import image_layers, layer_classes, volume_from_layer
 from napari_medseg.ui.project_autosave import AUTOSAVE_DELAY_MS, AUTOSAVE_PERIOD_MS
 from napari_medseg.ui.project_case import POOL_FILE_FILTER, CaseBox
@@ -47,18 +47,11 @@ def _delegate(section: str, name: str) -> property:
                     doc=f"``{section}.{name}``")
 
 
-class ProjectWidget(QWidget):
-    """Dock widget driving the annotate -> accept -> retrain -> predict loop.
-
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-    """
+class ProjectWidget(Dock):
+    """Dock widget driving the annotate -> accept -> retrain -> predict loop."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        keep_new_images_in_view(napari_viewer)
+        super().__init__(napari_viewer, parent, follow_new_images=True)
         self.state = ProjectState(napari_viewer, self)
         self._announced_model = ""
         self.setMinimumWidth(390)  # room for the version table's columns

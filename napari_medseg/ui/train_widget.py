@@ -24,7 +24,7 @@ from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QVBoxLayout, QWidget
 
 from napari_medseg.events import Event
 from napari_medseg.jobs import ProcessJob
-from napari_medseg.ui._controls import button, scrollable_layout
+from napari_medseg.ui._controls import Dock, button, scrollable_layout
 from napari_medseg.ui._models import model_events, models_folder, unique_model_dir
 from napari_medseg.ui._notify import catch_errors
 from napari_medseg.ui._runner import JobRunner
@@ -38,12 +38,8 @@ logger = logging.getLogger("napari_medseg")
 __all__ = ["DEVICES", "ElidedLabel", "TrainWidget", "device_description", "find_training_pairs"]
 
 
-class TrainWidget(QWidget):
+class TrainWidget(Dock):
     """Train or fine-tune a segmentation model from the viewer.
-
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
 
     Attributes
     ----------
@@ -61,8 +57,7 @@ class TrainWidget(QWidget):
     model_saved = Signal(str)
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, parent)
         self.config_overrides: dict[str, Any] = {}
         self.last_result: Any = None
         self.last_event: Event | None = None

@@ -4,6 +4,7 @@ No Qt, no napari: the Annotate dock calls these functions from a background work
 the returned patches to its Labels layer as one undoable edit.
 """
 
+from napari_medseg.interactive.box import refine_with_box
 from napari_medseg.interactive.clicks import Click, next_click, noc, simulate_session
 from napari_medseg.interactive.guidance import (
     GUIDANCE_TYPE,
@@ -34,6 +35,7 @@ __all__ = [
     "guidance_of",
     "next_click",
     "noc",
+    "refine_with_box",
     "refine_with_clicks",
     "seed_box",
     "seed_labels_to_classes",

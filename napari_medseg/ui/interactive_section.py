@@ -1,4 +1,4 @@
-"""The Annotate dock's *Interactive* section: clicks and scribbles become labels.
+"""The Annotate dock's *Interactive* section: clicks, boxes and scribbles become labels.
 
 * **Clicks** (a napari Points layer "clicks" in add mode): a left click adds the object under it
   to the selected class of the current Labels layer, a Shift+click (or a click with *Remove*
@@ -8,6 +8,9 @@
   the layer's undo history (Ctrl+Z), touching only voxels of that class and background. A click
   that arrives while one is computing supersedes it (generation counter: an older result is
   dropped, the newest clicks are computed next).
+* **Box** (a napari Shapes layer "box" in rectangle mode): a box dragged around one object
+  (on the current slice of a volume) runs :func:`~napari_medseg.interactive.refine_with_box`
+  in the worker: the object inside becomes the selected class, nothing outside the box changes.
 * **Grow from seeds**: a "seeds" Labels layer on the image grid (value 1 = background strokes,
   value ``v + 1`` = strokes of class ``v``); *Grow* runs
   :func:`~napari_medseg.interactive.grow_from_seeds` on a box around the strokes and writes the
@@ -17,7 +20,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +71,10 @@ CLICK_COLOURS = {True: "#33dd55", False: "#ff3344"}
 SEED_BACKGROUND = {"name": "background (scribble)", "color": "#8c8c8c"}
 #: Seconds after a stroke before *Auto-update* grows (strokes in quick succession: one run).
 AUTO_UPDATE_DELAY_S = 0.3
-SECTION_HELP = "Click adds to the class · Shift+click removes · Ctrl+Z undoes"
+SECTION_HELP = ("Click adds to the class · Shift+click removes · a box takes the object inside "
+                "· Ctrl+Z undoes")
+#: Edge colour of the box prompt.
+BOX_COLOUR = "#ffd700"
 SEEDS_HELP = "Scribble 1 on the background, k+1 on class k; then Grow"
 
 
@@ -140,7 +146,7 @@ class InteractiveSection(QGroupBox):
     """
 
     def __init__(self, dock: Any) -> None:
-        super().__init__("Interactive (clicks, grow from seeds)")
+        super().__init__("Interactive (clicks, box, grow from seeds)")
         self.dock = dock
         self.viewer = dock.viewer
         self.refine: Callable[..., Any] | None = None
@@ -152,6 +158,7 @@ class InteractiveSection(QGroupBox):
         self._press: dict[str, Any] = {}
         self._models: dict[str, Any] = {}  # model folder -> (model, card), loaded in a worker
         self.clicks_layer: Any = None
+        self.box_layer: Any = None
         self.seeds_layer: Any = None
         self._seed_timer = QTimer(self)
         self._seed_timer.setSingleShot(True)
@@ -184,7 +191,15 @@ class InteractiveSection(QGroupBox):
                                       "clicks and the class's current extent a click may "
                                       "change labels (the crop that is computed)", " mm")
         form.addRow("Reach", self.reach_spin)
-        form.addRow(hint(SECTION_HELP))
+        self.box_button = button("Draw a box", "Create (or show) the 'box' layer in rectangle "
+                                 "mode: drag a box around one object (on the current slice of "
+                                 "a volume); the object inside becomes the selected class",
+                                 self._on_start_box)
+        form.addRow("Box", self.box_button)
+        help_label = hint(SECTION_HELP)
+        # a word-wrapped label in a form row is not given the height of its lines by Qt
+        help_label.setMinimumHeight(2 * help_label.fontMetrics().lineSpacing() + 2)
+        form.addRow(help_label)
         # --- seeds ---------------------------------------------------------------------
         self.seeds_button = button("Start seeds layer", "Create (or show) a Labels layer for "
                                    "scribbles: 1 = background, k+1 = class k",
@@ -563,6 +578,70 @@ class InteractiveSection(QGroupBox):
                     f"{seconds * 1000:.0f} ms (Ctrl+Z undoes it).")
 
         return self._run(work, describe, "Click")
+
+    # ------------------------------------------------------------------ box
+    @catch_errors("Draw a box")
+    def _on_start_box(self) -> Any:
+        return self.start_box()
+
+    def start_box(self) -> Any:
+        """Create (or reuse) the 'box' Shapes layer on the image, in rectangle mode."""
+        image = self._image()
+        self._labels()  # a target is needed before drawing
+        ndim = len(spatial_shape(image))
+        layer = self.box_layer
+        if not self._layer_alive(layer) or layer.ndim != ndim or \
+                medseg_metadata(layer).get("image_key") != layer_key(image):
+            layer = self.viewer.add_shapes(
+                ndim=ndim, name="box", edge_color=BOX_COLOUR, face_color="transparent",
+                edge_width=max(1.0, min(spatial_shape(image)[-2:]) / 200.0),
+                metadata={"medseg": {"role": "prompts", "image_key": layer_key(image)}},
+                **layer_transform_kwargs(image))
+            layer.events.data.connect(self._on_box_drawn)
+            self.box_layer = layer
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_rectangle"
+        self.status.setText("Drag a box around one object: it becomes the selected class.")
+        return layer
+
+    def _on_box_drawn(self, event: Any) -> None:
+        action = str(getattr(event, "action", ""))
+        if not action.lower().endswith("added") or not self._layer_alive(self.box_layer) \
+                or not len(self.box_layer.data):
+            return
+        try:
+            corners = np.asarray(self.box_layer.data[-1], float)
+            self.request_box(corners.min(0), corners.max(0))
+        except Exception as exc:  # noqa: BLE001 - a notification, never a traceback
+            self.status.setText(f"⚠ {show_error_message(exc, 'Box')}")
+
+    def request_box(self, low: Sequence[float], high: Sequence[float]) -> int:
+        """Segment the object in the box from ``low`` to ``high`` (voxel indices of the image,
+        array order) into the selected class, in a worker; the request's generation."""
+        corners = (tuple(float(v) for v in low), tuple(float(v) for v in high))
+        return self._submit(lambda: self._start_box(corners))
+
+    def _start_box(self, corners: tuple[tuple[float, ...], tuple[float, ...]]) -> Any:
+        from napari_medseg.interactive import refine_with_box
+
+        image, labels = self._image(), self._labels()
+        label = int(self.dock.selected_class())
+        volume = volume_from_layer(image)
+        data = labels.data
+        path = self.model_path()
+
+        def work() -> Any:
+            model, card = self._load_model(path)
+            device = self._models[path][2] if path is not None else "cpu"
+            return refine_with_box(model, card, volume, np.array(data, copy=True), label,
+                                   corners, device=device)
+
+        def describe(n: int, seconds: float) -> str:
+            how = "model" if path else "training-free"
+            return (f"Box ({how}): {n} voxels of class {label} changed, "
+                    f"{seconds * 1000:.0f} ms (Ctrl+Z undoes it).")
+
+        return self._run(work, describe, "Box")
 
     # ------------------------------------------------------------------ seeds
     @catch_errors("Start seeds layer")

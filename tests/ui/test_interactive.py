@@ -102,6 +102,29 @@ def test_positive_click_adds_object_to_current_label_only_and_undoes(blob_dock, 
     assert len(points.data) == 0  # and the undone click is forgotten
 
 
+def test_box_drawn_on_a_slice_takes_the_object_inside_it(blob_dock, qtbot):
+    viewer, dock, labels, mask = blob_dock
+    z = CENTRE[0]
+    labels.data[z, 2:6, 2:6] = 2  # another class, outside the box
+    before = np.array(labels.data)
+    section = dock.interactive
+    section.box_button.click()
+    boxes = section.box_layer
+    assert boxes.mode == "add_rectangle" and viewer.layers.selection.active.name == "box"
+    lo, hi = CENTRE[1] - RADIUS - 4, CENTRE[1] + RADIUS + 4
+    boxes.add_rectangles(np.array([[z, lo, lo], [z, lo, hi], [z, hi, hi], [z, hi, lo]], float))
+    section.wait(qtbot)
+    assert not error_messages(), error_messages()
+    data = np.asarray(labels.data)
+    assert _dice(data[z] == 1, mask[z]) > 0.9
+    changed = np.argwhere(data != before)
+    assert set(changed[:, 0]) == {z}  # the slice the box was drawn on, nothing else
+    assert changed[:, 1:].min() >= lo and changed[:, 1:].max() <= hi
+    assert "Box (training-free)" in section.status.text()
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, before)
+
+
 def test_negative_click_removes_false_region(blob_dock, qtbot):
     viewer, dock, labels, mask = blob_dock
     false = np.zeros(mask.shape, bool)

@@ -340,8 +340,12 @@ def suggest_cases(project_dir: str, device: str = "auto", keep: int = 1,
 
 def suggest_slices(model_dir: str, volume: Any, axis: int = 0, n: int = 5,
                    exclude: Iterable[int] = (), min_gap: int = 2, entropy: np.ndarray | None = None,
-                   device: str = "auto", should_stop: Callable[[], bool] | None = None):
+                   device: str = "auto", should_stop: Callable[[], bool] | None = None,
+                   exclude_axis: int | None = None):
     """The most uncertain slices of one image along ``axis``; a generator of events.
+
+    ``exclude`` (slices already annotated) are indices along ``exclude_axis`` (default:
+    ``axis``); marks along another axis say nothing about these slices and are ignored.
 
     Returns
     -------
@@ -360,6 +364,8 @@ def suggest_slices(model_dir: str, volume: Any, axis: int = 0, n: int = 5,
     if should_stop is not None and should_stop():
         yield Event("cancelled", message="Cancelled.")
         return None
+    if exclude_axis is not None and int(exclude_axis) != int(axis):
+        exclude = ()
     scores = slice_uncertainty(entropy, axis, uncertainty_region(entropy))
     slices = rank_slices(scores, n=n, exclude=exclude or (), min_gap=min_gap)
     result = {"slices": slices, "entropy": entropy}

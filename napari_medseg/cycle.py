@@ -111,6 +111,13 @@ def evaluate_model(
     return metrics
 
 
+def retrain_folder(project_dir: str | Path, **kwargs: Any) -> Generator[Event, None, Any]:
+    """:func:`retrain` on the project in ``project_dir``, for child-process jobs (a
+    :class:`~napari_medseg.dataset.project.Project` does not pickle; its folder does). The whole
+    round runs there: scoring the current model on the newly accepted cases and training."""
+    return (yield from retrain(Project.open(project_dir), **kwargs))
+
+
 def default_retrain_config(project: Project, time_budget_s: float = DEFAULT_RETRAIN_BUDGET_S,
                            **overrides: Any) -> Any:
     """A :class:`~napari_medseg.training.TrainConfig` for a short retraining of ``project``.
@@ -486,6 +493,7 @@ __all__ = [
     "dice_metrics",
     "evaluate_model",
     "retrain",
+    "retrain_folder",
     "run_to_end",
     "simulated_annotator_round",
     "simulated_click_round",

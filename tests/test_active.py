@@ -138,3 +138,21 @@ def test_suggest_command_ranks_the_pool(tmp_path, capsys):
     assert [line.split("\t")[0] for line in out.out.strip().splitlines()] == ids
     assert "no model yet" in out.err
     assert main(["suggest", str(tmp_path / "nothing")]) == 2
+
+
+def test_suggest_slices_ignores_marks_made_along_another_axis():
+    from napari_medseg.active import suggest_slices
+    from napari_medseg.cycle import run_to_end
+
+    entropy = np.zeros((10, 12, 14), np.float32)
+    entropy[3] = 0.9  # slice 3 along axis 0 is the most uncertain
+    entropy[7] = 0.8
+
+    def best(**kw):
+        return run_to_end(suggest_slices("unused", None, axis=0, n=1, min_gap=1,
+                                         entropy=entropy, **kw))["slices"]
+
+    assert best() == [3]
+    assert best(exclude=[3]) == [7]  # slice 3 is annotated already
+    assert best(exclude=[3], exclude_axis=0) == [7]
+    assert best(exclude=[3], exclude_axis=2) == [3]  # marks along x say nothing about z slices

@@ -15,16 +15,10 @@ from napari_medseg.events import Event
 
 
 def retrain_project(project_dir: str, **kwargs: Any) -> Generator[Event, None, Any]:
-    """:func:`napari_medseg.cycle.retrain` on the project in ``project_dir`` (a
-    :class:`~napari_medseg.dataset.project.Project` does not pickle: its folder does).
+    """:func:`napari_medseg.cycle.retrain_folder` (the whole round in the child)."""
+    from napari_medseg.cycle import retrain_folder
 
-    Everything runs in the child: the scoring of the current model on the newly accepted cases
-    as well as the training.
-    """
-    from napari_medseg.cycle import retrain
-    from napari_medseg.dataset.project import Project
-
-    return (yield from retrain(Project.open(project_dir), **kwargs))
+    return (yield from retrain_folder(project_dir, **kwargs))
 
 
 def predict_case(model_dir: str, volume: Any, **kwargs: Any) -> Generator[Event, None, Any]:

@@ -145,14 +145,13 @@ class NextBox(QGroupBox):
             raise ValueError("a ranking is already running")
         labels_layer = self.case.labels_combo.layer()
         done_marks = slice_marks(labels_layer) if labels_layer is not None else None
-        if done_marks and marks_axis(labels_layer) != project.slice_axis:
-            done_marks = None  # marks along another axis say nothing about these slices
         key = (image_layer.name, version)
         cached = self.state.entropy.get(key)
         volume = volume_from_layer(image_layer)
         model_dir = str(project.model_dir())
         axis = project.slice_axis if volume.ndim == 3 else 0
-        options = dict(axis=axis, n=N_SLICES, exclude=list(done_marks or ()), min_gap=SLICE_GAP)
+        options = dict(axis=axis, n=N_SLICES, exclude=list(done_marks or ()), min_gap=SLICE_GAP,
+                       exclude_axis=marks_axis(labels_layer) if done_marks else None)
         pending = {"kind": "slices", "layer": image_layer, "axis": axis, "key": key}
         if cached is not None:  # only the cheap ranking on the known entropy map
             def work() -> dict[str, Any]:

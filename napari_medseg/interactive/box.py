@@ -22,7 +22,7 @@ from napari_medseg.editing.patches import EditPatch
 from napari_medseg.interactive.guidance import guidance_of
 from napari_medseg.interactive.refine import (
     DEFAULT_CLICK_PRIOR,
-    _image_channels,
+    _checked_prompt_inputs,
     refine_with_clicks,
 )
 from napari_medseg.interactive.seeds import grow_from_seeds
@@ -141,18 +141,8 @@ def refine_with_box(
     ValueError
         Background chosen as label, shapes that differ, or a box too small or outside the image.
     """
-    label = int(label)
-    if label <= 0:
-        raise ValueError("Choose a label (not background) to draw with a box.")
-    channels = _image_channels(image_volume)
-    labels = np.asarray(current_labels)
-    if channels[0].shape != labels.shape:
-        raise ValueError(f"The labels {labels.shape} and the image {channels[0].shape} differ "
-                         "in shape.")
-    if spacing is None:
-        spacing = image_volume.spacing if isinstance(image_volume, Volume) else \
-            (1.0,) * labels.ndim
-    sp = tuple(float(s) for s in spacing)[-labels.ndim:]
+    label, channels, labels, sp = _checked_prompt_inputs(image_volume, current_labels, label,
+                                                         spacing, "to draw with a box")
     box = box_slices(corners, labels.shape)
     if model is not None and card is not None and guidance_of(card) is not None:
         centre = tuple((s.start + s.stop - 1) // 2 for s in box)

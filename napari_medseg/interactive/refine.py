@@ -90,6 +90,25 @@ def _image_channels(image: Volume | np.ndarray | Sequence[np.ndarray]) -> list[n
     return [np.asarray(c) for c in image]
 
 
+def _checked_prompt_inputs(image_volume: Volume | np.ndarray, current_labels: np.ndarray,
+                           label: int, spacing: Sequence[float] | None, what: str
+                           ) -> tuple[int, list[np.ndarray], np.ndarray, tuple[float, ...]]:
+    """(label, image channels, labels, spacing in mm) of a click or box prompt, checked:
+    a foreground label and an image on the labels' grid (``what`` ends the label message)."""
+    label = int(label)
+    if label <= 0:
+        raise ValueError(f"Choose a label (not background) {what}.")
+    channels = _image_channels(image_volume)
+    labels = np.asarray(current_labels)
+    if channels[0].shape != labels.shape:
+        raise ValueError(f"The labels {labels.shape} and the image {channels[0].shape} differ "
+                         "in shape.")
+    if spacing is None:
+        spacing = image_volume.spacing if isinstance(image_volume, Volume) else \
+            (1.0,) * labels.ndim
+    return label, channels, labels, tuple(float(s) for s in spacing)[-labels.ndim:]
+
+
 def _merge(old: np.ndarray, mask: np.ndarray, label: int, clicks: Sequence[Click],
            origin: Sequence[int]) -> np.ndarray:
     """The crop with ``label`` set to ``mask`` where that touches only background or ``label``.
@@ -338,18 +357,8 @@ def refine_with_clicks(
     ValueError
         Mismatched shapes, a label that is not a class of the model, or no click.
     """
-    label = int(label)
-    if label <= 0:
-        raise ValueError("Choose a label (not background) to edit with clicks.")
-    channels = _image_channels(image_volume)
-    labels = np.asarray(current_labels)
-    if channels[0].shape != labels.shape:
-        raise ValueError(f"The labels {labels.shape} and the image {channels[0].shape} differ "
-                         "in shape.")
-    if spacing is None:
-        spacing = image_volume.spacing if isinstance(image_volume, Volume) else \
-            (1.0,) * labels.ndim
-    sp = tuple(float(s) for s in spacing)[-labels.ndim:]
+    label, channels, labels, sp = _checked_prompt_inputs(image_volume, current_labels, label,
+                                                         spacing, "to edit with clicks")
     clicks = [Click(tuple(int(round(c)) for c in coord), bool(p)) for coord, p in clicks]
     if not clicks:
         raise ValueError("Click on the image first (a positive click inside the object).")

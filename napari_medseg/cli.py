@@ -306,7 +306,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from napari_medseg.metrics import evaluate_folders
+    from napari_medseg.dataset.evaluation import evaluate_folders
 
     result = evaluate_folders(args.pred_dir, args.gt_dir, csv_path=args.csv,
                               surface=not args.no_surface)

@@ -58,3 +58,26 @@ def test_import_linter_contract():
         pytest.skip("import-linter not installed (pip install 'napari-medseg[testing]')")
     out = subprocess.run([exe], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]
+
+
+@pytest.mark.parametrize(("module", "probe"), [
+    ("metrics.py", "napari_medseg.dataset.msd"),          # metrics work on arrays only
+    ("training/validation.py", "napari_medseg.inference"),  # training and inference independent
+    ("io/atomic.py", "napari_medseg.dataset"),             # io is the bottom layer
+])
+def test_layers_contract_catches_an_upward_import(tmp_path, module, probe):
+    """The layers contract is not vacuous: one upward import added to a copy breaks it."""
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which(
+        "lint-imports")
+    if exe is None:
+        pytest.skip("import-linter not installed (pip install 'napari-medseg[testing]')")
+    shutil.copytree(REPO / "napari_medseg", tmp_path / "napari_medseg",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / "napari_medseg" / module
+    target.write_text(target.read_text() + f"\nimport {probe}  # probe\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(tmp_path)
+    out = subprocess.run([exe], capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+    assert out.returncode != 0, out.stdout[-2000:]
+    assert "BROKEN" in out.stdout and probe in out.stdout

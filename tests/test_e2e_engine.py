@@ -8,7 +8,7 @@ import pytest
 from napari_medseg.dataset import load_msd_dataset
 from napari_medseg.inference import predict_folder
 from napari_medseg.io import read_nifti
-from napari_medseg.metrics import evaluate_folders
+from napari_medseg.dataset.evaluation import evaluate_folders
 from napari_medseg.models import load_model
 from napari_medseg.training import TrainConfig, train
 

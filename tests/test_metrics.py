@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_medseg import metrics as M
+from napari_medseg.dataset.evaluation import evaluate_folders
 from napari_medseg.io import Volume, write_nifti
 
 
@@ -120,11 +121,11 @@ def test_evaluate_folders_and_csv(tmp_path):
         affine = np.diag([2.0, 1.0, 1.0, 1.0])
         write_nifti(Volume(gt, (2.0, 1.0, 1.0), affine), gt_dir / f"c{i}.nii.gz", labels=True)
         write_nifti(Volume(pred, (2.0, 1.0, 1.0), affine), pred_dir / f"c{i}.nii.gz", labels=True)
-    result = M.evaluate_folders(pred_dir, gt_dir, labels={1: "a", 2: "b"}, csv_path=tmp_path / "m.csv")
+    result = evaluate_folders(pred_dir, gt_dir, labels={1: "a", 2: "b"}, csv_path=tmp_path / "m.csv")
     assert set(result["cases"]) == {"c0", "c1"}
     assert 0.8 < result["summary"]["a"]["dice_mean"] <= 1.0
     assert result["summary"]["a"]["n"] == 2
     rows = list(csv.DictReader(open(tmp_path / "m.csv")))
     assert len(rows) == 4 and {r["class"] for r in rows} == {"a", "b"}
     with pytest.raises(ValueError, match="No NIfTI predictions"):
-        M.evaluate_folders(tmp_path / "gt" / "..", gt_dir)
+        evaluate_folders(tmp_path / "gt" / "..", gt_dir)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from napari_medseg.metrics import evaluate_case, evaluate_folders
+from napari_medseg.dataset.evaluation import evaluate_folders
+from napari_medseg.metrics import evaluate_case
 
 
 def test_roi_excludes_pixels_outside_the_field_of_view():

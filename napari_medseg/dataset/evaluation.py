@@ -1,0 +1,103 @@
+"""Scoring a folder of predictions against a folder of ground truth files.
+
+The metrics themselves (:mod:`napari_medseg.metrics`) work on arrays and know nothing of files;
+this module pairs files by name, reads them with the dataset readers (label names and 0/255
+picture masks from ``dataset.json``, field-of-view masks from ``masksTr``) and hands the
+arrays to :func:`napari_medseg.metrics.evaluate_case`. It is what ``napari-medseg evaluate``
+runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_medseg.dataset.msd import label_names_from_json, read_label_image, read_roi_mask
+from napari_medseg.metrics import evaluate_case, summarise, write_csv
+
+
+def _label_files(folder: Path) -> dict[str, Path]:
+    out = {}
+    for p in sorted(folder.iterdir()):
+        for suffix in LABEL_FILE_SUFFIXES:
+            if p.name.lower().endswith(suffix) and not p.name.startswith("."):
+                out[p.name[: -len(suffix)]] = p
+                break
+    return out
+
+
+#: Label files :func:`evaluate_folders` pairs by name (NIfTI, NRRD, MetaImage, pictures).
+LABEL_FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff", ".bmp",
+                       ".gif")
+
+
+def evaluate_folders(
+    pred_dir: str | os.PathLike,
+    gt_dir: str | os.PathLike,
+    labels: dict[int, str] | None = None,
+    csv_path: str | os.PathLike | None = None,
+    surface: bool = True,
+    roi_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Score every prediction in ``pred_dir`` against the same-named file in ``gt_dir``.
+
+    Label names come from ``labels`` or, if ``gt_dir`` sits in an MSD dataset, from its
+    ``dataset.json`` (picture masks stored as 0/255 then read as class 1). Geometry (shape and
+    spacing) is taken from the ground truth files. Regions of interest (field-of-view masks)
+    come from ``roi_dir``, by default the dataset's ``masksTr`` folder beside ``gt_dir`` when
+    there is one: only pixels inside count.
+
+    Returns
+    -------
+    dict
+        ``{"cases": {case: evaluate_case(...)}, "summary": summarise(...)}``.
+
+    Raises
+    ------
+    ValueError
+        Missing folders, no matching files, a ground truth without prediction, or shape mismatch.
+    """
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    for folder in (pred_dir, gt_dir):
+        if not folder.is_dir():
+            raise ValueError(f"Folder not found: {folder}")
+    preds, gts = _label_files(pred_dir), _label_files(gt_dir)
+    if not preds:
+        raise ValueError(f"No NIfTI predictions (nor NRRD, PNG or TIFF label files) in {pred_dir}.")
+    common = sorted(set(preds) & set(gts))
+    if not common:
+        raise ValueError(f"No file in {pred_dir} has a same-named ground truth in {gt_dir}.")
+    if labels is None:
+        meta = gt_dir.parent / "dataset.json"
+        if meta.is_file():
+            try:
+                labels = label_names_from_json(json.loads(meta.read_text()))
+            except (ValueError, KeyError):
+                labels = None
+    rois = {}
+    roi_folder = Path(roi_dir) if roi_dir is not None else gt_dir.parent / "masksTr"
+    if roi_folder.is_dir():
+        rois = _label_files(roi_folder)
+    per_case: dict[str, dict[str, dict[str, float]]] = {}
+    spacing_known = True
+    for case in common:
+        pred = read_label_image(preds[case], labels, case)
+        gt = read_label_image(gts[case], labels, case)
+        if pred.shape != gt.shape:
+            raise ValueError(f"{case}: prediction shape {pred.shape} differs from ground truth {gt.shape}.")
+        roi = read_roi_mask(rois[case], case) if case in rois else None
+        spacing_known &= bool((gt.metadata or {}).get("spacing_known", True))
+        gt_arr = np.rint(gt.array).astype(np.int32)
+        per_case[case] = evaluate_case(np.rint(pred.array).astype(np.int32), gt_arr, gt.spacing,
+                                       labels, surface, roi=roi)
+    result = {"cases": per_case, "summary": summarise(per_case),
+              "missing_predictions": sorted(set(gts) - set(preds)),
+              # pictures without a stated pixel size: distances are in pixels
+              "distance_unit": "mm" if spacing_known else "px"}
+    if csv_path is not None:
+        write_csv(per_case, csv_path)
+    return result

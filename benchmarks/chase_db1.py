@@ -88,6 +88,9 @@ def run_ours(train_cases, test_cases, budget: float, seed: int, log=print,
 
     ``val_fraction`` None = the engine's default split; ``tta`` = mirror test-time augmentation.
     """
+    from pictures2d import _log_event
+
+    from napari_medseg.cycle import run_to_end
     from napari_medseg.dataset.msd import Case
     from napari_medseg.inference.predict import predict_volume
     from napari_medseg.io.volume import Volume
@@ -101,16 +104,8 @@ def run_ours(train_cases, test_cases, budget: float, seed: int, log=print,
                          local_contrast=local_contrast, **extra)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        gen = train(config, cases, Path(tmp) / "model")
-        result = None
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if event.kind in ("start", "message") or (event.kind == "epoch" and event.metrics):
-                log(f"ours: {event.message or ''} {event.metrics or ''}".rstrip())
+        result = run_to_end(train(config, cases, Path(tmp) / "model"),
+                            lambda e: _log_event(e, log))
         train_s = time.perf_counter() - t0
         from napari_medseg.models.card import read_card
 

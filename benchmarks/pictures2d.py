@@ -68,7 +68,14 @@ def scores(pred: np.ndarray, truth: np.ndarray, inside: np.ndarray | None,
     return out
 
 
+def _log_event(event, log) -> None:
+    """Log a training event worth reading (start, messages, validated epochs)."""
+    if event.kind in ("start", "message") or (event.kind == "epoch" and event.metrics):
+        log(f"ours: {event.message or ''} {event.metrics or ''}".rstrip())
+
+
 def run_ours(dataset, train_ids, test_ids, raw, budget: float, seed: int, log=print) -> dict:
+    from napari_medseg.cycle import run_to_end
     from napari_medseg.inference.predict import predict_volume
     from napari_medseg.models.card import read_card
     from napari_medseg.training import TrainConfig, train
@@ -79,15 +86,8 @@ def run_ours(dataset, train_ids, test_ids, raw, budget: float, seed: int, log=pr
                          label_names=dataset.label_names, task_name=dataset.name)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        gen = train(config, [cases[i] for i in train_ids], Path(tmp) / "model")
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if event.kind in ("start", "message") or (event.kind == "epoch" and event.metrics):
-                log(f"ours: {event.message or ''} {event.metrics or ''}".rstrip())
+        result = run_to_end(train(config, [cases[i] for i in train_ids], Path(tmp) / "model"),
+                            lambda e: _log_event(e, log))
         train_s = time.perf_counter() - t0
         card = read_card(result.model_dir)
         per_case, t1 = {}, time.perf_counter()

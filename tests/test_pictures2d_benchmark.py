@@ -23,13 +23,13 @@ def test_tiny_synthetic_ultrasound_run(tmp_path):
     out = tmp_path / "us.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "pictures2d.py"), "--synthetic-ultrasound", "6",
-         "--shape", "64", "72", "--budget", "4", "--test-every", "3", "--threads", "1",
+         "--shape", "64", "72", "--budget", "10", "--test-every", "3", "--threads", "1",
          "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
-    assert res["n_train"] == 4 and res["n_test"] == 2
+    assert res["n_train"] == 4 and res["n_test"] == 2, proc.stdout[-2000:]
     for key in ("ours", "baseline"):
         row = res[key]["summary"]["lesion"]
-        assert res[key]["steps"] > 0
+        assert res[key]["steps"] > 0, (key, proc.stdout[-2000:])
         assert 0.0 <= row["dice"] <= 1.0 and set(res[key]["per_case"]) == {"US_002", "US_005"}
     assert "ours: lesion dice=" in proc.stdout and "baseline: lesion dice=" in proc.stdout

@@ -58,6 +58,9 @@ def _args(argv=None) -> argparse.Namespace:
                         "library's choice, guidance_spec())")
     p.add_argument("--click-prior", type=float, default=None,
                    help="logit head start at a click (default: refine_with_clicks's)")
+    p.add_argument("--click-prior-radius-mm", type=float, default=None,
+                   help="radius of the click prior's Gaussians (default: the model's guidance "
+                        "radius)")
     p.add_argument("--save-model", type=Path, default=None,
                    help="keep the trained click model in this folder (for --model later)")
     return p.parse_args(argv)
@@ -112,7 +115,8 @@ def _train(args, train_ids: list[str], val_ids: list[str], out: Path) -> Path:
 
 
 def _evaluate(model_dir: Path, cases, label_names: dict[int, str], max_clicks: int,
-              click_prior: float | None = None) -> tuple[list[list[float]], list[float]]:
+              click_prior: float | None = None, prior_radius: float | None = None
+              ) -> tuple[list[list[float]], list[float]]:
     from napari_medseg.inference import load_model, predict_volume
     from napari_medseg.interactive.clicks import simulate_session
     from napari_medseg.interactive.guidance import guidance_of
@@ -137,6 +141,8 @@ def _evaluate(model_dir: Path, cases, label_names: dict[int, str], max_clicks: i
                     return auto == label
                 t0 = time.perf_counter()
                 extra = {} if click_prior is None else {"click_prior": click_prior}
+                if prior_radius is not None:
+                    extra["click_prior_radius_mm"] = prior_radius
                 patch = refine_with_clicks(net, card, image, auto, label, clicks, **extra)
                 out = auto.copy()
                 if patch is not None:
@@ -168,7 +174,7 @@ def main(argv=None) -> None:
                                        else val_ids)
         cases = [c for c in eval_ds.cases if c.labels is not None][: args.n_eval]
         curves, times_ms = _evaluate(model_dir, cases, eval_ds.label_names, args.max_clicks,
-                                     args.click_prior)
+                                     args.click_prior, args.click_prior_radius_mm)
     if not curves:
         raise SystemExit("No labelled structure to evaluate.")
     arr = np.array(curves)

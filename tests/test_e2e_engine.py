@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from napari_medseg.dataset import load_msd_dataset
+from napari_medseg.dataset.evaluation import evaluate_folders
 from napari_medseg.inference import predict_folder
 from napari_medseg.io import read_nifti
-from napari_medseg.dataset.evaluation import evaluate_folders
 from napari_medseg.models import load_model
 from napari_medseg.training import TrainConfig, train
 

@@ -230,48 +230,15 @@ def test_click_prior_gives_a_click_its_effect_where_the_network_is_not_confident
     assert DEFAULT_CLICK_PRIOR > 0
 
 
-def test_refine_gives_a_previous_mask_model_the_labels_current_mask():
-    from napari_medseg.interactive.guidance import guidance_spec
-
-    _, card = _guided_model(num_classes=2)
-    card.train_config = {"guidance": guidance_spec(3.0, previous_mask=True)}
-    seen = []
-
-    class Spy(_ConfidentNet):
-        def forward(self, x):
-            seen.append(x.detach().clone())
-            return super().forward(x)
-
+def test_click_prior_radius_sets_how_far_the_prior_reaches():
+    _, card = _guided_model()  # guidance radius 3 mm: the default prior reaches 3.53 mm
     labels = np.zeros((24, 24, 24), np.uint8)
-    labels[8:16, 8:16, 8:16] = 1
     image = np.random.default_rng(0).normal(size=labels.shape).astype(np.float32)
-    refine_with_clicks(Spy(num_classes=2), card, image, labels, 1, [((12, 12, 18), True)],
-                       crop_margin_mm=2.0)
-    (x,) = seen
-    assert x.shape[1] == 1 + 3  # image, positive, negative, previous mask
-    prev = x[0, 3].numpy()
-    assert prev.sum() == 8 ** 3 and set(np.unique(prev)) == {0.0, 1.0}
-
-
-def test_a_click_on_a_large_object_edits_one_window_around_it():
-    """An object larger than two network windows: the click's update is one window centred on
-    it (the cost of a click does not grow with the organ), the rest of the label is kept."""
-    from napari_medseg.interactive.refine import _bounding_box
-
-    _, card = _guided_model(num_classes=2)  # 16^3 window at 1 mm
-    labels = np.zeros((48, 48, 48), np.uint8)
-    labels[4:44, 4:44, 4:44] = 1
-    image = np.random.default_rng(0).normal(size=labels.shape).astype(np.float32)
-    patch = refine_with_clicks(_ConfidentNet(num_classes=2), card, image, labels, 1,
-                               [((24, 30, 20), False)], click_prior=0.0)
-    assert [(s.start, s.stop) for s in patch.bbox] == [(17, 33), (23, 39), (13, 29)]
+    patch = refine_with_clicks(_ConfidentNet(), card, image, labels, 1, [((12, 12, 12), True)],
+                               click_prior=8.0, click_prior_radius_mm=1.0)
     out = labels.copy()
     patch.apply(out)
-    inside = np.zeros(labels.shape, bool)
-    inside[patch.bbox] = True
-    assert (out[inside] == 0).all()  # the confident 'background' network, inside the window
-    np.testing.assert_array_equal(out[~inside], labels[~inside])
-    mask = np.zeros((5, 6, 7), bool)
-    mask[1:3, 2, 4:6] = True
-    assert _bounding_box(mask) == (slice(1, 3), slice(2, 3), slice(4, 6))
-    assert _bounding_box(np.zeros((3, 3), bool)) is None
+    # 8 exp(-d^2 / 2) > 4 within d < 1.18 mm: the click and its six face neighbours
+    expected = np.zeros_like(out, dtype=bool)
+    expected[11:14, 12, 12] = expected[12, 11:14, 12] = expected[12, 12, 11:14] = True
+    np.testing.assert_array_equal(out == 1, expected)

@@ -25,6 +25,7 @@ from napari_medseg.interactive.guidance import (
     DEFAULT_RADIUS_MM,
     channels_per_class,
     class_click_maps,
+    click_maps,
     guidance_of,
 )
 from napari_medseg.interactive.seeds import grow_from_seeds
@@ -174,10 +175,12 @@ def _seeded_mask(image: list[np.ndarray], old: np.ndarray, label: int, clicks: S
 def _guided_mask(model: torch.nn.Module, card: Any, image: np.ndarray, label: int,
                  clicks: Sequence[Click], origin: Sequence[int], spacing: Sequence[float],
                  guidance: dict[str, Any], device: torch.device,
-                 click_prior: float = 0.0, previous: np.ndarray | None = None) -> np.ndarray:
+                 click_prior: float = 0.0, previous: np.ndarray | None = None,
+                 prior_radius_mm: float | None = None) -> np.ndarray:
     """Run the click-guided network on the crop (``image``: normalised ``(C, *crop)``;
     ``previous``: the label's current mask there, for models that take it); the label's mask
-    on the crop grid."""
+    on the crop grid. The click prior fades with the guidance maps, or with Gaussians of
+    ``prior_radius_mm`` when given."""
     from monai.inferers import sliding_window_inference
 
     from napari_medseg.preprocess import resample_to_shape
@@ -222,7 +225,11 @@ def _guided_mask(model: torch.nn.Module, card: Any, image: np.ndarray, label: in
         # fades with the click map (decisive at the click, a nudge 2 radii away), so that the
         # voxels the network is unsure about follow the click and confident ones need more
         first = per_class * (label - 1)
-        bias = torch.from_numpy(click_prior * (maps[first] - maps[first + 1]))
+        if prior_radius_mm is None:
+            pos, neg = maps[first], maps[first + 1]
+        else:
+            pos, neg = click_maps(grid, local, grid_spacing, float(prior_radius_mm), "gaussian")
+        bias = torch.from_numpy(click_prior * (pos - neg))
         if not (card.dims == 2 and len(shape) == 3):  # else slices are the batch already
             bias = bias[None]
         logits = logits.float().clone()  # an inference-mode tensor cannot be changed in place
@@ -312,6 +319,7 @@ def refine_with_clicks(
     device: str | torch.device = "cpu",
     fallback: str = "random_walker",
     click_prior: float = DEFAULT_CLICK_PRIOR,
+    click_prior_radius_mm: float | None = None,
 ) -> EditPatch | None:
     """Update one label from positive and negative clicks, inside a crop around it.
 
@@ -344,6 +352,9 @@ def refine_with_clicks(
         Guided models: logit added to the edited class in proportion to the positive click
         map (subtracted for negative clicks), so that a click always has an effect around it
         (0 = the network's output alone).
+    click_prior_radius_mm : float, optional
+        Radius (mm) of the Gaussians the click prior fades with (default: the model's
+        guidance radius, i.e. its own click maps).
 
     Returns
     -------
@@ -398,7 +409,8 @@ def refine_with_clicks(
         # normalised with the whole image's statistics (per-volume z-score, as in training)
         normed = _normalised_crop(channels, params, crop)
         mask = _guided_mask(model, card, normed, label, clicks, origin, sp, guidance,
-                            torch.device(device), float(click_prior), old == label)
+                            torch.device(device), float(click_prior), old == label,
+                            click_prior_radius_mm)
     else:
         mask = _seeded_mask([c[crop] for c in channels], old, label, clicks, origin, sp,
                             DEFAULT_RADIUS_MM, fallback)

@@ -147,6 +147,27 @@ def test_colour_picture_with_greyscale_model_is_a_clear_error(grey_model, photo,
     assert not out.exists()
 
 
+def test_greyscale_picture_stored_as_rgb_is_greyscale_for_a_greyscale_model(grey_model, tmp_path):
+    # ultrasound exports and screenshots often store a greyscale picture as RGB (r = g = b);
+    # a dataset of one channel takes such files as one channel, so prediction must too
+    grey = rgb_picture(3)[..., 0]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(grey).save(folder / "grey.png")
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(folder / "stored_as_rgb.png")
+    assert read_volume(folder / "stored_as_rgb.png").rgb
+    out = tmp_path / "out"
+    run(predict_folder(grey_model, folder, out, device="cpu"))
+    a, b = (np.asarray(Image.open(out / f"{n}.png")) for n in ("grey", "stored_as_rgb"))
+    assert a.shape == (H, W)
+    np.testing.assert_array_equal(a, b)
+    # one channel differs by one grey level: a colour picture, still refused
+    tinted = np.stack([grey] * 3, axis=-1)
+    tinted[0, 0, 2] ^= 1
+    with pytest.raises(ModelLoadError, match="this image is in colour"):
+        run(predict_volume(grey_model, Volume(tinted, (1.0, 1.0), rgb=True), device="cpu"))
+
+
 def test_multichannel_model_cannot_take_single_files(tmp_path, photo):
     t1t2 = make_model(tmp_path / "t1t2", in_channels=2, channel_names=["T1", "T2"])
     with pytest.raises(ModelLoadError, match="each input file holds 1"):

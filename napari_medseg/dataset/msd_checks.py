@@ -18,16 +18,12 @@ from napari_medseg.io.volume import Volume
 
 def _check_channels(case_id: str, volumes: list[Volume], names: list[str]) -> list[Volume]:
     """Picture channels against ``channel_names``: a colour file is three channels; a
-    greyscale picture stored as RGB (equal channels) is one."""
+    greyscale picture stored as RGB (equal channels, as many ultrasound exports are) is one."""
     total = sum(v.n_channels for v in volumes)
     if total == len(names):
         return volumes
-    if len(names) == 1 and len(volumes) == 1 and volumes[0].rgb:
-        v = volumes[0]
-        rgb = v.array[..., :3]
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-            return [Volume(np.ascontiguousarray(rgb[..., 0]), v.spacing, v.affine.copy(),
-                           v.modality, dict(v.metadata), v.name)]
+    if len(names) == 1 and len(volumes) == 1 and volumes[0].is_colourless():
+        return [volumes[0].grey()]
     raise DatasetError(
         f"Case {case_id}: dataset.json names {len(names)} channel(s) ({', '.join(names)}) "
         f"but its image file(s) hold {total} (a colour picture is 3: red, green, blue)."

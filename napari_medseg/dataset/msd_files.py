@@ -99,15 +99,14 @@ def read_image(path: str | os.PathLike) -> Volume:
     return read_volume(path)
 
 
-def _grey_picture(array: np.ndarray, what: str) -> np.ndarray:
-    """The grey plane of a colour (RGB/RGBA) array whose colour channels are equal."""
-    rgb = array[..., :3]
-    if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+def _grey_picture(volume: Volume, what: str) -> np.ndarray:
+    """The grey plane of a colour (RGB/RGBA) picture whose colour channels are equal."""
+    if not volume.is_colourless():
         raise DatasetError(
             f"{what} is a colour picture (its red, green and blue differ); a label or mask "
             "file must be a greyscale picture of label values."
         )
-    return np.ascontiguousarray(rgb[..., 0])
+    return volume.grey().array
 
 
 def _value_list(values: Sequence[int]) -> str:
@@ -204,7 +203,7 @@ def read_label_image(path: str | os.PathLike, label_names: Mapping[int, str] | N
 
     volume = read_picture(path)
     what = f"Case {case_id}: {Path(path).name}" if case_id else Path(path).name
-    array = _grey_picture(volume.array, what) if volume.rgb else np.asarray(volume.array)
+    array = _grey_picture(volume, what) if volume.rgb else np.asarray(volume.array)
     if label_names is not None:
         array = picture_label_values(array, label_names, case_id)
     elif array.dtype.kind == "b":
@@ -228,7 +227,7 @@ def read_roi_mask(path: str | os.PathLike, case_id: str = "") -> np.ndarray:
             from napari_medseg.io.picture import read_picture
 
             volume = read_picture(path)
-            array = _grey_picture(volume.array, what) if volume.rgb else volume.array
+            array = _grey_picture(volume, what) if volume.rgb else volume.array
         else:
             array = read_label_image(path).array
     except DatasetError:

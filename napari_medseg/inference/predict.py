@@ -119,6 +119,15 @@ def _given(volume: Volume | Sequence[Volume] | None) -> list[Volume]:
     return [] if volume is None else [volume] if isinstance(volume, Volume) else list(volume)
 
 
+def fit_colourless(card: ModelCard, volume: Volume | Sequence[Volume]) -> Volume | list[Volume]:
+    """A greyscale picture stored as RGB (red = green = blue, as many ultrasound exports and
+    screenshots are) is one greyscale channel for a model of one greyscale channel, as it was
+    when the training data held such pictures; anything else is returned as given.
+    """
+    given = _given(volume)
+    return given[0].for_channels(card.in_channels) if len(given) == 1 else volume
+
+
 def is_colour_model(card: ModelCard) -> bool:
     """Whether the model was trained on colour pictures (3 channels: red, green, blue).
 
@@ -152,6 +161,7 @@ def check_fits(card: ModelCard, volume: Volume | Sequence[Volume]) -> list[str]:
         Channels (count, colour vs greyscale), dimensionality (a 3D model on a 2D image) or a
         known modality that differs from the training data's (a CT model on MR), in one sentence.
     """
+    volume = fit_colourless(card, volume)
     channels = _channels(volume)
     if len(channels) != card.in_channels:
         raise ModelLoadError(channel_mismatch_message(card, volume, len(channels)))
@@ -271,6 +281,7 @@ def predict(
     if dev.type == "cpu":
         # oneDNN convolutions run ~20 % faster with channels-last weights (same results)
         net = net.to(memory_format=channels_last_format(card.dims))
+    volume = fit_colourless(card, volume)
     channels = _channels(volume)
     check_fits(card, volume)
     ref = channels[0]

@@ -368,6 +368,8 @@ def refine_with_clicks(
     ValueError
         Mismatched shapes, a label that is not a class of the model, or no click.
     """
+    if card is not None and isinstance(image_volume, Volume):
+        image_volume = image_volume.for_channels(card.in_channels)  # grey stored as RGB
     label, channels, labels, sp = _checked_prompt_inputs(image_volume, current_labels, label,
                                                          spacing, "to edit with clicks")
     clicks = [Click(tuple(int(round(c)) for c in coord), bool(p)) for coord, p in clicks]

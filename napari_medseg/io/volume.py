@@ -221,6 +221,46 @@ class Volume:
                               meta, f"{self.name} [{cname}]"))
         return out
 
+    def is_colourless(self) -> bool:
+        """Whether this is a colour picture whose red, green and blue are equal everywhere: a
+        greyscale picture stored as RGB, as many ultrasound exports and screenshots are.
+
+        Examples
+        --------
+        >>> grey = np.arange(6, dtype=np.uint8).reshape(2, 3)
+        >>> Volume(np.stack([grey] * 3, -1), (1.0, 1.0), rgb=True).is_colourless()
+        True
+        """
+        if not self.rgb:
+            return False
+        rgb = self.array[..., :3]
+        return bool(np.array_equal(rgb[..., 0], rgb[..., 1])
+                    and np.array_equal(rgb[..., 0], rgb[..., 2]))
+
+    def grey(self) -> Volume:
+        """The greyscale Volume of a colourless picture (:meth:`is_colourless`); ``self`` when
+        it is already greyscale.
+
+        Raises
+        ------
+        ValueError
+            A picture in colour (its red, green and blue differ).
+        """
+        if not self.rgb:
+            return self
+        if not self.is_colourless():
+            raise ValueError(f"'{self.name}' is a colour picture (its red, green and blue differ).")
+        return Volume(np.ascontiguousarray(self.array[..., 0]), self.spacing, self.affine.copy(),
+                      self.modality, dict(self.metadata), self.name)
+
+    def for_channels(self, n_channels: int) -> Volume:
+        """This image as a model of ``n_channels`` input channels takes it: a greyscale picture
+        stored as RGB (:meth:`is_colourless`) is one greyscale channel for a one-channel model,
+        as it is in a dataset of one channel; anything else is returned unchanged."""
+        if n_channels == 1 and self.is_colourless():
+            return self.grey()
+        return self
+
     @property
     def origin(self) -> tuple[float, ...]:
         """World position (mm) of voxel index 0."""

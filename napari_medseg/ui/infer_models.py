@@ -67,6 +67,10 @@ def check_model_fits(card: Any, volume: Any, extra_channels: int = 0) -> list[st
     list of str
         Non-blocking concerns (e.g. modality differs from the training data).
     """
+    from napari_medseg.inference.predict import check_fits
+
+    if not extra_channels:
+        volume = volume.for_channels(card.in_channels)  # a greyscale picture stored as RGB
     given = int(volume.n_channels) + int(extra_channels)
     if card.in_channels != given:
         model = f"'{card.task}' v{card.version}"
@@ -84,8 +88,6 @@ def check_model_fits(card: Any, volume: Any, extra_channels: int = 0) -> list[st
         raise ValueError(f"The model {model} needs {card.in_channels} image channel(s) "
                          f"({wanted}); '{volume.name}' gives {given}.")
     # the core's one policy (dimensionality, modality), as predict applies it
-    from napari_medseg.inference.predict import check_fits
-
     channels = volume.channel_volumes()
     return check_fits(card, channels + [channels[0]] * int(extra_channels))
 

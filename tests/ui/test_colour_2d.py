@@ -456,3 +456,21 @@ def test_colour_model_on_greyscale_image_is_one_clear_error(make_napari_viewer, 
     assert "\n" not in errors[0]
     assert "colour pictures" in infer.status_label.text()
     assert not any(ly.name.startswith("green only –") for ly in viewer.layers)
+
+
+def test_infer_dock_takes_a_greyscale_picture_stored_as_rgb_for_a_greyscale_model():
+    from napari_medseg.io.volume import Volume
+    from napari_medseg.models import ModelCard, plan_network
+    from napari_medseg.ui.infer_models import check_model_fits
+
+    card = ModelCard(task="US", classes=[{"value": 0, "name": "background"},
+                                         {"value": 1, "name": "lesion"}],
+                     dims=2, in_channels=1, patch_size=[16, 16],
+                     network=plan_network(2, 1, 2, [(2, 2)], base_channels=4),
+                     normalisation=[{"scheme": "zscore"}], channel_names=["ultrasound"])
+    grey = np.random.default_rng(0).integers(0, 255, (20, 30), dtype=np.uint8)
+    assert check_model_fits(card, Volume(np.stack([grey] * 3, -1), (1.0, 1.0), rgb=True)) == []
+    tinted = np.stack([grey] * 3, -1)
+    tinted[3, 4, 0] ^= 1
+    with pytest.raises(ValueError, match="is a colour picture"):
+        check_model_fits(card, Volume(tinted, (1.0, 1.0), rgb=True))

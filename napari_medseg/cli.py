@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,6 +130,14 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _run_fraction(elapsed_s: float, event: Any) -> float:
+    """Share of a training run done at a step event: from its time left (``eta_s``, which
+    the time budget bounds) when known, else from its step count."""
+    if event.eta_s is not None and elapsed_s + event.eta_s > 0:
+        return min(1.0, elapsed_s / (elapsed_s + event.eta_s))
+    return min(1.0, event.step / event.total) if event.total else 0.0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -173,13 +182,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         for event in gen:
             if event.kind == "start":
-                bar = tqdm(total=event.total, desc="train", unit="step", file=sys.stderr,
-                           disable=quiet, dynamic_ncols=True)
+                # the bar shows the share of the run done (time budget or steps, whichever
+                # ends it first), so its time left is the run's, not that of the step cap
+                bar = tqdm(total=100, desc="train", file=sys.stderr, disable=quiet,
+                           dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                           "{elapsed}<{remaining}{postfix}")
+                started = time.perf_counter()
                 if not quiet:
                     tqdm.write(event.message, file=sys.stderr)
             elif event.kind == "step" and bar is not None:
-                bar.update(1)
-                bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}", refresh=False)
+                done = _run_fraction(time.perf_counter() - started, event)
+                bar.update(max(0.0, 100.0 * done - bar.n))
+                bar.set_postfix(step=event.step, epoch=event.epoch, loss=f"{event.loss:.3f}",
+                                refresh=False)
             elif event.kind == "epoch" and not quiet:
                 dice = event.metrics.get("dice_mean")
                 text = f"epoch {event.epoch}: loss {event.loss:.4f}"

@@ -137,3 +137,15 @@ def test_predict_errors_exit_2_and_write_nothing(trained, dataset, tmp_path):
                "--max-epochs", "1", *TINY)
     assert proc.returncode == 2 and "different task" in proc.stderr
     assert not (tmp_path / "m3").exists()
+
+
+def test_train_progress_is_the_share_of_the_run_its_budget_allows():
+    from types import SimpleNamespace
+
+    from napari_medseg.cli import _run_fraction
+
+    # 20 s into a 40 s budget with a step cap of 50 000: half done, not 0.2 %
+    step = SimpleNamespace(step=100, total=50_000, eta_s=20.0)
+    assert _run_fraction(20.0, step) == pytest.approx(0.5)
+    # without a time left, the steps say it
+    assert _run_fraction(5.0, SimpleNamespace(step=25, total=100, eta_s=None)) == 0.25

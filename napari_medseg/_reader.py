@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from napari_medseg.io.picture import PICTURE_SUFFIXES
+
 LayerData = tuple[Any, ...]
 ReaderFunction = Callable[[Any], list[LayerData]]
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")  # NIfTI, NRRD, MetaImage
 DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 #: File-name hints that a picture is a label mask (``Image_01L_1stHO.png``: CHASE_DB1 masks).
 PICTURE_LABEL_HINTS = ("mask", "label", "seg", "manual", "_1stho", "_2ndho", "annot",
                        "truth", "_gt")
@@ -80,7 +81,7 @@ def _is_picture_file(path: Path) -> bool:
 def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     """Return a reader for NIfTI / DICOM / picture paths, else ``None`` (fast: no pixels read).
 
-    Pictures are recognised by suffix (``.png .jpg .jpeg .tif .tiff .bmp .gif``, any case).
+    Pictures are recognised by suffix (:data:`~napari_medseg.io.picture.PICTURE_SUFFIXES`, any case).
 
     Parameters
     ----------

@@ -136,6 +136,21 @@ def test_gif_and_bmp_masks_read_exactly(tmp_path: Path) -> None:
         assert v.metadata["format"] == fmt and not v.rgb
 
 
+def test_netpbm_photo_and_mask_as_stare_ships_them(tmp_path: Path) -> None:
+    # STARE's fundus photographs and vessel masks are .ppm files
+    rng = np.random.default_rng(4)
+    photo = rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)
+    mask = np.zeros((30, 44), np.uint8)
+    mask[5:9, 2:40] = 255
+    Image.fromarray(photo).save(tmp_path / "im0001.ppm")
+    Image.fromarray(mask).save(tmp_path / "im0001.ah.PGM")
+    v = read_picture(tmp_path / "im0001.ppm")
+    assert v.rgb and v.metadata["format"] == "netpbm"
+    np.testing.assert_array_equal(v.array, photo)
+    np.testing.assert_array_equal(read_volume(tmp_path / "im0001.ah.PGM").array, mask)
+    assert is_picture_path("x.pnm") and describe_path(tmp_path / "im0001.ppm")["shape"] == [30, 44]
+
+
 def test_colour_bmp_and_jpeg(tmp_path: Path) -> None:
     a = np.zeros((24, 40, 3), np.uint8)
     a[..., 0], a[..., 2] = 200, 50

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.dataset.msd import label_names_from_json, read_label_image, read_roi_mask
+from napari_medseg.io.picture import PICTURE_SUFFIXES
 from napari_medseg.metrics import evaluate_case, summarise, write_csv
 
 
@@ -31,8 +32,8 @@ def _label_files(folder: Path) -> dict[str, Path]:
 
 
 #: Label files :func:`evaluate_folders` pairs by name (NIfTI, NRRD, MetaImage, pictures).
-LABEL_FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff", ".bmp",
-                       ".gif")
+LABEL_FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha",
+                       *(s for s in PICTURE_SUFFIXES if s not in (".jpg", ".jpeg")))
 
 
 def evaluate_folders(

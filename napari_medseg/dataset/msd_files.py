@@ -19,11 +19,13 @@ import numpy as np
 
 from napari_medseg.dataset.cases import DatasetError
 from napari_medseg.events import IGNORE_LABEL
+from napari_medseg.io.picture import PICTURE_SUFFIXES as _PICTURES
 from napari_medseg.io.volume import Volume
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
-#: Picture files an nnU-Net v2 natural-image dataset may hold (``dataset.json`` ``file_ending``).
-PICTURE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+#: Picture files an nnU-Net v2 natural-image dataset may hold (``dataset.json`` ``file_ending``):
+#: every picture the readers take but GIF, which holds masks, not photographs.
+PICTURE_SUFFIXES = tuple(s for s in _PICTURES if s != ".gif")
 #: Label and region-of-interest masks may also be GIF (DRIVE ships its masks so).
 MASK_SUFFIXES = (*PICTURE_SUFFIXES, ".gif")
 #: ``file_ending`` values ``dataset.json`` may give.

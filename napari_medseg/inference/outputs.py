@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_medseg.io.atomic import TEMP_PREFIX, remove_stale_temps
+from napari_medseg.io.picture import PICTURE_SUFFIXES
 from napari_medseg.io.volume import Volume
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,10 +47,8 @@ LabelWriter = Callable[["PredictionResult", Volume, Path], None]
 #: Writes probability maps into ``folder`` as ``<stem>...`` files; returns the paths written.
 ProbabilityWriter = Callable[["PredictionResult", Volume, Path, str], list[Path]]
 
-#: File suffixes of pictures (lower case) that ``"auto"`` answers with a PNG.
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 #: ``volume.metadata["format"]`` values of pictures.
-PICTURE_FORMATS = ("png", "jpeg", "jpg", "tiff", "tif", "bmp", "gif", "picture")
+PICTURE_FORMATS = ("png", "jpeg", "jpg", "tiff", "tif", "bmp", "gif", "netpbm", "picture")
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 

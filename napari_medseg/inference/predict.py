@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from napari_medseg.events import Event
 from napari_medseg.interactive.guidance import ZeroGuidance, guidance_channels
+from napari_medseg.io.picture import PICTURE_SUFFIXES
 from napari_medseg.io.volume import RGB_CHANNEL_NAMES, Volume
 from napari_medseg.models.card import ModelCard, ModelLoadError, load_model
 from napari_medseg.models.engine import (
@@ -387,8 +388,9 @@ def predict_volume(model: ModelLike, volume: Volume | Sequence[Volume], **kwargs
             return stop.value
 
 
-#: Picture files a folder prediction picks up (besides NIfTI), lower case.
-PICTURE_INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Picture files a folder prediction picks up (besides NIfTI), lower case: every picture the
+#: readers take but GIF (masks, not photographs).
+PICTURE_INPUT_SUFFIXES = tuple(s for s in PICTURE_SUFFIXES if s != ".gif")
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _STRIPPED_SUFFIXES = (*_NIFTI_SUFFIXES, *PICTURE_INPUT_SUFFIXES, ".gif", ".dcm", ".dicom", ".ima")
 
@@ -432,7 +434,7 @@ def list_input_images(input_path: str | os.PathLike) -> list[Path]:
             return files
         if folder_has_dicom(path):
             return [path]
-        raise ValueError(f"No NIfTI images (.nii, .nii.gz), pictures (.png, .jpg, .tif, .bmp) "
+        raise ValueError(f"No NIfTI images (.nii, .nii.gz), pictures (.png, .jpg, .tif, .bmp, .ppm) "
                          f"or DICOM files in {path}.")
     raise ValueError(f"Input not found: {path}")
 

@@ -2,7 +2,8 @@
 
 :func:`read_volume` dispatches on what ``path`` is: ``.nii``/``.nii.gz`` -> NIfTI; a folder, a
 ``.dcm`` file or a file with the DICOM preamble (``DICM`` at byte 128) -> DICOM; ``.png``,
-``.jpg``/``.jpeg``, ``.tif``/``.tiff``, ``.bmp``, ``.gif`` -> picture (:mod:`.picture`).
+``.jpg``/``.jpeg``, ``.tif``/``.tiff``, ``.bmp``, ``.gif``, ``.ppm``/``.pgm``/``.pnm`` -> picture
+(:mod:`.picture`).
 :func:`describe_path` gives the JSON summary printed by ``napari-medseg info PATH``.
 """
 

@@ -42,14 +42,17 @@ from napari_medseg.io.atomic import atomic_write_bytes
 from napari_medseg.io.errors import MedsegIOError, MedsegIOWarning, check_readable, one_line
 from napari_medseg.io.volume import Volume
 
-#: File suffixes read as pictures (compared case-insensitively).
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+#: File suffixes read as pictures (compared case-insensitively); the one list every reader,
+#: file dialog and output rule of the package takes its picture suffixes from. Netpbm
+#: (``.ppm``/``.pgm``/``.pnm``) is how some fundus sets ship (STARE).
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm",
+                    ".pnm")
 #: Suffixes :func:`write_picture` writes.
 LABEL_PICTURE_SUFFIXES = (".png", ".tif", ".tiff")
 
 _FORMAT_OF_SUFFIX = {
     ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
-    ".bmp": "bmp", ".gif": "gif",
+    ".bmp": "bmp", ".gif": "gif", ".ppm": "netpbm", ".pgm": "netpbm", ".pnm": "netpbm",
 }
 #: Densities that image software writes by default (screen resolutions): not a physical size.
 _DEFAULT_DPI = (72.0, 96.0)
@@ -78,8 +81,21 @@ def is_picture_path(path: str | os.PathLike[str]) -> bool:
 
 
 def picture_format(path: str | os.PathLike[str]) -> str:
-    """``"png"``, ``"jpeg"``, ``"tiff"``, ``"bmp"`` or ``"gif"`` from the file suffix."""
+    """``"png"``, ``"jpeg"``, ``"tiff"``, ``"bmp"``, ``"gif"`` or ``"netpbm"`` from the file
+    suffix."""
     return _FORMAT_OF_SUFFIX.get(Path(path).suffix.lower(), Path(path).suffix.lower().lstrip("."))
+
+
+def file_dialog_patterns(extra: tuple[str, ...] = ()) -> str:
+    """Space-separated ``*.suffix`` patterns of ``extra`` and the picture suffixes, for a Qt
+    file dialog's filter.
+
+    Examples
+    --------
+    >>> file_dialog_patterns((".nii",)).split()[:3]
+    ['*.nii', '*.png', '*.jpg']
+    """
+    return " ".join(f"*{s}" for s in (*extra, *PICTURE_SUFFIXES))
 
 
 # --------------------------------------------------------------------------------- spacing

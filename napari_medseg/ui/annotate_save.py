@@ -13,6 +13,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QVBoxLayout
 
+from napari_medseg.io.picture import PICTURE_SUFFIXES
 from napari_medseg.ui._controls import button, hint
 from napari_medseg.ui._layers import (
     labels_for_saving,
@@ -25,8 +26,7 @@ from napari_medseg.ui._notify import catch_errors
 from napari_medseg.ui._settings import last_folder, remember_folder
 
 #: File endings stripped from an image's name before ``_labels.nii.gz`` is added.
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp",
-                  ".gif")
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".dcm", *PICTURE_SUFFIXES)
 
 
 class SaveSection(QGroupBox):

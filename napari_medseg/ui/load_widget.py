@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg.io.picture import file_dialog_patterns
 from napari_medseg.ui._controls import (
     Dock,
     LayerCombo,
@@ -37,8 +38,9 @@ from napari_medseg.ui._layers import image_layers, medseg_metadata, volume_from_
 from napari_medseg.ui._notify import catch_errors, show_error_message
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
-FILE_FILTER = ("Medical images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.DCM *.ima *.IMA "
-               "*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.gif);;All files (*)")
+FILE_FILTER = ("Medical images (" + file_dialog_patterns((
+    ".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".DCM", ".ima", ".IMA"))
+    + ");;All files (*)")
 SERIES_COLUMNS = ("Description", "Patient", "Folder", "Modality", "Slices", "Spacing (mm)")
 _LEVEL_RANGE = (-1500.0, 3000.0)
 _WIDTH_RANGE = (1.0, 5000.0)

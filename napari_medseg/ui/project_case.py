@@ -19,6 +19,7 @@ import numpy as np
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QWidget
 
 from napari_medseg.events import Event
+from napari_medseg.io.picture import file_dialog_patterns
 from napari_medseg.ui._controls import LayerCombo, belongs_to, button, hint, image_for
 from napari_medseg.ui._layers import (
     add_labels_for_image,
@@ -43,7 +44,7 @@ from napari_medseg.ui.project_state import (
 )
 
 #: Files the "Add images to pool" dialog offers: volumes and 2D pictures.
-POOL_FILE_FILTER = ("Images (*.nii *.nii.gz *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;"
+POOL_FILE_FILTER = (f"Images ({file_dialog_patterns(('.nii', '.nii.gz'))});;"
                     "NIfTI (*.nii *.nii.gz);;All files (*)")
 
 

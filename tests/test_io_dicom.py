@@ -380,6 +380,9 @@ def test_jpeg2000_ct_series_in_hounsfield_units(samples_dir: Path) -> None:
     labels_on_grid = seg.array[tuple(seg_idx)].reshape(vol.shape)
     assert np.median(vol.array[labels_on_grid > 0]) > -100
     assert np.median(vol.array[labels_on_grid == 0]) < -900
+    # Volume.on_grid_of gives the same voxels by transposing / flipping (no resampling)
+    assert not np.array_equal(seg.array, labels_on_grid)  # the rows run the other way
+    np.testing.assert_array_equal(seg.on_grid_of(vol), labels_on_grid)
 
 
 def test_jpeg2000_without_decoders_names_the_extra(samples_dir: Path, monkeypatch) -> None:

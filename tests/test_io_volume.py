@@ -79,6 +79,46 @@ def test_same_grid_in_two_voxel_orders_overlays() -> None:
                                    _layer_world(g_nifti, (z, SHAPE[1] - 1 - y, x)), atol=1e-9)
 
 
+@pytest.mark.parametrize("signs", [(1, -1, -1), (-1, 1, 1), (1, 1, -1)])
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+def test_on_grid_of_reorders_the_same_voxels_onto_another_voxel_order(signs, order) -> None:
+    # oracle: each voxel's value is its own world position, so a wrong mapping shows
+    image = Volume(np.zeros(SHAPE), SPACING, _axial_affine((1, -1, -1)), "CT", {"format": "dicom"})
+    perm = np.zeros((4, 4))
+    perm[3, 3] = 1.0
+    moved_shape = tuple(SHAPE[a] for a in order)
+    for new_axis, old_axis in enumerate(order):  # new index along new_axis = old index (signed)
+        s = signs[new_axis]
+        perm[old_axis, new_axis] = s
+        perm[old_axis, 3] = 0 if s > 0 else moved_shape[new_axis] - 1
+    labels_affine = image.affine @ perm
+    idx = np.indices(moved_shape).reshape(3, -1)
+    world = (labels_affine @ np.vstack([idx, np.ones(idx.shape[1])]))[:3]
+    code = np.round(world[0] * 1e4 + world[1] * 1e2 + world[2], 3).reshape(moved_shape)
+    labels = Volume(code, tuple(SPACING[a] for a in order), labels_affine, "CT", ORIENTED)
+    out = labels.on_grid_of(image)
+    assert out.shape == SHAPE
+    ref_idx = np.indices(SHAPE).reshape(3, -1)
+    ref_world = (image.affine @ np.vstack([ref_idx, np.ones(ref_idx.shape[1])]))[:3]
+    expected = np.round(ref_world[0] * 1e4 + ref_world[1] * 1e2 + ref_world[2], 3)
+    np.testing.assert_allclose(out.reshape(-1), expected, atol=1e-6)
+
+
+def test_on_grid_of_refuses_grids_that_are_not_the_same_voxels() -> None:
+    image = Volume(np.zeros(SHAPE), SPACING, _axial_affine((1, -1, -1)))
+    shifted = image.affine.copy()
+    shifted[0, 3] += 0.35  # a third of a voxel along x
+    with pytest.raises(ValueError, match="not on the same grid"):
+        Volume(np.zeros(SHAPE), SPACING, shifted).on_grid_of(image)
+    with pytest.raises(ValueError, match="not on the same grid"):  # same shape, other spacing
+        Volume(np.zeros(SHAPE), (2.5, 0.8, 0.8)).on_grid_of(Volume(np.zeros(SHAPE), SPACING))
+    with pytest.raises(ValueError, match="not on the same grid"):  # other extent
+        Volume(np.zeros((5, 6, 8)), SPACING).on_grid_of(Volume(np.zeros(SHAPE), SPACING))
+    flat = Volume(np.arange(6.0).reshape(2, 3), (0.5, 0.5))
+    np.testing.assert_array_equal(flat.on_grid_of(Volume(np.zeros((2, 3)), (0.5, 0.5))),
+                                  flat.array)
+
+
 def test_volume_without_orientation_keeps_its_own_scale_and_translate() -> None:
     plain = Volume(np.zeros(SHAPE), SPACING)
     assert plain.napari_geometry()["scale"] == SPACING  # positive, as before

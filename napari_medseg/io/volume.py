@@ -353,6 +353,61 @@ class Volume:
             rgb=bool(meta.get("rgb", False)) and np.ndim(array) == len(meta["spacing"]) + 1,
         )
 
+    def on_grid_of(self, reference: Volume, what: str = "the labels", onto: str = "the image",
+                   tol: float = 1e-3) -> np.ndarray:
+        """This volume's voxels in ``reference``'s voxel order, when both grids are the same
+        voxels in the world (the same patient positions) stored in another axis order or
+        direction: a label map saved by another tool for a DICOM series, whose rows run the
+        other way. A view (axes transposed and flipped), no resampling.
+
+        Parameters
+        ----------
+        reference : Volume
+            The grid to express the voxels on (e.g. the image the labels were drawn on).
+        what, onto : str
+            What this volume and ``reference`` are, for the message.
+        tol : float
+            Largest mismatch of the index mapping (in voxels) that still counts as the same.
+
+        Raises
+        ------
+        ValueError
+            The grids are not the same voxels (other spacing, position or extent), in one line.
+
+        Examples
+        --------
+        >>> flipped = np.eye(4); flipped[1, 1], flipped[1, 3] = -1.0, 2.0
+        >>> labels = Volume(np.arange(12).reshape(1, 3, 4), affine=flipped)
+        >>> image = Volume(np.zeros((1, 3, 4)))
+        >>> labels.on_grid_of(image)[0, :, 0].tolist()
+        [8, 4, 0]
+        """
+        if self.rgb or self.ndim != reference.ndim:  # a colour reference: its pixel grid
+            raise ValueError(f"{what} ({self.ndim}D) and {onto} ({reference.ndim}D) are not "
+                             "on the same grid.")
+        mapping = np.linalg.solve(reference.affine, self.affine)  # own index -> reference index
+        rot, shift = mapping[:3, :3], mapping[:3, 3]
+        off = 3 - self.ndim  # a 2D volume's affine has a unit first axis
+        axes, flips = [], []
+        array = self.array
+        for j in range(off, 3):
+            row = rot[j]
+            i = int(np.argmax(np.abs(row)))
+            sign = float(np.sign(row[i]))
+            ok = i >= off and abs(abs(row[i]) - 1) < tol and np.all(
+                np.abs(np.delete(row, i)) < tol)
+            n = array.shape[i - off] if ok else 0
+            start = 0.0 if sign > 0 else n - 1.0
+            if not ok or abs(shift[j] - start) > tol * max(n, 1) + tol                     or n != reference.shape[j - off]:
+                raise ValueError(
+                    f"{what} {self.shape} and {onto} {reference.shape} are not on the same "
+                    "grid: their voxels lie at other places in the patient (spacing, position "
+                    "or extent differ); resample one onto the other first.")
+            axes.append(i - off)
+            flips.append(sign < 0)
+        out = array.transpose(axes)
+        return out[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
+
     def with_array(self, array: np.ndarray, name: str | None = None) -> Volume:
         """Same geometry, other voxels (e.g. labels derived from this image).
 

@@ -263,6 +263,33 @@ def volume_from_layer(layer: Any) -> Volume:
     )
 
 
+def labels_on_grid_of(labels_layer: Any, reference: Any, array: np.ndarray | None = None,
+                      ) -> np.ndarray:
+    """The voxels of ``labels_layer`` (or ``array``, on its grid) in the voxel order of
+    ``reference`` (an image or Labels layer).
+
+    When both layers carry the geometry of the files they came from (or were made on by the
+    plugin), the voxels are matched where they lie in the patient
+    (:meth:`~napari_medseg.io.volume.Volume.on_grid_of`): a label map saved by another tool for
+    a DICOM series may store its rows the other way. A plain napari layer (no plugin geometry)
+    is taken voxel for voxel, as it is drawn on the image's grid.
+
+    Raises
+    ------
+    ValueError
+        Not the same voxels (or, for plain layers, another shape), in one line.
+    """
+    data = np.asarray(labels_layer.data if array is None else array)
+    what, onto = f"'{labels_layer.name}'", f"'{reference.name}'"
+    if "affine" in medseg_metadata(labels_layer) and "affine" in medseg_metadata(reference):
+        return volume_from_layer(labels_layer).with_array(data).on_grid_of(
+            volume_from_layer(reference), what, onto)
+    if data.shape != spatial_shape(reference):
+        raise ValueError(f"{what} {data.shape} and {onto} {spatial_shape(reference)} are on "
+                         "different grids.")
+    return data
+
+
 def luminance(array: np.ndarray) -> np.ndarray:
     """Greyscale version of a colour picture ``(..., 3|4)`` (ITU-R BT.601 luma), float32.
 

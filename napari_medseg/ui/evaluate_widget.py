@@ -32,6 +32,7 @@ from napari_medseg.ui._controls import (
 from napari_medseg.ui._layers import (
     add_labels_for_image,
     labels_layers,
+    labels_on_grid_of,
     layer_classes,
     spacing_known,
     volume_from_layer,
@@ -202,24 +203,24 @@ class EvaluateWidget(Dock):
         if candidates:
             self.gt_combo.set_layer(candidates[0])
 
-    def _pair(self) -> tuple[Any, Any]:
+    def _pair(self) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+        """The prediction and ground-truth layers, and both label maps in the ground truth's
+        voxel order (a label map saved by another tool for the same scan may store its rows
+        the other way: the voxels are compared where they lie in the patient)."""
         pred = self.pred_combo.require("prediction layer")
         gt = self.gt_combo.require("ground-truth layer")
         if same_layer(pred, gt):
             raise ValueError("prediction and ground truth are the same layer: choose two layers")
-        if tuple(pred.data.shape) != tuple(gt.data.shape):
-            raise ValueError(f"'{pred.name}' {pred.data.shape} and '{gt.name}' "
-                             f"{gt.data.shape} are on different grids")
-        return pred, gt
+        return pred, gt, labels_on_grid_of(pred, gt), np.asarray(gt.data)
 
     @catch_errors("Compute metrics")
     def _on_compute(self) -> Any:
         from napari_medseg.metrics import evaluate_case
 
-        pred, gt = self._pair()
+        pred, gt, pred_array, gt_array = self._pair()
         volume = volume_from_layer(gt)
         classes = layer_classes(gt) or layer_classes(pred)
-        present = np.union1d(np.unique(np.asarray(pred.data)), np.unique(np.asarray(gt.data)))
+        present = np.union1d(np.unique(pred_array), np.unique(gt_array))
         names = {int(v): classes.get(int(v), {}).get("name", f"label {int(v)}")
                  for v in present if v != 0}
         self.status.setText("Computing …")
@@ -235,8 +236,7 @@ class EvaluateWidget(Dock):
             self.compute_button.setEnabled(True)
 
         self.worker = run_in_worker(evaluate_planar if flat else evaluate_case,
-                                    np.asarray(pred.data), np.asarray(gt.data),
-                                    volume.spacing, labels=names or None,
+                                    pred_array, gt_array, volume.spacing, labels=names or None,
                                     surface=self.surface_check.isChecked(),
                                     on_returned=done, action="Compute metrics",
                                     on_finished=finished, progress="Computing metrics")
@@ -298,8 +298,8 @@ class EvaluateWidget(Dock):
     # ------------------------------------------------------------------ overlay
     @catch_errors("Difference overlay")
     def _on_difference(self) -> Any:
-        pred, gt = self._pair()
-        diff = difference_map(np.asarray(pred.data), np.asarray(gt.data))
+        pred, gt, pred_array, gt_array = self._pair()
+        diff = difference_map(pred_array, gt_array)
         layer = add_labels_for_image(self.viewer, gt, data=diff,
                                      name=f"errors of {pred.name}",
                                      classes=DIFFERENCE_CLASSES, role="difference")

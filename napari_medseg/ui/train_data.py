@@ -35,6 +35,7 @@ from napari_medseg.ui._layers import (
     image_layers,
     labels_for_saving,
     labels_layers,
+    labels_on_grid_of,
     layer_classes,
     spatial_shape,
     volume_from_layer,
@@ -250,11 +251,10 @@ class DataSection(QGroupBox):
                     f"({', '.join(names_here)}) but the first image has {len(channel_names)} "
                     f"({', '.join(channel_names)}): every case needs the same channels")
             medseg = copy_medseg_metadata(labels_layer)
-            labels = np.array(labels_for_saving(np.asarray(labels_layer.data), medseg),
-                              copy=True)
-            if labels.shape != image.shape:
-                raise ValueError(f"labels '{labels_layer.name}' {labels.shape} do not match "
-                                 f"image '{image_layer.name}' {image.shape}")
+            labels = labels_for_saving(np.asarray(labels_layer.data), medseg)
+            # in the image's voxel order (a label map saved by another tool for this scan may
+            # store its rows the other way); refused when they are not the same voxels
+            labels = np.array(labels_on_grid_of(labels_layer, image_layer, labels), copy=True)
             values = np.unique(labels)
             annotated = values[values != IGNORE_LABEL]
             if annotated.size == 0 or annotated.max() == 0:

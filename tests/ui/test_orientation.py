@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 from ui_helpers import PLUGIN
 
 CT = "ct_abdomen_totalsegmentator"
@@ -262,3 +263,41 @@ def test_sagittal_acquisition_opens_upright_with_a_warning(make_napari_viewer, t
     assert any("sagittal or coronal" in m for m in messages), messages
     np.testing.assert_allclose(layer.scale, (-2.0, 1.0, 1.0))
     np.testing.assert_array_equal(_affine(layer), affine)
+
+
+def test_evaluate_and_train_match_voxels_where_they_lie_in_the_patient(
+        make_napari_viewer, qtbot, plugin_dock, samples_dir, tmp_path):
+    """A prediction drawn on the DICOM series against a ground truth that another tool saved
+    as NIfTI with other axis directions: the same voxels in the patient, so Dice is 1, and the
+    Train dock gives the labels in the image's voxel order (before: raw arrays, Dice 0.04)."""
+    from napari_medseg.io import read_volume
+    from napari_medseg.ui._layers import add_labels_for_image
+
+    folder = samples_dir / CT / "example_ct_dicom"
+    volume = read_volume(folder)
+    labels = (volume.array > 200).astype(np.uint8)  # bone
+    labels[:4, :60, :120] = 2  # a block in one corner: any flip moves it
+    path = _nifti_from_volume_flipped(volume, labels, tmp_path / "bone_truth.nii.gz")
+    viewer = make_napari_viewer()
+    ct = _open(viewer, folder)
+    truth = _open(viewer, path)
+    assert not np.array_equal(np.asarray(truth.data), labels)  # stored the other way
+    pred = add_labels_for_image(viewer, ct, data=labels.copy(), name="prediction")
+    evaluate = plugin_dock(viewer, "Evaluate")
+    evaluate.pred_combo.set_layer(pred)
+    evaluate.gt_combo.set_layer(truth)
+    evaluate.compute_button.click()
+    qtbot.waitUntil(lambda: bool(evaluate.results), timeout=60000)
+    assert {name: row["dice"] for name, row in evaluate.results.items()} == {
+        "label 1": 1.0, "label 2": 1.0}
+    evaluate.diff_button.click()
+    errors = viewer.layers[-1]
+    assert errors.name == "errors of prediction" and not np.asarray(errors.data).any()
+    # the Train dock takes the ground truth in the series' voxel order
+    train = plugin_dock(viewer, "Train")
+    data = train.data_section
+    for i, (image, lab) in enumerate(data._pairs):
+        data.pair_list.item(i).setCheckState(
+            Qt.Checked if (image.name, lab.name) == (ct.name, truth.name) else Qt.Unchecked)
+    case = data.collect_cases("bone").cases[0]
+    np.testing.assert_array_equal(case.labels, labels)

@@ -129,3 +129,30 @@ def test_evaluate_folders_and_csv(tmp_path):
     assert len(rows) == 4 and {r["class"] for r in rows} == {"a", "b"}
     with pytest.raises(ValueError, match="No NIfTI predictions"):
         evaluate_folders(tmp_path / "gt" / "..", gt_dir)
+
+
+def test_evaluate_folders_compares_voxels_where_they_lie_in_the_patient(tmp_path):
+    # the ground truth saved by another tool with the rows the other way (same patient grid)
+    from napari_medseg.io import read_volume
+
+    ORIENTED = {"format": "nifti", "sform_code": 1, "qform_code": 1}  # noqa: N806
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    labels = np.zeros((6, 7, 8), np.uint8)
+    labels[1:4, 0:3, 2:6] = 1  # off-centre along the flipped axis: a flip moves it
+    affine = np.diag([2.0, 1.0, 1.0, 1.0])
+    write_nifti(Volume(labels, (2.0, 1.0, 1.0), affine, metadata=ORIENTED), pred_dir / "c.nii.gz", labels=True)
+    flipped = affine.copy()
+    flipped[1, 1], flipped[1, 3] = -1.0, 6.0
+    write_nifti(Volume(labels[:, ::-1].copy(), (2.0, 1.0, 1.0), flipped, metadata=ORIENTED), gt_dir / "c.nii.gz",
+                labels=True)
+    assert read_volume(gt_dir / "c.nii.gz").has_orientation
+    result = evaluate_folders(pred_dir, gt_dir, labels={1: "a"})
+    assert result["cases"]["c"]["a"]["dice"] == 1.0
+    # another grid is refused in one line (before: scored as if it were the same voxels)
+    shifted = affine.copy()
+    shifted[0, 3] = 1.0
+    write_nifti(Volume(labels, (2.0, 1.0, 1.0), shifted, metadata=ORIENTED), gt_dir / "c.nii.gz", labels=True)
+    with pytest.raises(ValueError, match="c: the prediction .* not on the same grid"):
+        evaluate_folders(pred_dir, gt_dir, labels={1: "a"})

@@ -48,7 +48,8 @@ def evaluate_folders(
 
     Label names come from ``labels`` or, if ``gt_dir`` sits in an MSD dataset, from its
     ``dataset.json`` (picture masks stored as 0/255 then read as class 1). Geometry (shape and
-    spacing) is taken from the ground truth files. Regions of interest (field-of-view masks)
+    spacing) is taken from the ground truth files; files that state the patient orientation
+    are compared where their voxels lie in the patient (:meth:`Volume.on_grid_of`). Regions of interest (field-of-view masks)
     come from ``roi_dir``, by default the dataset's ``masksTr`` folder beside ``gt_dir`` when
     there is one: only pixels inside count.
 
@@ -60,7 +61,8 @@ def evaluate_folders(
     Raises
     ------
     ValueError
-        Missing folders, no matching files, a ground truth without prediction, or shape mismatch.
+        Missing folders, no matching files, a ground truth without prediction, or grids that
+        differ.
     """
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for folder in (pred_dir, gt_dir):
@@ -88,12 +90,18 @@ def evaluate_folders(
     for case in common:
         pred = read_label_image(preds[case], labels, case)
         gt = read_label_image(gts[case], labels, case)
-        if pred.shape != gt.shape:
+        if pred.has_orientation and gt.has_orientation:
+            # files that place their voxels in the patient: compared where the voxels lie (a
+            # ground truth saved by another tool may store the rows the other way)
+            pred_arr = pred.on_grid_of(gt, f"{case}: the prediction", "the ground truth")
+        elif pred.shape != gt.shape:
             raise ValueError(f"{case}: prediction shape {pred.shape} differs from ground truth {gt.shape}.")
+        else:
+            pred_arr = pred.array
         roi = read_roi_mask(rois[case], case) if case in rois else None
         spacing_known &= bool((gt.metadata or {}).get("spacing_known", True))
         gt_arr = np.rint(gt.array).astype(np.int32)
-        per_case[case] = evaluate_case(np.rint(pred.array).astype(np.int32), gt_arr, gt.spacing,
+        per_case[case] = evaluate_case(np.rint(pred_arr).astype(np.int32), gt_arr, gt.spacing,
                                        labels, surface, roi=roi)
     result = {"cases": per_case, "summary": summarise(per_case),
               "missing_predictions": sorted(set(gts) - set(preds)),

@@ -129,6 +129,37 @@ def test_refine_fallback_touches_only_the_given_label():
     np.testing.assert_array_equal(out, before)
 
 
+@pytest.mark.parametrize("net", ["training-free", "confident background"])
+def test_a_click_changes_only_the_clicked_object_of_its_label(net):
+    # painted elsewhere with the same label: a click on another object keeps it, even when
+    # the method (or a network sure it is background) does not see it as part of its object
+    image, truth = _blob_image((16, 40, 40), (1.0, 1.0, 1.0), (8, 20, 14), 6, seed=4)
+    labels = np.zeros(image.shape, np.uint8)
+    labels[8, 30:34, 30:34] = 1  # a few painted voxels, 12+ voxels from the blob
+    labels[8, 18:21, 10:13] = 1  # a scrap inside the blob
+    net_card = (None, None) if net == "training-free" else (
+        _ConfidentNet(), _guided_model()[1])
+    patch = refine_with_clicks(*net_card, image, labels, 1, [((8, 20, 14), True)],
+                               crop_margin_mm=20.0)
+    out = labels.copy()
+    if patch is not None:
+        patch.apply(out)
+    assert (out[8, 30:34, 30:34] == 1).all()  # the other object is kept
+    assert out[8, 20, 14] == 1
+    # a "no" click inside the painted square does remove it (it is the clicked object)
+    patch = refine_with_clicks(None, None, image, out, 1, [((8, 31, 31), False)],
+                               crop_margin_mm=6.0)
+    assert patch is not None
+    patch.apply(out)
+    assert out[8, 31, 31] == 0 and not (out[8, 30:34, 30:34] == 1).all()
+
+
+def test_a_click_outside_the_image_is_refused_and_changes_nothing():
+    image, labels, _truth = _labels_with_two_objects()
+    with pytest.raises(ValueError, match=r"click at \(8, -20, -20\) is outside the image"):
+        refine_with_clicks(None, None, image, labels, 1, [((8, -20, -20), True)])
+
+
 def _guided_model(num_classes=3):
     from napari_medseg.models.card import ModelCard
     from napari_medseg.models.factory import build_network, plan_network

@@ -115,15 +115,26 @@ def _merge(old: np.ndarray, mask: np.ndarray, label: int, clicks: Sequence[Click
     """The crop with ``label`` set to ``mask`` where that touches only background or ``label``.
 
     Clicks are honoured exactly: a positive click's voxel ends in ``label`` (when it is
-    background or ``label``), a negative one's leaves it.
+    background or ``label``), a negative one's leaves it. Only the clicked object changes:
+    a part of ``label`` that neither touches the new mask nor holds (or borders) a click is
+    another object (painted elsewhere, say) and is kept as it is.
     """
     mask = mask.copy()
+    at_clicks = np.zeros(mask.shape, bool)
     for coord, positive in clicks:
         local = tuple(int(round(c)) - o for c, o in zip(coord, origin, strict=True))
         if all(0 <= i < n for i, n in zip(local, mask.shape, strict=True)):
             mask[local] = bool(positive)
+            at_clicks[local] = True
+    current = old == label
+    if current.any():
+        full = ndimage.generate_binary_structure(old.ndim, old.ndim)
+        parts, _n = ndimage.label(current, structure=full)
+        near = ndimage.binary_dilation(mask | at_clicks, structure=full)
+        edited = np.unique(parts[near & current])
+        mask |= current & ~np.isin(parts, edited)  # the other objects of the label stay
     new = old.copy()
-    new[(old == label) & ~mask] = 0
+    new[current & ~mask] = 0
     new[mask & (old == 0)] = label
     return new
 
@@ -375,6 +386,11 @@ def refine_with_clicks(
     clicks = [Click(tuple(int(round(c)) for c in coord), bool(p)) for coord, p in clicks]
     if not clicks:
         raise ValueError("Click on the image first (a positive click inside the object).")
+    outside = [c for c in clicks if not all(0 <= i < n for i, n in zip(c.coord, labels.shape,
+                                                                          strict=True))]
+    if outside:
+        raise ValueError(f"A click at {outside[-1].coord} is outside the image "
+                         f"{labels.shape}: click on the image (remove that point).")
     guidance = guidance_of(card) if card is not None and model is not None else None
     if guidance is not None and not label < card.num_classes:
         raise ValueError(f"Label {label} is not one of the classes of {card.describe()}.")

@@ -220,9 +220,13 @@ class InteractiveSection(ModelChooserMixin, PromptsMixin, QGroupBox):
                 return  # superseded by a newer click or stroke
             self.apply_patch(labels, patch, gen, lambda n: describe(n, seconds))
 
+        def errored(exc: BaseException) -> None:
+            if gen == self.generation:  # the status line says why, not "Working …"
+                self.status.setText(f"⚠ {action} failed: {exc}")
+
         self.status.setText("Working …")
         worker = run_in_worker(job, on_returned=returned, action=action,
-                               on_finished=self._job_finished)
+                               on_finished=self._job_finished, on_errored=errored)
         return worker
 
     def apply_patch(self, layer: Any, patch: Any, gen: int,

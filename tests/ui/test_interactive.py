@@ -102,6 +102,25 @@ def test_positive_click_adds_object_to_current_label_only_and_undoes(blob_dock, 
     assert len(points.data) == 0  # and the undone click is forgotten
 
 
+def test_clicks_keep_painting_elsewhere_and_refuse_points_off_the_image(blob_dock, qtbot):
+    viewer, dock, labels, mask = blob_dock
+    labels.data[CENTRE[0], 2:6, 2:6] = 1  # painted by hand, far from the sphere
+    section = dock.interactive
+    section.clicks_button.click()
+    click(viewer, section.clicks_layer, CENTRE)
+    section.wait(qtbot)
+    data = np.asarray(labels.data)
+    assert (data[CENTRE[0], 2:6, 2:6] == 1).all()  # the painting is kept
+    assert _dice(data == 1, mask) > 0.8
+    before = data.copy()
+    click(viewer, section.clicks_layer, (CENTRE[0], -20.0, -20.0))  # off the image
+    qtbot.waitUntil(lambda: section.worker is None, timeout=30000)
+    np.testing.assert_array_equal(labels.data, before)
+    assert "outside the image" in section.status.text()
+    errors = error_messages()
+    assert len(errors) == 1 and "outside the image" in errors[0] and "\n" not in errors[0]
+
+
 def test_box_drawn_on_a_slice_takes_the_object_inside_it(blob_dock, qtbot):
     viewer, dock, labels, mask = blob_dock
     z = CENTRE[0]

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtWidgets import QFormLayout, QGroupBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFormLayout, QGroupBox, QWidget
 
 from napari_medseg.ui._controls import (
     Dock,
     LayerCombo,
     button,
+    scrollable_layout,
 )
 from napari_medseg.ui._layers import (
     add_labels_for_image,
@@ -121,7 +122,7 @@ class AnnotateWidget(Dock):
         super().__init__(napari_viewer, parent, follow_new_images=True)
         self.worker: Any = None  # background job on a large volume (tests wait on it)
         self.busy = False  # a labels edit or pre-segmentation is running in a worker
-        layout = QVBoxLayout(self)
+        layout = scrollable_layout(self)  # a standalone dock taller than the screen scrolls
         layout.addWidget(self._layers_box())
         self.classes = ClassesSection(self.labels_combo)
         layout.addWidget(self.classes)

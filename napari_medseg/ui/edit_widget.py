@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QWidget
 
 from napari_medseg.ui._controls import (
     BACKGROUND_VOXELS,
@@ -31,6 +31,7 @@ from napari_medseg.ui._controls import (
     edit_labels,
     hint,
     run_in_worker,
+    scrollable_layout,
 )
 from napari_medseg.ui._layers import volume_from_layer
 from napari_medseg.ui._notify import catch_errors
@@ -104,7 +105,7 @@ class EditWidget(Dock):
         self.components_button = self.outlines.components_button
         self.component_table = self.outlines.component_table
 
-        layout = QVBoxLayout(self)
+        layout = scrollable_layout(self)  # a standalone dock taller than the screen scrolls
         layout.addWidget(self.options)
         layout.addWidget(self.operations)
         layout.addWidget(self.combine)

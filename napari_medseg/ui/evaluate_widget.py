@@ -16,7 +16,6 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -28,6 +27,7 @@ from napari_medseg.ui._controls import (
     hint,
     run_in_worker,
     same_layer,
+    scrollable_layout,
 )
 from napari_medseg.ui._layers import (
     add_labels_for_image,
@@ -136,7 +136,7 @@ class EvaluateWidget(Dock):
         self.results: dict[str, dict[str, float]] = {}
         self.columns: tuple[tuple[str, str, str], ...] = METRIC_COLUMNS
         self.worker: Any = None
-        layout = QVBoxLayout(self)
+        layout = scrollable_layout(self)  # a standalone dock taller than the screen scrolls
 
         box = QGroupBox("Compare")
         form = QFormLayout(box)

@@ -33,6 +33,7 @@ from napari_medseg.ui._controls import (
     double_spin,
     hint,
     run_in_worker,
+    scrollable_layout,
 )
 from napari_medseg.ui._layers import image_layers, medseg_metadata, volume_from_layer
 from napari_medseg.ui._notify import catch_errors, show_error_message
@@ -75,7 +76,7 @@ class LoadWidget(Dock):
         self._series_folder: Path | None = None
         self._series: list[Any] = []
 
-        layout = QVBoxLayout(self)
+        layout = scrollable_layout(self)  # a standalone dock taller than the screen scrolls
 
         # --- open ---------------------------------------------------------------------
         open_box = QGroupBox("Open image")

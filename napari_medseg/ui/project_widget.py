@@ -28,10 +28,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
 from napari_medseg.dataset.project import Project
-from napari_medseg.ui._controls import Dock
+from napari_medseg.ui._controls import Dock, scrollable_layout
 from napari_medseg.ui._layers import image_layers, layer_classes, volume_from_layer
 from napari_medseg.ui.project_autosave import AUTOSAVE_DELAY_MS, AUTOSAVE_PERIOD_MS
 from napari_medseg.ui.project_case import POOL_FILE_FILTER, CaseBox
@@ -55,7 +55,7 @@ class ProjectWidget(Dock):
         self.state = ProjectState(napari_viewer, self)
         self._announced_model = ""
         self.setMinimumWidth(390)  # room for the version table's columns
-        layout = QVBoxLayout(self)
+        layout = scrollable_layout(self)  # a standalone dock taller than the screen scrolls
         self.project_box = ProjectBox(self.create_project, self.open_project)
         self.case_box = CaseBox(self.state)
         self.model_box = ModelBox(self.state, self.autosave_now)

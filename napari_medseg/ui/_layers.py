@@ -290,6 +290,12 @@ def labels_on_grid_of(labels_layer: Any, reference: Any, array: np.ndarray | Non
     return data
 
 
+def cells(layer_or_ndim: Any) -> str:
+    """What a layer's grid is made of, for messages: ``"pixels"`` (2D) or ``"voxels"``."""
+    ndim = layer_or_ndim if isinstance(layer_or_ndim, int) else len(spatial_shape(layer_or_ndim))
+    return "pixels" if ndim == 2 else "voxels"
+
+
 def luminance(array: np.ndarray) -> np.ndarray:
     """Greyscale version of a colour picture ``(..., 3|4)`` (ITU-R BT.601 luma), float32.
 

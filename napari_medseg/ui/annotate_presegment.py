@@ -23,6 +23,7 @@ from qtpy.QtWidgets import QGroupBox, QSizePolicy, QVBoxLayout
 from napari_medseg.ui._controls import BACKGROUND_VOXELS, edit_labels, hint, run_in_worker
 from napari_medseg.ui._layers import (
     add_labels_for_image,
+    cells,
     intensity_array,
     is_rgb_layer,
     spatial_shape,
@@ -298,7 +299,7 @@ class PresegmentSection(QGroupBox):
             return np.where(fill, values, current).astype(current.dtype)
 
         def done(n: int) -> None:
-            dock.set_status(f"{PRESEG_METHODS[method]}: {n} background voxels "
+            dock.set_status(f"{PRESEG_METHODS[method]}: {n} background {cells(layer)} "
                             "labelled (Ctrl+Z undoes it).")
 
         dock.worker = edit_labels(layer, compute, done, "Pre-segmentation", dock.set_busy,

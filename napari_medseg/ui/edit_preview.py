@@ -21,6 +21,7 @@ from magicgui.widgets import CheckBox, Container, PushButton
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_medseg.ui._controls import BACKGROUND_VOXELS, edit_labels, run_in_worker
+from napari_medseg.ui._layers import cells
 
 #: Classes of the preview layer.
 PREVIEW_CLASSES = {
@@ -110,8 +111,8 @@ class PreviewRow(QWidget):
             result, diff, added, removed = out
             self._show(layer, diff)
             self.pending = (layer, snapshot, result, what)
-            dock.status.setText(f"Preview of {what}: +{added} / -{removed} voxels. "
-                                "Apply or Discard.")
+            dock.status.setText(f"Preview of {what}: +{added} / -{removed} "
+                                f"{cells(snapshot.ndim)}. Apply or Discard.")
             self.update_buttons()
 
         if snapshot.size <= BACKGROUND_VOXELS:

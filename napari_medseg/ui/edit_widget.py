@@ -33,7 +33,7 @@ from napari_medseg.ui._controls import (
     run_in_worker,
     scrollable_layout,
 )
-from napari_medseg.ui._layers import volume_from_layer
+from napari_medseg.ui._layers import cells, volume_from_layer
 from napari_medseg.ui._notify import catch_errors
 from napari_medseg.ui.annotate_widget import current_slice_axis
 from napari_medseg.ui.edit_combine import CombineBox
@@ -218,12 +218,15 @@ class EditWidget(Dock):
         else:  # fill_holes, keep_largest
             def compute(a: np.ndarray) -> np.ndarray:
                 return _call_with_supported(func, a, label, **params)
-        where = "this slice" if axis is not None and name != "interpolate_slices" else "3D"
+        where = ("this slice" if axis is not None and name != "interpolate_slices" else
+                 "3D" if volume.ndim == 3 else "2D")
+        self._cells = cells(volume.ndim)
         return layer, compute, f"{operation_title(name)}, label {label} ({where})"
 
     def _report(self, what: str, n: int) -> None:
         self._last_changed = n
-        self.status.setText(f"{what}: {n} voxels changed. Ctrl+Z undoes it.")
+        self.status.setText(f"{what}: {n} {getattr(self, '_cells', 'voxels')} changed. "
+                            "Ctrl+Z undoes it.")
 
     def _set_busy(self, busy: bool) -> None:
         self.operations.set_busy(busy)

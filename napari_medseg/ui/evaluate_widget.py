@@ -31,6 +31,7 @@ from napari_medseg.ui._controls import (
 )
 from napari_medseg.ui._layers import (
     add_labels_for_image,
+    cells,
     labels_layers,
     labels_on_grid_of,
     layer_classes,
@@ -305,6 +306,6 @@ class EvaluateWidget(Dock):
                                      classes=DIFFERENCE_CLASSES, role="difference")
         layer.opacity = 0.8
         n_fp, n_fn, n_wrong = (int(np.count_nonzero(diff == v)) for v in (1, 2, 3))
-        self.status.setText(f"False positives: {n_fp} voxels (red); false negatives: {n_fn} "
+        self.status.setText(f"False positives: {n_fp} {cells(gt)} (red); false negatives: {n_fn} "
                             f"(blue); wrong class: {n_wrong} (yellow).")
         return layer

@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_medseg.ui._controls import layer_key, same_layer
 from napari_medseg.ui._layers import (
+    cells,
     is_rgb_layer,
     layer_transform_kwargs,
     length_unit,
@@ -213,10 +214,12 @@ class PromptsMixin:
                           device=device)
 
         n_clicks = len(clicks)
+        snapshot_ndim = np.ndim(data)
 
         def describe(n: int, seconds: float) -> str:
             how = "model" if path else "training-free"
-            return (f"Click {n_clicks} ({how}): {n} voxels of class {label} changed, "
+            return (f"Click {n_clicks} ({how}): {n} {cells(snapshot_ndim)} of class {label} "
+                    "changed, "
                     f"{seconds * 1000:.0f} ms (Ctrl+Z undoes it).")
 
         return self._run(work, describe, "Click")
@@ -280,7 +283,7 @@ class PromptsMixin:
 
         def describe(n: int, seconds: float) -> str:
             how = "model" if path else "training-free"
-            return (f"Box ({how}): {n} voxels of class {label} changed, "
+            return (f"Box ({how}): {n} {cells(np.ndim(data))} of class {label} changed, "
                     f"{seconds * 1000:.0f} ms (Ctrl+Z undoes it).")
 
         return self._run(work, describe, "Box")

@@ -49,6 +49,7 @@ from napari_medseg.ui._controls import (
 )
 from napari_medseg.ui._layers import (
     add_labels_for_image,
+    cells,
     is_rgb_layer,
     spatial_shape,
     update_medseg_metadata,
@@ -342,7 +343,7 @@ class InteractiveSection(ModelChooserMixin, PromptsMixin, QGroupBox):
             return EditPatch(bbox=box, old=old, new=new)
 
         def describe(n: int, seconds: float) -> str:
-            return (f"Grow from seeds: {n} voxels changed in {seconds:.1f} s "
+            return (f"Grow from seeds: {n} {cells(labels)} changed in {seconds:.1f} s "
                     "(Ctrl+Z on the labels undoes it).")
 
         return self._run(work, describe, "Grow from seeds")

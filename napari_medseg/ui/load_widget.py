@@ -35,7 +35,7 @@ from napari_medseg.ui._controls import (
     run_in_worker,
     scrollable_layout,
 )
-from napari_medseg.ui._layers import image_layers, medseg_metadata, volume_from_layer
+from napari_medseg.ui._layers import cells, image_layers, medseg_metadata, volume_from_layer
 from napari_medseg.ui._notify import catch_errors, show_error_message
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
@@ -280,7 +280,7 @@ class LoadWidget(Dock):
         layer = getattr(self.viewer, f"add_{layer_type}")(data, **kwargs)
         kind = "labels" if layer_type == "labels" else volume.modality
         self.status.setText(
-            f"Opened {volume.name}: {' x '.join(map(str, volume.shape))} voxels, "
+            f"Opened {volume.name}: {' x '.join(map(str, volume.shape))} {cells(volume.ndim)}, "
             f"spacing {_format_spacing(volume.spacing)} mm, {kind}"
         )
         if layer_type == "labels":

@@ -381,6 +381,9 @@ def test_colour_photo_through_train_infer_edit_evaluate_project(
     edit.run_operation("grow_label")
     grown = int(np.count_nonzero(labels.data))
     assert grown > before
+    # a photo is pixels in 2D, not voxels in 3D
+    assert edit.status.text() == (f"Grow, label 1 (2D): {grown - before} pixels changed. "
+                                  "Ctrl+Z undoes it.")
     labels.undo()
     assert int(np.count_nonzero(labels.data)) == before
     shapes = edit._on_contours()

@@ -322,6 +322,18 @@ class LoadWidget(Dock):
                                      "Presets are for CT images (Hounsfield units)")
         level, width = contrast_limits_to_window(*layer.contrast_limits)
         self._set_window_controls(level, max(width, _WIDTH_RANGE[0]))
+        self._show_matching_preset(level, width if is_ct else None)
+
+    def _show_matching_preset(self, level: float, width: float | None) -> None:
+        """Show the CT preset whose window the layer has (the soft-tissue window a CT opens
+        with), else "(custom)"."""
+        from napari_medseg.io.windowing import CT_WINDOW_PRESETS
+
+        name = None if width is None else next(
+            (n for n, (lv, wd) in CT_WINDOW_PRESETS.items()
+             if abs(lv - level) < 0.5 and abs(wd - width) < 0.5), None)
+        self.preset_combo.setCurrentIndex(max(self.preset_combo.findData(name), 0)
+                                          if name else 0)
 
     def _set_window_controls(self, level: float, width: float) -> None:
         for w in (self.level_spin, self.width_spin, self.level_slider, self.width_slider):

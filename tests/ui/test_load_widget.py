@@ -79,6 +79,8 @@ def test_ct_presets_and_level_width(make_napari_viewer, qtbot, plugin_dock):
     image = widget.image_combo.layer()
     assert image is not None and isinstance(image, napari.layers.Image)
     assert widget.preset_combo.isEnabled()
+    # a CT opens with the soft-tissue window, and the drop-down says so (not "(custom)")
+    assert widget.preset_combo.currentData() == "soft tissue"
     lung = widget.preset_combo.findData("lung")
     widget.preset_combo.setCurrentIndex(lung)
     widget.preset_combo.activated.emit(lung)
@@ -87,6 +89,7 @@ def test_ct_presets_and_level_width(make_napari_viewer, qtbot, plugin_dock):
     widget.level_spin.setValue(100)
     widget.width_spin.setValue(200)
     np.testing.assert_allclose(image.contrast_limits, (0.0, 200.0))
+    assert widget.preset_combo.currentData() is None  # a window of one's own: "(custom)"
     widget.level_slider.setValue(50)
     np.testing.assert_allclose(image.contrast_limits, (-50.0, 150.0))
 

@@ -134,6 +134,22 @@ def _show_in_status(owner: Any, message: str) -> None:
         pass
 
 
+def clear_error_on_change(status: Any, *combos: Any, text: str = "") -> None:
+    """When the user picks another layer in one of ``combos``, an error the status line still
+    shows ("⚠ ... failed: no prediction layer chosen") is about a choice that is gone: clear it
+    (to ``text``)."""
+
+    def clear(*_: Any) -> None:
+        try:
+            if status.text().startswith("⚠"):
+                status.setText(text)
+        except RuntimeError:  # the widget was deleted
+            pass
+
+    for combo in combos:
+        combo.currentIndexChanged.connect(clear)
+
+
 def catch_errors(action: str | None = None) -> Callable[[F], F]:
     """Decorator for Qt slots and callbacks: errors become notifications, return ``None``.
 

@@ -34,7 +34,7 @@ from napari_medseg.ui._controls import (
     scrollable_layout,
 )
 from napari_medseg.ui._layers import cells, volume_from_layer
-from napari_medseg.ui._notify import catch_errors
+from napari_medseg.ui._notify import catch_errors, clear_error_on_change
 from napari_medseg.ui.annotate_widget import current_slice_axis
 from napari_medseg.ui.edit_combine import CombineBox
 from napari_medseg.ui.edit_components import (
@@ -118,6 +118,7 @@ class EditWidget(Dock):
         layout.addStretch(1)
 
         self.labels_combo.currentIndexChanged.connect(self._fill_label_choices)
+        clear_error_on_change(self.status, self.labels_combo, self.label_combo)
         self.apply_button.clicked.connect(self._on_apply_preview)
         self.combine_button.clicked.connect(self._on_combine)
         self.contours_button.clicked.connect(self._on_contours)

@@ -38,7 +38,7 @@ from napari_medseg.ui._layers import (
     spacing_known,
     volume_from_layer,
 )
-from napari_medseg.ui._notify import catch_errors
+from napari_medseg.ui._notify import catch_errors, clear_error_on_change
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
 #: (result key, column title, format) of the metrics table.
@@ -182,6 +182,7 @@ class EvaluateWidget(Dock):
         layout.addWidget(self.export_button)
         self.status = hint("Pick two Labels layers on the same grid.")
         layout.addWidget(self.status)
+        clear_error_on_change(self.status, self.pred_combo, self.gt_combo)
         layout.addStretch(1)
 
     # ------------------------------------------------------------------ metrics

@@ -118,7 +118,9 @@ class ModelCombo(QComboBox):
             self.addItem(entry.label(), str(entry.path))
             self.setItemData(self.count() - 1, entry.error or str(entry.path), Qt.ToolTipRole)
         if not entries:
-            self.addItem("(no models yet: train one, or Browse…)", None)
+            self.addItem("(no models yet)", None)  # short: a narrow dock cuts longer text
+            self.setItemData(0, "Train one in the Train tab, or Browse… for a model folder",
+                             Qt.ToolTipRole)
         self.setEnabled(bool(entries))
         idx = self.findData(current) if current is not None else -1
         self.setCurrentIndex(idx if idx >= 0 else 0)

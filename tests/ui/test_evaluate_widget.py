@@ -124,3 +124,14 @@ def test_default_choices_follow_workflow(make_napari_viewer, qtbot, hippo_cases,
     assert widget.pred_combo.layer() is pred
     pred.name = "renamed"
     assert widget.pred_combo.currentText() == "renamed"
+
+
+def test_an_old_error_goes_when_the_layers_change(make_napari_viewer, plugin_dock):
+    viewer = make_napari_viewer()
+    widget = plugin_dock(viewer, "Evaluate")
+    widget.diff_button.click()  # nothing to compare yet
+    assert widget.status.text().startswith("⚠ ") and "no prediction layer" in widget.status.text()
+    viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="a")
+    viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="b")
+    assert widget.pred_combo.layer() is not None
+    assert not widget.status.text().startswith("⚠")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -487,16 +487,42 @@ def run_in_worker(
     return worker
 
 
+class VerticalScrollArea(QScrollArea):
+    """A frameless scroll area that scrolls up and down only and asks for its content's width,
+    so a dock opens wide enough for its form and never hides half a button sideways."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+
+    def _width_for(self, content_width: int) -> int:
+        return content_width + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint = super().minimumSizeHint()
+        content = self.widget()
+        if content is None:
+            return hint
+        return QSize(self._width_for(content.minimumSizeHint().width()), hint.height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint = super().sizeHint()
+        content = self.widget()
+        if content is None:
+            return hint
+        return QSize(self._width_for(content.sizeHint().width()), hint.height())
+
+
 def scrollable_layout(widget: QWidget) -> QVBoxLayout:
-    """Give ``widget`` a frameless vertical scroll area and return the layout inside it.
+    """Give ``widget`` a :class:`VerticalScrollArea` and return the layout inside it.
 
     Docks can be short; scrolling keeps every form row readable instead of squeezing it.
     """
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
-    scroll = QScrollArea()
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QScrollArea.NoFrame)
+    scroll = VerticalScrollArea()
     content = QWidget()
     scroll.setWidget(content)
     outer.addWidget(scroll)

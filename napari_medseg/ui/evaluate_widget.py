@@ -253,6 +253,10 @@ class EvaluateWidget(Dock):
         self.table.setVerticalHeaderLabels([c[1] for c in self.columns])
         self.table.setColumnCount(len(results))
         self.table.setHorizontalHeaderLabels(list(results))
+        # a few classes share the dock's width; many (a whole-body CT) keep readable columns
+        # and scroll sideways
+        self.table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.Stretch if len(results) <= 4 else QHeaderView.ResizeToContents)
         for c, (name, row) in enumerate(results.items()):
             self.table.horizontalHeaderItem(c).setToolTip(f"{name}: label value "
                                                           f"{row.get('label', '')}")
@@ -263,10 +267,12 @@ class EvaluateWidget(Dock):
     def _fit_table_height(self) -> None:
         """Show every metric row without a vertical scroll bar."""
         self.table.resizeRowsToContents()
-        rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
-        header = self.table.horizontalHeader().sizeHint().height()
+        rows = sum(max(self.table.rowHeight(r), self.table.verticalHeader().sectionSizeHint(r))
+                   for r in range(self.table.rowCount()))
+        header = max(self.table.horizontalHeader().sizeHint().height(),
+                     self.table.fontMetrics().height() + 8)
         scroll = self.table.horizontalScrollBar().sizeHint().height()
-        self.table.setFixedHeight(rows + header + scroll + 2 * self.table.frameWidth())
+        self.table.setFixedHeight(rows + header + scroll + 2 * self.table.frameWidth() + 4)
 
     def metric(self, class_name: str, key: str) -> str:
         """Text shown for metric ``key`` (e.g. ``"dice"``) of ``class_name``."""

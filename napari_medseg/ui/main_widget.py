@@ -7,9 +7,9 @@ import logging
 from typing import Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
 
-from napari_medseg.ui._controls import Dock
+from napari_medseg.ui._controls import Dock, VerticalScrollArea
 
 logger = logging.getLogger("napari_medseg")
 
@@ -57,9 +57,7 @@ class MedSegWidget(Dock):
         for title, module, cls, tip in TABS:
             page = self._make_page(title, module, cls)
             self.pages[title] = page
-            scroll = QScrollArea()
-            scroll.setWidgetResizable(True)
-            scroll.setFrameShape(QScrollArea.NoFrame)
+            scroll = VerticalScrollArea()
             scroll.setWidget(page)
             index = self.tabs.addTab(scroll, title)
             self.tabs.setTabToolTip(index, tip)

@@ -52,12 +52,18 @@ class CombineBox(QGroupBox):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.form.native)
 
-    def set_label_choices(self, names: dict[int, str]) -> None:
-        """Offer the labels ``names``; the second one is chosen (the first is usually the
-        selected label)."""
-        set_label_choices(self.form.other, names)
-        if len(names) > 1:
-            self.form.other.value = list(names)[1]
+    def set_label_choices(self, names: dict[int, str], selected: int | None = None) -> None:
+        """Offer the labels ``names`` other than ``selected`` (the label the result goes to,
+        named at the row's start); *Apply* needs a second label."""
+        others = {v: t for v, t in names.items() if v != selected}
+        set_label_choices(self.form.other, others)
+        if others:
+            self.form.other.value = next(iter(others))
+        self.form.selected.value = (names[selected] if selected in names else "Selected label")
+        self.combine_button.setEnabled(bool(others))
+        self.combine_button.setToolTip(
+            "Combine the label on the left with the chosen one; the result is stored in the "
+            "label on the left" if others else "Needs a second label in this layer")
 
     def choice(self) -> tuple[str, int | None]:
         """(operation, other label value or ``None``)."""

@@ -119,6 +119,7 @@ class EditWidget(Dock):
 
         self.labels_combo.currentIndexChanged.connect(self._fill_label_choices)
         clear_error_on_change(self.status, self.labels_combo, self.label_combo)
+        self.label_combo.currentIndexChanged.connect(self._fill_combine_choices)
         self.apply_button.clicked.connect(self._on_apply_preview)
         self.combine_button.clicked.connect(self._on_combine)
         self.contours_button.clicked.connect(self._on_contours)
@@ -135,7 +136,12 @@ class EditWidget(Dock):
             self._describe_units(layer)
         self.options.set_label_choices(
             names, int(layer.selected_label) if layer is not None else None)
-        self.combine.set_label_choices(names)
+        self._fill_combine_choices()
+
+    def _fill_combine_choices(self, *_: Any) -> None:
+        value = self.options.form.label_value.value
+        self.combine.set_label_choices(self.options.names,
+                                       None if value is None else int(value))
 
     def _describe_units(self, layer: Any) -> None:
         """Radius and island size in mm (mm² on 2D pictures), or in pixels when the file gave

@@ -112,6 +112,10 @@ def test_combine_union(setup):
     _viewer, widget, _image, labels = setup
     original = labels.data.copy()
     widget.set_label(1)
+    # the row names the selected label and offers only the others
+    others = [widget.other_label_combo.itemData(i) for i in range(widget.other_label_combo.count())]
+    assert 1 not in others and 2 in others and widget.combine_button.isEnabled()
+    assert widget.combine.form.selected.value.startswith("1")
     widget.other_label_combo.setCurrentIndex(widget.other_label_combo.findData(2))
     widget.combine_op.setCurrentIndex(widget.combine_op.findData("union"))
     widget.combine_button.click()

@@ -91,6 +91,18 @@ def test_colour_png_gives_png_of_the_same_size_with_class_values(colour_model, p
     np.testing.assert_array_equal(back, direct.labels)  # the file holds exactly the prediction
 
 
+def test_colour_model_whose_dataset_named_its_channels_r_g_b(tmp_path, photo):
+    # nnU-Net's natural-image examples name the channels "R", "G", "B"
+    model = make_model(tmp_path / "rgb_named", channel_names=["R", "G", "B"])
+    written = run(predict_folder(model, photo, tmp_path / "out", device="cpu"))
+    assert [p.name for p in written] == ["photo.png"]
+    assert np.asarray(Image.open(written[0])).shape == (H, W)
+    # and a greyscale picture is still refused, in the colour model's words
+    Image.fromarray(rgb_picture()[..., 0]).save(tmp_path / "grey.png")
+    with pytest.raises(ModelLoadError, match="trained on colour"):
+        run(predict_folder(model, tmp_path / "grey.png", tmp_path / "out2", device="cpu"))
+
+
 def test_format_nifti_gives_nifti_on_the_picture_grid(colour_model, photo, tmp_path):
     out = tmp_path / "out"
     written = run(predict_folder(colour_model, photo, out, device="cpu", output_format="nifti"))

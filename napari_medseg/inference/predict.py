@@ -132,10 +132,17 @@ def fit_colourless(card: ModelCard, volume: Volume | Sequence[Volume]) -> Volume
 def is_colour_model(card: ModelCard) -> bool:
     """Whether the model was trained on colour pictures (3 channels: red, green, blue).
 
-    A 3-channel card without three channel names of its own (older cards) counts as colour.
+    The channel names may be spelled as the dataset's ``dataset.json`` gave them: ``red,
+    green, blue`` (napari-medseg's), ``R, G, B`` (nnU-Net's natural-image examples) in any
+    case. A 3-channel card without three channel names of its own (older cards) counts as
+    colour.
     """
-    names = [str(n).lower() for n in card.channel_names]
-    return card.in_channels == 3 and (names == list(RGB_CHANNEL_NAMES) or len(names) != 3)
+    names = tuple(str(n).strip().lower() for n in card.channel_names)
+    return card.in_channels == 3 and (names in _COLOUR_NAMES or len(names) != 3)
+
+
+#: Spellings of a colour picture's channel names (lower case).
+_COLOUR_NAMES = {tuple(RGB_CHANNEL_NAMES), ("r", "g", "b")}
 
 
 #: Modalities whose mismatch means "another task" (a CT model on MR is refused).

@@ -67,7 +67,7 @@ def check_model_fits(card: Any, volume: Any, extra_channels: int = 0) -> list[st
     list of str
         Non-blocking concerns (e.g. modality differs from the training data).
     """
-    from napari_medseg.inference.predict import check_fits
+    from napari_medseg.inference.predict import check_fits, is_colour_model
 
     if not extra_channels:
         volume = volume.for_channels(card.in_channels)  # a greyscale picture stored as RGB
@@ -75,7 +75,7 @@ def check_model_fits(card: Any, volume: Any, extra_channels: int = 0) -> list[st
     if card.in_channels != given:
         model = f"'{card.task}' v{card.version}"
         wanted = ", ".join(str(n) for n in card.channel_names)
-        colour_model = [str(n).lower() for n in card.channel_names] == ["red", "green", "blue"]
+        colour_model = is_colour_model(card)
         if colour_model and not volume.rgb:
             raise ValueError(f"'{volume.name}' is greyscale; the model {model} segments colour "
                              "pictures (red, green, blue).")

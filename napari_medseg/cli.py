@@ -217,6 +217,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if main and result is not None and getattr(result, "status", "") == "finished" \
+            and getattr(result, "model_dir", None) is None:
+        print(f"napari-medseg train: error: no model was written: training stopped after "
+              f"{result.steps} steps in {result.elapsed_s:.0f} s, before a model could be "
+              "saved; give it a longer --time-budget-s.", file=sys.stderr)
+        return 2
     if main and result is not None and getattr(result, "status", "") == "finished":
         from napari_medseg.training.verdict import training_verdict
 

@@ -160,3 +160,24 @@ def test_info_on_a_photo(photo, capsys):
     info = json.loads(stdout)
     assert info["shape"] == [H, W] and info["rgb"] is True and info["n_channels"] == 3
     assert info["format"] == "png"
+
+
+def test_train_that_ends_before_its_first_step_fails_and_leaves_no_folder(capsys, tmp_path):
+    root = tmp_path / "ds"
+    for sub in ("imagesTr", "labelsTr"):
+        (root / sub).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(rgb_picture()).save(root / "imagesTr" / f"c{i}_0000.png")
+        mask = (rgb_picture()[..., 0] > 150).astype(np.uint8)
+        Image.fromarray(mask).save(root / "labelsTr" / f"c{i}.png")
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "R", "1": "G", "2": "B"}, "labels": {"background": 0, "spot": 1},
+        "numTraining": 3, "file_ending": ".png"}))
+    out = tmp_path / "model"
+    code, stdout, err = cli(capsys, "train", root, "--out", out, "--time-budget-s", "0.001",
+                            "--quiet")
+    assert code == 2 and stdout == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("napari-medseg train: error: no model was "
+                                                   "written"), err
+    assert not out.exists()  # no empty folder that looks like a model

@@ -506,8 +506,10 @@ def model_folder_lock(model_dir: str | os.PathLike) -> Iterator[Path]:
     from filelock import FileLock, Timeout
 
     model_dir = Path(model_dir)
+    created = not model_dir.exists()
     model_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(model_dir / ".training.lock"), timeout=0, thread_local=False)
+    lock_path = model_dir / ".training.lock"
+    lock = FileLock(str(lock_path), timeout=0, thread_local=False)
     try:
         lock.acquire()
     except Timeout as exc:
@@ -519,3 +521,11 @@ def model_folder_lock(model_dir: str | os.PathLike) -> Iterator[Path]:
         yield model_dir
     finally:
         lock.release()
+        if created and [p.name for p in model_dir.iterdir()] == [lock_path.name]:
+            # nothing was written (e.g. the budget ran out before the first step): leave no
+            # empty folder that looks like a model
+            try:
+                lock_path.unlink()
+                model_dir.rmdir()
+            except OSError:
+                pass

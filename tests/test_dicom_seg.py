@@ -90,6 +90,21 @@ def test_seg_round_trip_identical(tmp_path, ct_series):
     assert info["referenced_series_uid"] == src[0].SeriesInstanceUID
 
 
+def test_seg_of_a_series_lacking_type2_patient_attributes(tmp_path, ct_series):
+    # anonymised series often drop the birth date or the accession number
+    for f in sorted(ct_series.iterdir()):
+        ds = pydicom.dcmread(f)
+        for keyword in ("PatientBirthDate", "AccessionNumber", "ReferringPhysicianName"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(f)
+    labels = _spheres()
+    out = write_dicom_seg(labels, ct_series, tmp_path / "seg.dcm", {1: "a", 2: "b"})
+    seg = pydicom.dcmread(out)
+    assert seg.PatientBirthDate == "" and seg.AccessionNumber == ""  # present, unknown
+    np.testing.assert_array_equal(read_dicom_seg(out, ct_series).array, labels)
+
+
 def test_seg_found_beside_and_missing_series(tmp_path, ct_series):
     out = write_dicom_seg(_spheres(), ct_series, tmp_path / "seg.dcm", {1: "a", 2: "b"},
                           algorithm_type="MANUAL")

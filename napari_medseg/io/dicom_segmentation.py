@@ -38,6 +38,20 @@ from napari_medseg.io.dicom_reference import (
 from napari_medseg.io.errors import MedsegIOError, MedsegIOWarning, check_readable, one_line
 from napari_medseg.io.volume import Volume, spacing_from_affine
 
+#: Type 2 patient and study attributes a SEG must carry (empty when unknown) and highdicom
+#: copies from the source images: anonymised series often lack some of them.
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                 "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _present_type2(datasets: list[Any]) -> None:
+    """Give the source datasets (in memory) the Type 2 attributes they lack, empty: the SEG
+    then says "unknown", as the standard asks, instead of failing; nothing is invented."""
+    for ds in datasets:
+        for keyword in _TYPE2_COPIED:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+
 
 def write_dicom_seg(
     labels: np.ndarray,
@@ -128,6 +142,7 @@ def write_dicom_seg(
         )
         for value, name in names.items()
     ]
+    _present_type2(ref.datasets)
     try:
         seg = hd.seg.Segmentation(
             source_images=ref.datasets,

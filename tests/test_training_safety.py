@@ -84,3 +84,17 @@ def test_a_loss_that_is_never_finite_stops_with_an_error(tmp_path, monkeypatch):
 def test_impossible_options_are_refused(kw):
     with pytest.raises(ValueError):
         _config(**kw)
+
+
+def test_only_background_or_mixed_2d_3d_cases_are_refused_in_one_line(tmp_path):
+    from napari_medseg.dataset import DatasetError
+
+    cases = [_blob(f"b{i}", i) for i in range(3)]
+    background = [Case(c.case_id, c.image, np.zeros_like(c.labels)) for c in cases]
+    with pytest.raises(DatasetError, match=r"Every annotated voxel of the 3 case\(s\) is "
+                                           "background"):
+        _drain(train(_config(), background, tmp_path / "m"))
+    flat = Case("flat", Volume(np.zeros((16, 16), np.float32)), np.ones((16, 16), np.uint8))
+    with pytest.raises(DatasetError, match="Case flat is 2D .* but case b0 is 3D"):
+        _drain(train(_config(), [*cases, flat], tmp_path / "m2"))
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m2").exists()

@@ -85,6 +85,12 @@ def _check_same_grid(case_id: str, image_path: Path, image: Volume, label_path: 
 def _check_named_values(case_id: str, label_path: Path, labels: np.ndarray,
                         label_names: Mapping[int, str]) -> None:
     """Refuse label values that ``dataset.json`` does not name (255 = ignore is allowed)."""
+    if labels.size and labels.dtype.kind == "i" and labels.min() < 0:
+        negative = np.unique(labels[labels < 0]).tolist()
+        raise DatasetError(
+            f"Case {case_id}: {label_path.name} holds negative label value(s) "
+            f"{_value_list(negative)}; label values are 0 (background) and the positive values "
+            "dataset.json names.")
     if not labels.size or labels.dtype.kind not in "ub" and (
             labels.dtype.kind != "i" or labels.min() < 0 or labels.max() > IGNORE_LABEL):
         return  # out-of-range or non-integer values: Case explains those

@@ -113,11 +113,12 @@ def _as_dataset(dataset: DatasetLike, config: TrainConfig) -> Dataset:
 
 def _check_labels(ds: Dataset) -> None:
     top = max(ds.label_names)
-    any_annotated = False
+    any_annotated = any_foreground = False
     for case in ds.cases:
         lab = case.training_labels()
         valid = lab[lab != IGNORE_LABEL]
         any_annotated |= valid.size > 0
+        any_foreground |= bool(valid.size) and bool(valid.max() > 0)
         if valid.size and int(valid.max()) > top:
             raise DatasetError(
                 f"Case {case.case_id} contains label {int(valid.max())} but only labels up to "
@@ -125,8 +126,18 @@ def _check_labels(ds: Dataset) -> None:
             )
         if len(case.channels) != len(ds.cases[0].channels):
             raise DatasetError(f"Case {case.case_id} has a different number of image channels.")
+        first = ds.cases[0]
+        if case.image.ndim != first.image.ndim:
+            raise DatasetError(
+                f"Case {case.case_id} is {case.image.ndim}D ({'x'.join(map(str, case.image.shape))})"
+                f" but case {first.case_id} is {first.image.ndim}D: a dataset holds either "
+                "volumes or 2D images, not both.")
     if not any_annotated:
         raise DatasetError("No case contains annotated voxels.")
+    if not any_foreground:
+        raise DatasetError(
+            f"Every annotated voxel of the {len(ds.cases)} case(s) is background (0): there is "
+            "nothing to learn; annotate at least one structure.")
 
 
 def _resolved_target(spacing: Sequence[float], target: Sequence[float | None] | None):

@@ -145,3 +145,21 @@ def test_training_list_in_dataset_json_is_honoured(msd_dir):
     del meta["training"]  # nnU-Net v2 style: every label file in labelsTr
     (msd_dir / "dataset.json").write_text(json.dumps(meta))
     assert len(load_msd_dataset(msd_dir).cases) == 3
+
+
+def test_negative_label_values_are_refused_by_name(tmp_path):
+    root = tmp_path / "ds"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    image = np.zeros((6, 7, 8), np.float32)
+    labels = np.zeros((6, 7, 8), np.int16)
+    labels[2:4, 2:4, 2:4] = 1
+    labels[0, 0, 0] = -1
+    nib.save(nib.Nifti1Image(image, np.eye(4)), root / "imagesTr" / "c1.nii.gz")
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), root / "labelsTr" / "c1.nii.gz")
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1},
+        "numTraining": 1, "file_ending": ".nii.gz"}))
+    with pytest.raises(DatasetError, match=r"Case c1: c1.nii.gz holds negative label value\(s\) "
+                                           r"\{-1\}"):
+        load_msd_dataset(root)

@@ -150,6 +150,8 @@ def test_evaluate_folders_compares_voxels_where_they_lie_in_the_patient(tmp_path
     assert read_volume(gt_dir / "c.nii.gz").has_orientation
     result = evaluate_folders(pred_dir, gt_dir, labels={1: "a"})
     assert result["cases"]["c"]["a"]["dice"] == 1.0
+    with pytest.raises(ValueError, match=r"c: the prediction holds label value\(s\) \{1\}"):
+        evaluate_folders(pred_dir, gt_dir, labels={2: "b"})  # 1 is not named: not dropped
     # another grid is refused in one line (before: scored as if it were the same voxels)
     shifted = affine.copy()
     shifted[0, 3] = 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from napari_medseg.dataset.evaluation import evaluate_folders
@@ -56,3 +57,26 @@ def test_distances_of_pictures_without_pixel_size_are_in_pixels(tmp_path):
     Image.fromarray(mask).save(root / "pred" / "a.png")
     result = evaluate_folders(root / "pred", root / "labelsTr", surface=False)
     assert result["distance_unit"] == "px"
+
+
+def test_evaluate_folders_reads_0_255_masks_as_one_class_and_refuses_unnamed_values(tmp_path):
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:12, 4:20] = 1
+    Image.fromarray(mask).save(pred_dir / "a.png")  # a prediction writes 0 / 1
+    Image.fromarray(mask * 255).save(gt_dir / "a.png")  # the dataset's mask: 0 / 255
+    result = evaluate_folders(pred_dir, gt_dir)
+    assert list(result["cases"]["a"]) == ["1"]  # not a second class "255"
+    assert result["cases"]["a"]["1"]["dice"] == 1.0
+    # a label table that does not name a value found: refused, not silently dropped
+    root = tmp_path / "ds"
+    (root / "labelsTr").mkdir(parents=True)
+    three = mask.copy()
+    three[15:18, 2:6] = 3
+    Image.fromarray(three).save(root / "labelsTr" / "a.png")
+    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "a": 1, "b": 2},
+                                                   "channel_names": {"0": "x"}}))
+    with pytest.raises(ValueError, match=r"holds .*3\}"):
+        evaluate_folders(pred_dir, root / "labelsTr")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.dataset.msd import label_names_from_json, read_label_image, read_roi_mask
+from napari_medseg.events import IGNORE_LABEL
 from napari_medseg.io.picture import PICTURE_SUFFIXES
 from napari_medseg.metrics import evaluate_case, summarise, write_csv
 
@@ -34,6 +35,27 @@ def _label_files(folder: Path) -> dict[str, Path]:
 #: Label files :func:`evaluate_folders` pairs by name (NIfTI, NRRD, MetaImage, pictures).
 LABEL_FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha",
                        *(s for s in PICTURE_SUFFIXES if s not in (".jpg", ".jpeg")))
+
+
+def _binary_mask(volume: Any) -> Any:
+    """A mask picture holding 0 and 255 only, as the 0/1 label map it means."""
+    if not (volume.metadata or {}).get("picture"):
+        return volume
+    values = np.unique(volume.array)
+    if 255 in values and set(values.tolist()) <= {0, 255}:
+        return volume.with_array((np.asarray(volume.array) == 255).astype(np.uint8))
+    return volume
+
+
+def _check_named(case: str, what: str, array: np.ndarray, labels: dict[int, str]) -> None:
+    """Refuse label values the label table does not name: they would be left out silently."""
+    values = [int(v) for v in np.unique(np.rint(np.asarray(array)))]
+    unknown = [v for v in values if v not in labels and v not in (0, IGNORE_LABEL)]
+    if unknown:
+        shown = ", ".join(map(str, unknown[:8])) + (", ..." if len(unknown) > 8 else "")
+        raise ValueError(f"{case}: the {what} holds label value(s) {{{shown}}}, which the label "
+                         f"table ({', '.join(f'{v} {n}' for v, n in sorted(labels.items()))}) "
+                         "does not name.")
 
 
 def evaluate_folders(
@@ -90,6 +112,13 @@ def evaluate_folders(
     for case in common:
         pred = read_label_image(preds[case], labels, case)
         gt = read_label_image(gts[case], labels, case)
+        if labels is None:
+            # without a label table a mask picture holding 0 and 255 is one class, as a
+            # prediction writes it (0 / 1)
+            pred, gt = (_binary_mask(v) for v in (pred, gt))
+        else:
+            for what, volume in (("prediction", pred), ("ground truth", gt)):
+                _check_named(case, what, volume.array, labels)
         if pred.has_orientation and gt.has_orientation:
             # files that place their voxels in the patient: compared where the voxels lie (a
             # ground truth saved by another tool may store the rows the other way)

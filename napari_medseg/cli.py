@@ -17,12 +17,22 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and (exc.filename or exc.filename2):
+        # "[Errno 13] Permission denied: 'out/.tmp-4f9a'" -> "out: permission denied": the
+        # place the user named, never the hidden temporary file written first
+        from napari_medseg.io.atomic import TEMP_PREFIX
+
+        where = Path(str(exc.filename2 or exc.filename))
+        if where.name.startswith((TEMP_PREFIX, ".tmp")):
+            where = where.parent
+        return f"{where}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
     text = " ".join(str(exc).split())
     return text or exc.__class__.__name__
 

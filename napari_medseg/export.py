@@ -124,6 +124,18 @@ def _check_out(out: Path, fmt: str) -> None:
                          "folder.")
     if fmt != "monai-bundle" and out.is_dir():
         raise ValueError(f"Cannot export to {out}: it is a folder; give a file name.")
+    other = {"torchscript": ".onnx", "onnx": ".pt"}.get(fmt)
+    if other is not None and out.suffix.lower() == other:
+        raise ValueError(f"Cannot export {fmt} to {out.name}: its suffix {other} names the other "
+                         "format; use " + (".pt" if fmt == "torchscript" else ".onnx") + ".")
+    import tempfile
+
+    try:  # a folder we cannot write to: say so now, not in the exporter's words
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"Cannot export to {out}: folder {out.parent} is not writable "
+                         f"({(exc.strerror or str(exc)).lower()}).") from exc
 
 
 def export_model(

@@ -149,3 +149,23 @@ def test_train_progress_is_the_share_of_the_run_its_budget_allows():
     assert _run_fraction(20.0, step) == pytest.approx(0.5)
     # without a time left, the steps say it
     assert _run_fraction(5.0, SimpleNamespace(step=25, total=100, eta_s=None)) == 0.25
+
+
+def test_os_errors_name_the_place_the_user_gave_not_a_temporary_file():
+    import errno
+
+    from napari_medseg.cli import _one_line
+
+    exc = PermissionError(errno.EACCES, "Permission denied", "out/.tmp-4f9a")
+    assert _one_line(exc) == "out: permission denied"
+    moved = IsADirectoryError(errno.EISDIR, "Is a directory", ".tmp-f5e1", None, "metrics")
+    assert _one_line(moved) == "metrics: is a directory"
+    assert _one_line(ValueError("plain\ntext")) == "plain text"
+
+
+def test_export_to_a_suffix_of_the_other_format_is_refused(trained, tmp_path):
+    from napari_medseg.export import export_model
+
+    with pytest.raises(ValueError, match=r"suffix \.onnx names the other format; use \.pt"):
+        export_model(trained, "torchscript", tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()

@@ -472,7 +472,11 @@ def load_model(
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ...
-        raise ModelLoadError(f"{WEIGHTS_FILE} in {model_dir} cannot be loaded safely: {exc}") from exc
+        # torch's own text is a paragraph of advice (weights_only=False, "file an issue"):
+        # neither is for a user whose file is damaged; its first clause is kept
+        why = " ".join(str(exc).split()).split(". ")[0][:120] or type(exc).__name__
+        raise ModelLoadError(f"{WEIGHTS_FILE} in {model_dir} is damaged or not a napari-medseg "
+                             f"model's weights ({why}); train again or restore it.") from exc
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise ModelLoadError(f"{WEIGHTS_FILE} in {model_dir} does not hold network weights "

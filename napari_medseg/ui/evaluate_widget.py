@@ -41,6 +41,9 @@ from napari_medseg.ui._layers import (
 from napari_medseg.ui._notify import catch_errors, clear_error_on_change
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
+COMPUTE_TIP = "Score the prediction against the ground truth, per class"
+DIFF_TIP = ("Add a Labels layer with false positives (red), false negatives (blue), wrong class "
+            "(yellow)")
 #: (result key, column title, format) of the metrics table.
 METRIC_COLUMNS = (
     ("dice", "Dice", "{:.3f}"),
@@ -157,11 +160,8 @@ class EvaluateWidget(Dock):
         self.surface_check.toggled.connect(lambda on: set_setting("evaluate/surface", on))
         form.addRow(self.surface_check)
         row = QHBoxLayout()
-        self.compute_button = button("Compute metrics", "Score the prediction against the "
-                                     "ground truth, per class", self._on_compute)
-        self.diff_button = button("Difference overlay", "Add a Labels layer with false "
-                                  "positives (red), false negatives (blue), wrong class (yellow)",
-                                  self._on_difference)
+        self.compute_button = button("Compute metrics", COMPUTE_TIP, self._on_compute)
+        self.diff_button = button("Difference overlay", DIFF_TIP, self._on_difference)
         row.addWidget(self.compute_button)
         row.addWidget(self.diff_button)
         form.addRow(row)
@@ -183,7 +183,21 @@ class EvaluateWidget(Dock):
         self.status = hint("Pick two Labels layers on the same grid.")
         layout.addWidget(self.status)
         clear_error_on_change(self.status, self.pred_combo, self.gt_combo)
+        self._computing = False
+        for combo in (self.pred_combo, self.gt_combo):
+            combo.currentIndexChanged.connect(self._update_buttons)
+        self._update_buttons()
         layout.addStretch(1)
+
+    def _update_buttons(self, *_: Any) -> None:
+        """Compute and Difference need two different Labels layers (the tooltip says so)."""
+        pred, gt = self.pred_combo.layer(), self.gt_combo.layer()
+        ready = pred is not None and gt is not None and not same_layer(pred, gt)
+        why = "" if ready else " (choose a prediction and a different ground-truth layer)"
+        self.compute_button.setEnabled(ready and not self._computing)
+        self.diff_button.setEnabled(ready)
+        self.compute_button.setToolTip(COMPUTE_TIP + why)
+        self.diff_button.setToolTip(DIFF_TIP + why)
 
     # ------------------------------------------------------------------ metrics
     def _match_ground_truth(self, *_: Any) -> None:
@@ -226,7 +240,8 @@ class EvaluateWidget(Dock):
         names = {int(v): classes.get(int(v), {}).get("name", f"label {int(v)}")
                  for v in present if v != 0}
         self.status.setText("Computing …")
-        self.compute_button.setEnabled(False)
+        self._computing = True
+        self._update_buttons()
         flat = volume.ndim == 2
         columns = planar_columns(spacing_known(gt)) if flat else METRIC_COLUMNS
 
@@ -235,7 +250,8 @@ class EvaluateWidget(Dock):
             self.status.setText(f"'{pred.name}' vs '{gt.name}': {len(results)} classes.")
 
         def finished() -> None:
-            self.compute_button.setEnabled(True)
+            self._computing = False
+            self._update_buttons()
 
         self.worker = run_in_worker(evaluate_planar if flat else evaluate_case,
                                     pred_array, gt_array, volume.spacing, labels=names or None,

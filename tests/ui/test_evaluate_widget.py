@@ -102,14 +102,14 @@ def test_bad_choices_notify(setup, make_napari_viewer):
     viewer, widget, pred, gt = setup
     n = len(error_messages())
     widget.export_button.click()  # nothing computed yet
-    widget.gt_combo.set_layer(pred)  # same layer twice
-    widget.compute_button.click()
+    widget.gt_combo.set_layer(pred)  # same layer twice: nothing to compare
+    assert not widget.compute_button.isEnabled() and not widget.diff_button.isEnabled()
     other = viewer.add_labels(np.zeros((3, 3, 3), np.uint8), name="small")
     assert widget.pred_combo.layer() is other  # a new labels layer becomes the prediction
     widget.pred_combo.set_layer(pred)
     widget.gt_combo.set_layer(other)  # different grid
     widget.diff_button.click()
-    assert len(error_messages()) == n + 3
+    assert len(error_messages()) == n + 2
     assert "different grids" in error_messages()[-1]
 
 
@@ -126,12 +126,18 @@ def test_default_choices_follow_workflow(make_napari_viewer, qtbot, hippo_cases,
     assert widget.pred_combo.currentText() == "renamed"
 
 
-def test_an_old_error_goes_when_the_layers_change(make_napari_viewer, plugin_dock):
+def test_buttons_wait_for_two_layers_and_an_old_error_goes_when_they_change(
+        make_napari_viewer, plugin_dock):
     viewer = make_napari_viewer()
     widget = plugin_dock(viewer, "Evaluate")
-    widget.diff_button.click()  # nothing to compare yet
-    assert widget.status.text().startswith("⚠ ") and "no prediction layer" in widget.status.text()
-    viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="a")
-    viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="b")
-    assert widget.pred_combo.layer() is not None
+    assert not widget.compute_button.isEnabled() and not widget.diff_button.isEnabled()
+    assert "choose a prediction" in widget.compute_button.toolTip()
+    small = viewer.add_labels(np.ones((4, 5, 6), np.uint8), name="small")
+    big = viewer.add_labels(np.ones((4, 5, 7), np.uint8), name="big")
+    widget.pred_combo.set_layer(big)
+    widget.gt_combo.set_layer(small)
+    assert widget.diff_button.isEnabled()
+    widget.diff_button.click()  # other grids: an error on the status line
+    assert widget.status.text().startswith("⚠ ") and "different grids" in widget.status.text()
+    widget.pred_combo.set_layer(viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="c"))
     assert not widget.status.text().startswith("⚠")

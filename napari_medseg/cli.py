@@ -309,16 +309,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loaded = load_model(args.model, device=device)
     check_single_file_channels(loaded[1])  # e.g. a T1 + T2 model: one file holds one image
+    from napari_medseg.io.errors import MultipleSeriesError
+
     written = []
     with tqdm(total=len(files), desc="predict", unit="image", file=sys.stderr,
               disable=args.quiet, dynamic_ncols=True, delay=0.5) as bar:
-        for event in predict_folder(loaded, args.input, args.out, tta=args.tta, device=device,
-                                    keep_largest=args.keep_largest, overlap=args.overlap,
-                                    output_format=args.format, probabilities=probabilities):
-            if event.kind == "step":
-                bar.update(1)
-            elif event.kind == "finished":
-                written = event.result
+        try:
+            for event in predict_folder(loaded, args.input, args.out, tta=args.tta,
+                                        device=device, keep_largest=args.keep_largest,
+                                        overlap=args.overlap, output_format=args.format,
+                                        probabilities=probabilities, series_uid=args.series,
+                                        channel=args.channel):
+                if event.kind == "step":
+                    bar.update(1)
+                elif event.kind == "finished":
+                    written = event.result
+        except MultipleSeriesError as exc:  # say how to choose, in this command's words
+            raise ValueError(f"{_one_line(exc).rstrip('.')}: give --series UID "
+                             "(`napari-medseg info FOLDER` lists them).") from exc
+        except ValueError as exc:
+            if "choose one with channel=" not in str(exc):
+                raise
+            raise ValueError(_one_line(exc).replace("choose one with channel=",
+                                                    "choose one with --channel ")) from exc
     for path in written:
         print(path)
     return 0
@@ -469,6 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-largest", action="store_true",
                    help="keep the largest connected component per class")
     p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (0-1)")
+    p.add_argument("--series", default=None, metavar="UID",
+                   help="the series to segment when a DICOM folder holds several (its "
+                        "SeriesInstanceUID or key, as `napari-medseg info FOLDER` lists them)")
+    p.add_argument("--channel", type=int, default=None, metavar="N",
+                   help="the channel / time point to segment of a 4D NIfTI image")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")

@@ -169,3 +169,31 @@ def test_export_to_a_suffix_of_the_other_format_is_refused(trained, tmp_path):
     with pytest.raises(ValueError, match=r"suffix \.onnx names the other format; use \.pt"):
         export_model(trained, "torchscript", tmp_path / "model.onnx")
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_predict_chooses_a_series_or_a_channel_when_told(trained, tmp_path, samples_dir):
+    import shutil
+
+    import nibabel as nib
+
+    from napari_medseg.io import read_volumes
+
+    model, _ = trained
+    mixed = tmp_path / "mixed"
+    for sub in ("PGBM-002_HippoCrop", "PGBM-006_HippoCrop"):
+        shutil.copytree(samples_dir / "mr_dicom_hippocrop" / sub, mixed / sub)
+    proc = cli("predict", mixed, "--model", model, "--out", tmp_path / "o1", "--quiet")
+    assert proc.returncode == 2 and "give --series UID" in proc.stderr, proc.stderr
+    uid = read_volumes(mixed)[1].metadata["series_uid"]
+    proc = cli("predict", mixed, "--model", model, "--out", tmp_path / "o2", "--series", uid,
+               "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o2" / "mixed.nii.gz").is_file()
+    four_d = tmp_path / "four_d.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((16, 16, 16, 2)).astype(np.float32),
+                             np.eye(4)), four_d)
+    proc = cli("predict", four_d, "--model", model, "--out", tmp_path / "o3", "--quiet")
+    assert proc.returncode == 2 and "choose one with --channel 0..1" in proc.stderr, proc.stderr
+    proc = cli("predict", four_d, "--model", model, "--out", tmp_path / "o3", "--channel", "1",
+               "--quiet")
+    assert proc.returncode == 0 and (tmp_path / "o3" / "four_d.nii.gz").is_file(), proc.stderr

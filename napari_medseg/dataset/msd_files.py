@@ -90,15 +90,17 @@ def _one(index: dict[str, list[Path]], stem: str, where: str) -> Path | None:
     return found[0] if found else None
 
 
-def read_image(path: str | os.PathLike) -> Volume:
+def read_image(path: str | os.PathLike, series_uid: str | None = None,
+               channel: int | None = None) -> Volume:
     """Read an image file (NIfTI, DICOM, PNG/JPEG/TIFF/BMP) into a :class:`Volume`.
 
     A colour picture gives ``Volume(rgb=True)``; :class:`Case` splits it into its red, green
-    and blue channels.
+    and blue channels. ``series_uid`` (a DICOM folder of several series) and ``channel`` (a 4D
+    NIfTI) choose one image, as for :func:`~napari_medseg.io.read_volume`.
     """
     from napari_medseg.io import read_volume
 
-    return read_volume(path)
+    return read_volume(path, series_uid=series_uid, channel=channel)
 
 
 def _grey_picture(volume: Volume, what: str) -> np.ndarray:

@@ -473,6 +473,8 @@ def predict_folder(
     should_stop: StopFlag = None,
     output_format: str = "auto",
     probabilities: bool | str = False,
+    series_uid: str | None = None,
+    channel: int | None = None,
     **kwargs,
 ) -> Generator[Event, None, list[Path]]:
     """Segment a file, every NIfTI image / picture in a folder, or a DICOM series into ``out_dir``.
@@ -493,6 +495,9 @@ def predict_folder(
         (``"nifti"``, ``"png"``, ``"tif"`` ...).
     probabilities : bool or str
         Also write per-class probability maps (True: in the output format; or a format name).
+    series_uid, channel : optional
+        Which image series of a DICOM folder holding several, which channel / time point of
+        a 4D NIfTI (see :func:`~napari_medseg.io.read_volume`).
 
     Each output has the input's shape and geometry and is written atomically (temp + rename);
     an input that does not fit (channels, dimensionality, format) stops the run before anything
@@ -537,7 +542,7 @@ def predict_folder(
                         message="Prediction cancelled.")
             return written
         try:
-            volume = read_image(src)
+            volume = read_image(src, series_uid=series_uid, channel=channel)
         except ValueError as exc:
             if src.name in str(exc):
                 raise  # the reader's message already names the file

@@ -192,11 +192,11 @@ def test_nans_in_nifti_load_with_a_warning(tmp_path: Path) -> None:
     assert any("NaN" in w for w in vol.metadata["warnings"])
 
 
-def test_all_nan_nifti(tmp_path: Path) -> None:
+def test_all_nan_nifti_is_refused(tmp_path: Path) -> None:
+    # no valid voxel at all: not an image of zeros to segment, train on or rank first
     nib.save(nib.Nifti1Image(np.full((2, 2, 2), np.nan, np.float32), np.eye(4)), str(tmp_path / "n.nii"))
-    with pytest.warns(MedsegIOWarning):
-        vol = read_volume(tmp_path / "n.nii")
-    assert np.all(vol.array == 0)
+    with pytest.raises(MedsegIOError, match=r"n.nii holds no valid voxel: all 8 are NaN"):
+        read_volume(tmp_path / "n.nii")
 
 
 def test_4d_nifti_needs_channel(tmp_path: Path) -> None:

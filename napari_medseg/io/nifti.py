@@ -318,8 +318,11 @@ def read_nifti(
         if n_bad and as_labels:
             raise MedsegIOError(f"{p.name}: {n_bad} label voxel(s) are NaN or infinite; a label "
                                 "map must hold whole class values.")
+        if n_bad == array.size:
+            raise MedsegIOError(f"{p.name} holds no valid voxel: all {n_bad} are NaN or "
+                                "infinite, so there is no image to show or segment.")
         if n_bad:
-            fill = float(array[finite].min()) if n_bad < array.size else 0.0
+            fill = float(array[finite].min())
             array = np.where(finite, array, np.asarray(fill, dtype=array.dtype))
             msg = (
                 f"{p.name}: {n_bad} voxel(s) were NaN or infinite and were replaced by {fill:g} "

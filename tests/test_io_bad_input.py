@@ -213,3 +213,17 @@ def test_colour_dicom_opens_as_a_colour_picture() -> None:
         pytest.skip("SC_rgb_rle.dcm not bundled")
     volume = read_volume(path)
     assert volume.rgb and volume.array.shape == (100, 100, 3)
+
+
+@pytest.mark.parametrize("name", ["t.nii", "t.nii.gz"])
+def test_info_says_a_nifti_is_truncated(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((20, 20, 20)).astype(np.float32),
+                             np.eye(4)), str(path))
+    assert describe_path(path)["warnings"] == []
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    warnings_ = describe_path(path)["warnings"]
+    assert len(warnings_) == 1 and "truncated" in warnings_[0] and name in warnings_[0]
+    with pytest.raises(MedsegIOError):
+        read_volume(path)

@@ -222,6 +222,8 @@ def describe_path(path: str | os.PathLike[str], phi: bool = False) -> dict[str, 
             result["warnings"].append(
                 f"{summary['n_channels']} channels or time points: choose one when opening."
             )
+        if summary.get("truncated"):
+            result["warnings"].append(f"{summary['truncated']}; it will not open.")
         return _jsonable(result)
 
     with warnings.catch_warnings():

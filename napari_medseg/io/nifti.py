@@ -452,7 +452,41 @@ def nifti_header_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         "spacing": list(spacing_from_affine(affine, ndim)),
         "affine": affine.tolist(),
         "dtype": str(img.header.get_data_dtype()),
+        "truncated": _looks_truncated(img, p),
     }
+
+
+def _looks_truncated(img: Any, p: Path) -> str | None:
+    """Why the file is shorter than its header says, else None, without keeping the voxels:
+    the file size, or for gzip the uncompressed size its trailer records (streamed through
+    when that differs, as after padding or damage)."""
+    try:
+        needed = max(int(img.header["vox_offset"]), 0) + int(np.prod(img.shape, dtype=np.int64)) \
+            * int(img.header.get_data_dtype().itemsize)
+        size = p.stat().st_size
+        if not p.name.lower().endswith(".gz"):
+            held = size
+        else:
+            with open(p, "rb") as f:
+                f.seek(max(size - 4, 0))
+                if int.from_bytes(f.read(4), "little") == needed % 2**32:  # gzip ISIZE
+                    return None
+            import gzip
+            import zlib
+
+            held = 0
+            try:
+                with gzip.open(p, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        held += len(chunk)
+            except (EOFError, gzip.BadGzipFile, zlib.error):
+                return f"{p.name} is truncated or damaged: its compressed data ends early"
+        if held < needed:
+            return (f"{p.name} is truncated: its header describes {needed:,} bytes of header "
+                    f"and image, the file holds {held:,}")
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return None
 
 
 def _output_path(path: str | os.PathLike[str]) -> Path:

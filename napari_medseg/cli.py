@@ -106,6 +106,10 @@ def _check_options(args: argparse.Namespace) -> None:
                              f"not {value:g}.")
 
     at_least("--threads", 1)
+    if args.command == "suggest":
+        at_least("--top", 1)
+    if args.command == "predict":
+        at_least("--channel", 0)
     if args.command == "train":
         for name in ("--max-epochs", "--steps-per-epoch", "--batch-size", "--early-stopping"):
             at_least(name, 1)
@@ -188,6 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     quiet = args.quiet or not main
     bar = None
     result = None
+    started_run = time.time()
     gen = train(config, args.dataset, args.out, init_model=args.init)
     try:
         for event in gen:
@@ -221,8 +226,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         gen.close()
         if bar is not None:
             bar.close()
-        print("napari-medseg train: interrupted; the best model so far is kept in "
-              f"{args.out}", file=sys.stderr)
+        from napari_medseg.models.card import CARD_FILE
+
+        card = Path(args.out) / CARD_FILE
+        saved = card.is_file() and card.stat().st_mtime >= started_run
+        print("napari-medseg train: interrupted; " + (
+            f"the best model so far is kept in {args.out}" if saved else
+            "no model of this run was saved yet" + (
+                f" ({args.out} holds the model it had before)" if card.is_file() else "")),
+            file=sys.stderr)
         return 130
     finally:
         if bar is not None:

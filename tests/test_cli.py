@@ -197,3 +197,14 @@ def test_predict_chooses_a_series_or_a_channel_when_told(trained, tmp_path, samp
     proc = cli("predict", four_d, "--model", model, "--out", tmp_path / "o3", "--channel", "1",
                "--quiet")
     assert proc.returncode == 0 and (tmp_path / "o3" / "four_d.nii.gz").is_file(), proc.stderr
+
+
+def test_small_option_and_path_mistakes_are_one_line(tmp_path, capsys):
+    from napari_medseg.cli import main
+
+    assert main(["suggest", str(tmp_path), "--top", "0"]) == 2
+    assert "--top must be at least 1, not 0" in capsys.readouterr().err
+    f = tmp_path / "a.nii.gz"
+    f.write_bytes(b"x")
+    assert main(["evaluate", str(f), str(tmp_path)]) == 2
+    assert "a.nii.gz is a file; give two folders" in capsys.readouterr().err

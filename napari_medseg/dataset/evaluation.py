@@ -89,7 +89,8 @@ def evaluate_folders(
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for folder in (pred_dir, gt_dir):
         if not folder.is_dir():
-            raise ValueError(f"Folder not found: {folder}")
+            raise ValueError(f"{folder} is a file; give two folders (predictions, ground truth)"
+                             if folder.is_file() else f"Folder not found: {folder}")
     preds, gts = _label_files(pred_dir), _label_files(gt_dir)
     if not preds:
         raise ValueError(f"No NIfTI predictions (nor NRRD, PNG or TIFF label files) in {pred_dir}.")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QButtonGroup,
     QFileDialog,
@@ -42,6 +42,12 @@ from napari_medseg.ui._layers import (
 )
 from napari_medseg.ui._notify import catch_errors
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
+
+
+def _has_annotation(labels: Any) -> bool:
+    """Whether a Labels layer holds any label other than background (0) and unannotated."""
+    data = np.asarray(labels.data)
+    return bool(np.any((data != 0) & (data != IGNORE_LABEL)))
 
 
 def find_training_pairs(viewer: Any) -> list[tuple[Any, Any]]:
@@ -105,6 +111,14 @@ class DataSection(QGroupBox):
         )
         self.pair_list.setMaximumHeight(90)
         self.pair_list.itemChanged.connect(self._on_pairs_checked)
+        self.pair_list.itemChanged.connect(self._remember_choice)
+        self._choices: dict[str, bool] = {}  # the user's own ticks, by the pair's text
+        self._refreshing = False
+        # painting changes what is empty: refresh the list once the strokes pause
+        self._paint_timer = QTimer(self)
+        self._paint_timer.setSingleShot(True)
+        self._paint_timer.setInterval(300)
+        self._paint_timer.timeout.connect(self._on_layers_changed)
         self.pair_list.setTextElideMode(Qt.ElideMiddle)
         self.pair_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         v.addWidget(self.pair_list)
@@ -145,29 +159,53 @@ class DataSection(QGroupBox):
         self.folder_button.setEnabled(not use_layers and not self.running)
 
     # ------------------------------------------------------------------ pairs
+    def _on_painted(self, *_: Any) -> None:
+        try:
+            self._paint_timer.start()
+        except RuntimeError:  # widget already deleted
+            pass
+
     def _on_layers_changed(self, event: Any = None) -> None:
         try:
             self.refresh_pairs()
         except RuntimeError:  # widget already deleted
             pass
 
+    def _remember_choice(self, item: QListWidgetItem) -> None:
+        if not self._refreshing:
+            self._choices[item.text()] = item.checkState() == Qt.Checked
+
     def refresh_pairs(self) -> None:
-        """Rebuild the checklist of (image, labels) pairs, keeping unchecked choices."""
-        unchecked = {self.pair_list.item(i).text() for i in range(self.pair_list.count())
-                     if self.pair_list.item(i).checkState() != Qt.Checked}
+        """Rebuild the checklist of (image, labels) pairs, keeping the user's own ticks.
+
+        By default a pair is ticked when its labels hold an annotation and no older labels
+        layer of the same image is ticked: one annotation per image, not also the empty layer
+        just made or the model's prediction of it.
+        """
+        self._refreshing = True
         self.pair_list.clear()
         self._pairs = find_training_pairs(self.viewer)
         for layer in list(self.viewer.layers):
             layer.events.name.connect(self._on_layers_changed)  # napari ignores duplicates
+            if hasattr(layer.events, "paint"):
+                layer.events.paint.connect(self._on_painted)
+        ticked_images: set[str | None] = set()
         for image, labels in self._pairs:
             text = (labels.name if labels.name.startswith(image.name)
                     else f"{labels.name}  ←  {image.name}")
             marks = copy_medseg_metadata(labels).get("annotated_slices")
+            annotated = _has_annotation(labels)
             if marks:
                 text += f"  ({len(marks)} slices annotated)"
+            elif not annotated:
+                text += "  (empty)"
             item = QListWidgetItem(text)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Unchecked if text in unchecked else Qt.Checked)
+            default = annotated and layer_key(image) not in ticked_images
+            checked = self._choices.get(text, default)
+            if checked:
+                ticked_images.add(layer_key(image))
+            item.setCheckState(Qt.Checked if checked else Qt.Unchecked)
             item.setToolTip(f"labels '{labels.name}' on image '{image.name}', "
                             f"shape {tuple(labels.data.shape)}")
             self.pair_list.addItem(item)
@@ -175,6 +213,7 @@ class DataSection(QGroupBox):
             item = QListWidgetItem("(open an image and its labels)")
             item.setFlags(Qt.NoItemFlags)
             self.pair_list.addItem(item)
+        self._refreshing = False
         self._on_pairs_checked()
 
     def _on_pairs_checked(self, *_: Any) -> None:
@@ -226,8 +265,13 @@ class DataSection(QGroupBox):
         """
         from napari_medseg.dataset import Case, Dataset
 
+        self.refresh_pairs()  # what is empty may have changed since (edits without paint events)
         pairs = self.checked_pairs()
         if not pairs:
+            empty = [labels.name for _image, labels in self._pairs if not _has_annotation(labels)]
+            if empty and len(empty) == len(self._pairs):
+                raise ValueError(f"'{empty[0]}' holds no annotation yet: paint a structure "
+                                 "(or open its labels) first")
             raise ValueError("check at least one (image, labels) pair, or choose a dataset "
                              "folder")
         cases, names, modality = [], {0: "background"}, None

@@ -337,3 +337,27 @@ def test_screenshots_train_then_infer(make_napari_viewer, qtbot, hippo_cases, tm
     viewer.reset_view()
     save("infer.png")
     assert (out / "train.png").is_file() and (out / "infer.png").is_file()
+
+
+def test_pairs_ticked_by_default_are_one_annotation_per_image(make_napari_viewer, qtbot,
+                                                             hippo_cases):
+    """Not the empty layer just made, nor the model's prediction of an annotated image."""
+    from qtpy.QtCore import Qt
+
+    viewer = make_napari_viewer()
+    _open_pairs(viewer, hippo_cases, 1)
+    truth = next(ly for ly in viewer.layers if type(ly).__name__ == "Labels")
+    shape = truth.data.shape
+    fresh = viewer.add_labels(np.zeros(shape, np.uint8), name="hippocampus_001 new")
+    prediction = viewer.add_labels(np.asarray(truth.data).copy(), name="hippocampus_001 pred")
+    widget = _widget(viewer, qtbot)
+    data = widget.data_section
+    ticked = [lab.name for _im, lab in data.checked_pairs()]
+    assert ticked == [truth.name]
+    texts = [data.pair_list.item(i).text() for i in range(data.pair_list.count())]
+    assert any(t.startswith(fresh.name) and t.endswith("(empty)") for t in texts)
+    # the user's own tick is kept across refreshes
+    row = [lab.name for _im, lab in data._pairs].index(prediction.name)
+    data.pair_list.item(row).setCheckState(Qt.Checked)
+    data.refresh_pairs()
+    assert [lab.name for _im, lab in data.checked_pairs()] == [truth.name, prediction.name]

@@ -64,6 +64,8 @@ class OperationsBox(QGroupBox):
     def __init__(self, run: Callable[[str], Any], footer: QWidget | None = None) -> None:
         super().__init__("Operations")
         self.flat = False
+        self.busy = False
+        self.has_labels = True
         grid = QGridLayout(self)
         self.op_buttons: dict[str, QPushButton] = {}
         for i, (text, tip, name) in enumerate(OPERATION_BUTTONS):
@@ -79,11 +81,21 @@ class OperationsBox(QGroupBox):
         """Disable the slice-only tool on a 2D picture (and say why)."""
         self.flat = flat
         b = self.op_buttons["interpolate_slices"]
-        b.setEnabled(not flat)
         b.setToolTip("A 2D picture has a single slice: nothing to interpolate" if flat
                      else INTERPOLATE_TIP)
+        self._update()
 
     def set_busy(self, busy: bool) -> None:
         """Disable the buttons while an edit runs in the background."""
+        self.busy = busy
+        self._update()
+
+    def set_has_labels(self, has_labels: bool) -> None:
+        """Without a Labels layer to edit the buttons wait for one."""
+        self.has_labels = has_labels
+        self._update()
+
+    def _update(self) -> None:
         for name, b in self.op_buttons.items():
-            b.setEnabled(not busy and not (self.flat and name == "interpolate_slices"))
+            b.setEnabled(self.has_labels and not self.busy
+                         and not (self.flat and name == "interpolate_slices"))

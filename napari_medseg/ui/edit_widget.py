@@ -131,6 +131,9 @@ class EditWidget(Dock):
     def _fill_label_choices(self, *_: Any) -> None:
         layer = self.labels_combo.layer()
         names = label_values(layer) if layer is not None else {}
+        self.operations.set_has_labels(layer is not None)
+        for b in (self.contours_button, self.components_button):
+            b.setEnabled(layer is not None)
         if layer is not None:
             self.options.describe_scope(layer.data.ndim)
             self._describe_units(layer)
@@ -237,7 +240,8 @@ class EditWidget(Dock):
 
     def _set_busy(self, busy: bool) -> None:
         self.operations.set_busy(busy)
-        self.combine_button.setEnabled(not busy)
+        self.combine_button.setEnabled(not busy and self.other_label_combo.count() > 0
+                                       and self.labels_combo.layer() is not None)
         if busy:
             self.status.setText("Working … (the viewer stays usable)")
 

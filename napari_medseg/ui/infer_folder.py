@@ -13,6 +13,9 @@ from napari_medseg.ui._controls import button, hint
 from napari_medseg.ui._notify import catch_errors
 from napari_medseg.ui._settings import get_setting, last_folder, remember_folder, set_setting
 
+#: Tooltip of "Segment folder".
+FOLDER_TIP = ("Segment every image of the input folder and write label files to the output "
+              "folder")
 
 class FolderSection(QGroupBox):
     """Group box *Segment a folder of images*.
@@ -45,8 +48,7 @@ class FolderSection(QGroupBox):
                                     "(<name>.nii.gz for volumes, <name>.png for pictures)")
         form.addRow("Output", self._with_picker(self.output_edit, "Choose the output folder",
                                                 "infer_output"))
-        self.folder_button = button("Segment folder", "Segment every image of the input folder "
-                                    "and write label files to the output folder", on_run)
+        self.folder_button = button("Segment folder", FOLDER_TIP, on_run)
         form.addRow(self.folder_button)
         form.addRow(hint("Uses the model, device and TTA choices above."))
 

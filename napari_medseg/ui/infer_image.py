@@ -32,6 +32,9 @@ def _setting_choice(key: str, choices: tuple[str, ...], default: str) -> str:
     return value if value in choices else default
 
 
+#: Tooltip of "Segment image".
+SEGMENT_TIP = "Segment the chosen image with the model"
+
 class ImageSection(QGroupBox):
     """Group box *Segment an open image*.
 
@@ -87,8 +90,7 @@ class ImageSection(QGroupBox):
         self.probability_check = self.probability.native
 
         row = QHBoxLayout()
-        self.run_button = button("Segment image", "Segment the chosen image with the model",
-                                 on_run)
+        self.run_button = button("Segment image", SEGMENT_TIP, on_run)
         self.cancel_button = button("Cancel", "Stop the running segmentation", on_cancel)
         self.cancel_button.setEnabled(False)
         row.addWidget(self.run_button, 2)

@@ -31,8 +31,8 @@ from napari_medseg.ui._notify import catch_errors
 from napari_medseg.ui._runner import JobRunner
 from napari_medseg.ui._settings import get_setting, set_setting
 from napari_medseg.ui.infer_export import EXPORT_FORMATS, ask_export_target, start_export
-from napari_medseg.ui.infer_folder import FolderSection
-from napari_medseg.ui.infer_image import DEVICES, TTA_TOOLTIP, ImageSection
+from napari_medseg.ui.infer_folder import FOLDER_TIP, FolderSection
+from napari_medseg.ui.infer_image import DEVICES, SEGMENT_TIP, TTA_TOOLTIP, ImageSection
 from napari_medseg.ui.infer_models import ModelCombo, ModelSection, card_classes, check_model_fits
 from napari_medseg.ui.infer_results import add_result_layers, prepare_prediction
 
@@ -97,6 +97,7 @@ class InferWidget(Dock):
         self._expose_controls()
 
         self.image_combo.currentIndexChanged.connect(lambda *_: self._update_channels())
+        self.image_combo.currentIndexChanged.connect(lambda *_: self._update_run_buttons())
         for name in ("inserted", "removed"):
             getattr(self.viewer.layers.events, name).connect(lambda *_: self._update_channels())
         self.model_combo.currentIndexChanged.connect(self._show_model_info)
@@ -145,6 +146,20 @@ class InferWidget(Dock):
         self.image_section.update_channels(card)
         self.image_section.describe_tta(card)
         self.model_section.show_entry(entry)
+        self._update_run_buttons()
+
+    def _update_run_buttons(self) -> None:
+        """Segment needs a model and an image; a folder run needs the model (a broken model
+        stays clickable: the click says what is wrong with it)."""
+        if self.runner.running:
+            return
+        usable = self.selected_model() is not None
+        self.run_button.setEnabled(usable and self.image_combo.layer() is not None)
+        self.folder_button.setEnabled(usable)
+        why = "" if usable else " (choose a model first: train one, or Browse…)"
+        self.run_button.setToolTip(SEGMENT_TIP + (why or (
+            "" if self.image_combo.layer() is not None else " (open an image first)")))
+        self.folder_button.setToolTip(FOLDER_TIP + why)
 
     @catch_errors("Export model")
     def _choose_export(self) -> None:

@@ -171,7 +171,16 @@ class InteractiveSection(ModelChooserMixin, PromptsMixin, QGroupBox):
         model_events.saved.connect(lambda *_: self._safe_refresh_models())
         model_events.current.connect(self._on_current_model)
         dock.labels_combo.currentIndexChanged.connect(lambda *_: self._update_defaults())
+        dock.labels_combo.currentIndexChanged.connect(lambda *_: self._update_buttons())
         self.refresh_models()
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        """Clicks, boxes and seeds write into a Labels layer: they wait for one."""
+        has_labels = self.dock.labels_combo.layer() is not None
+        for b in (self.clicks_button, self.box_button, self.seeds_button, self.grow_button):
+            b.setEnabled(has_labels)
+        self.auto_check.setEnabled(has_labels)
 
     @staticmethod
     def _row(first: QWidget, *others: QWidget) -> QWidget:

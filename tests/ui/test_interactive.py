@@ -58,6 +58,18 @@ def click(viewer, layer, world, shift=False, view_direction=None):
     mouse_release_callbacks(layer, read_only_mouse_event(type="mouse_release", **common))
 
 
+def test_prompt_buttons_wait_for_a_labels_layer(make_napari_viewer, plugin_dock):
+    viewer = make_napari_viewer()
+    viewer.add_image(_blob()[0], name="blob")
+    dock = plugin_dock(viewer, "AnnotateWidget")
+    section = dock.interactive
+    buttons = (section.clicks_button, section.box_button, section.seeds_button,
+               section.grow_button)
+    assert not any(b.isEnabled() for b in buttons)
+    dock.new_button.click()
+    assert all(b.isEnabled() for b in buttons)
+
+
 @pytest.fixture
 def blob_dock(make_napari_viewer, plugin_dock):
     image, mask = _blob()

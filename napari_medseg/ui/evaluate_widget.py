@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medseg.ui._controls import (
+    BACKGROUND_VOXELS,
     Dock,
     LayerCombo,
     belongs_to,
@@ -236,13 +237,21 @@ class EvaluateWidget(Dock):
         pred, gt, pred_array, gt_array = self._pair()
         volume = volume_from_layer(gt)
         classes = layer_classes(gt) or layer_classes(pred)
-        present = np.union1d(np.unique(pred_array), np.unique(gt_array))
-        names = {int(v): classes.get(int(v), {}).get("name", f"label {int(v)}")
-                 for v in present if v != 0}
+        flat = volume.ndim == 2
+        score = evaluate_planar if flat else evaluate_case
+        surface = self.surface_check.isChecked()
+
+        def job() -> dict[str, dict[str, float]]:
+            # in the worker: the labels present (a full pass over both maps) and the metrics
+            present = np.union1d(np.unique(pred_array), np.unique(gt_array))
+            names = {int(v): classes.get(int(v), {}).get("name", f"label {int(v)}")
+                     for v in present if v != 0}
+            return score(pred_array, gt_array, volume.spacing, labels=names or None,
+                         surface=surface)
+
         self.status.setText("Computing …")
         self._computing = True
         self._update_buttons()
-        flat = volume.ndim == 2
         columns = planar_columns(spacing_known(gt)) if flat else METRIC_COLUMNS
 
         def done(results: dict[str, dict[str, float]]) -> None:
@@ -253,10 +262,7 @@ class EvaluateWidget(Dock):
             self._computing = False
             self._update_buttons()
 
-        self.worker = run_in_worker(evaluate_planar if flat else evaluate_case,
-                                    pred_array, gt_array, volume.spacing, labels=names or None,
-                                    surface=self.surface_check.isChecked(),
-                                    on_returned=done, action="Compute metrics",
+        self.worker = run_in_worker(job, on_returned=done, action="Compute metrics",
                                     on_finished=finished, progress="Computing metrics")
         return self.worker
 
@@ -322,13 +328,26 @@ class EvaluateWidget(Dock):
     # ------------------------------------------------------------------ overlay
     @catch_errors("Difference overlay")
     def _on_difference(self) -> Any:
+        """Add the error map: at once for a small image (returns the layer), in a worker for
+        a large one (returns the worker; a full-size CT takes about half a second)."""
         pred, gt, pred_array, gt_array = self._pair()
-        diff = difference_map(pred_array, gt_array)
-        layer = add_labels_for_image(self.viewer, gt, data=diff,
-                                     name=f"errors of {pred.name}",
-                                     classes=DIFFERENCE_CLASSES, role="difference")
-        layer.opacity = 0.8
-        n_fp, n_fn, n_wrong = (int(np.count_nonzero(diff == v)) for v in (1, 2, 3))
-        self.status.setText(f"False positives: {n_fp} {cells(gt)} (red); false negatives: {n_fn} "
-                            f"(blue); wrong class: {n_wrong} (yellow).")
-        return layer
+
+        def compute() -> tuple[np.ndarray, tuple[int, ...]]:
+            diff = difference_map(pred_array, gt_array)
+            return diff, tuple(int(n) for n in np.bincount(diff.ravel(), minlength=4)[1:4])
+
+        def show(result: tuple[np.ndarray, tuple[int, ...]]) -> Any:
+            diff, (n_fp, n_fn, n_wrong) = result
+            layer = add_labels_for_image(self.viewer, gt, data=diff,
+                                         name=f"errors of {pred.name}",
+                                         classes=DIFFERENCE_CLASSES, role="difference")
+            layer.opacity = 0.8
+            self.status.setText(f"False positives: {n_fp} {cells(gt)} (red); false negatives: "
+                                f"{n_fn} (blue); wrong class: {n_wrong} (yellow).")
+            return layer
+
+        if gt_array.size <= BACKGROUND_VOXELS:
+            return show(compute())
+        self.status.setText("Computing the difference …")
+        return run_in_worker(compute, on_returned=show, action="Difference overlay",
+                             progress="Difference overlay")

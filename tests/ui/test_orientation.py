@@ -290,7 +290,9 @@ def test_evaluate_and_train_match_voxels_where_they_lie_in_the_patient(
     qtbot.waitUntil(lambda: bool(evaluate.results), timeout=60000)
     assert {name: row["dice"] for name, row in evaluate.results.items()} == {
         "label 1": 1.0, "label 2": 1.0}
-    evaluate.diff_button.click()
+    n_layers = len(viewer.layers)
+    evaluate.diff_button.click()  # a large image: computed in a worker
+    qtbot.waitUntil(lambda: len(viewer.layers) > n_layers, timeout=60000)
     errors = viewer.layers[-1]
     assert errors.name == "errors of prediction" and not np.asarray(errors.data).any()
     # the Train dock takes the ground truth in the series' voxel order

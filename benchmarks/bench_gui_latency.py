@@ -20,9 +20,10 @@ Scenario ``training`` (default; issue 6)
 Scenario ``actions`` (issue 13, item 4)
 ---------------------------------------
 A synthetic 512 x 512 x 400 CT (the phantom of :mod:`napari_medseg.phantom`, 40 slices tiled
-ten times; ``--shape`` for smaller smoke runs) with its labels, the Edit, Annotate and Infer
-docks opened from the Plugins menu, and each action started with the docks' real buttons:
-component table, k-means into the current labels, Gaussian mixture into a new layer, grow 2 mm,
+ten times; ``--shape`` for smaller smoke runs) with its labels, the Edit, Annotate, Infer,
+Evaluate and Train docks opened from the Plugins menu, and each action started with the docks'
+real buttons: component table, grow 2 mm, Evaluate's metrics and difference overlay, k-means
+into the current labels, Gaussian mixture into a new layer,
 an interactive click (issue 16; the training-free click tool, computed in the background),
 adding an inference result (labels + uncertainty map of that size, through the job runner's
 result path), and a whole inference run in a child process (tiny random network) whose result
@@ -370,7 +371,7 @@ def _click(viewer, layer, world) -> None:
 
 
 def run_actions(args) -> list[tuple[str, dict[str, float]]]:
-    """Open the synthetic CT, dock Edit / Annotate / Infer and time each action (see doc)."""
+    """Open the synthetic CT, dock Edit / Annotate / Infer / Evaluate / Train; time each action."""
     import napari
 
     from napari_medseg.inference.predict import PredictionResult
@@ -389,6 +390,8 @@ def run_actions(args) -> list[tuple[str, dict[str, float]]]:
     _, edit = viewer.window.add_plugin_dock_widget("napari-medseg", "Edit")
     _, annotate = viewer.window.add_plugin_dock_widget("napari-medseg", "Annotate")
     _, infer = viewer.window.add_plugin_dock_widget("napari-medseg", "Infer")
+    _, evaluate = viewer.window.add_plugin_dock_widget("napari-medseg", "Evaluate")
+    _, _train = viewer.window.add_plugin_dock_widget("napari-medseg", "Train")  # its pair list
     _wait(lambda: False, 2.0)  # let the docks settle
     probe = LatencyProbe(viewer, labels)
     rows = [("idle", probe.run(args.idle_seconds))]
@@ -404,6 +407,23 @@ def run_actions(args) -> list[tuple[str, dict[str, float]]]:
     grow = edit.op_buttons["grow_label"]
     rows.append(("grow label 1 by 2 mm", measure_action(
         probe, grow.click, lambda: grow.isEnabled() and "voxels changed" in edit.status.text())))
+
+    # Evaluate: the organs against a shifted copy (metrics without surface distances, then
+    # the difference overlay, which adds a full-size layer)
+    truth = add_labels_for_image(viewer, image, data=np.roll(labels.data, 2, axis=1),
+                                 name="truth")
+    evaluate.pred_combo.set_layer(labels)
+    evaluate.gt_combo.set_layer(truth)
+    evaluate.surface_check.setChecked(False)
+    _wait(lambda: False, 1.0)
+    rows.append(("Evaluate: compute metrics (no surface distances)", measure_action(
+        probe, evaluate.compute_button.click,
+        lambda: bool(evaluate.results) and evaluate.compute_button.isEnabled())))
+    n_layers = len(viewer.layers)
+    rows.append(("Evaluate: difference overlay (adds a layer)", measure_action(
+        probe, evaluate.diff_button.click, lambda: len(viewer.layers) > n_layers)))
+    viewer.layers.remove(viewer.layers[-1])
+    viewer.layers.remove(truth)
 
     annotate.image_combo.set_layer(image)
     annotate.new_button.click()  # an empty labels layer for the pre-segmentation
@@ -529,8 +549,9 @@ def write_actions_section(rows, args, machine: str) -> None:
         "",
         f"Lateness of a 10 ms `QTimer` on the GUI thread (ms; 0 = on time) from the click until "
         f"the action is done (its layer written or added) plus 0.5 s, on a synthetic {shape} CT "
-        "(the phantom's 40 slices tiled) with its organ labels; the Edit, Annotate and Infer "
-        "docks opened from the Plugins menu and driven through their buttons. Target: p99 < "
+        "(the phantom's 40 slices tiled) with its organ labels; the Edit, Annotate, Infer, "
+        "Evaluate and Train docks opened from the Plugins menu and driven through their "
+        "buttons. Target: p99 < "
         "50 ms and max < 200 ms for each action.",
         "",
         "| action | took (s) | samples | p50 | p95 | p99 | max | target met |",

@@ -65,6 +65,19 @@ def _nifti_from_volume_flipped(volume, labels: np.ndarray, path: Path) -> Path:
     return path
 
 
+def _bone_labels_written_flipped(samples_dir: Path, tmp_path: Path):
+    """(DICOM folder, its Volume, bone labels on its grid, those labels as a NIfTI with axes
+    i and k reversed)."""
+    from napari_medseg.io import read_volume
+
+    folder = samples_dir / CT / "example_ct_dicom"
+    volume = read_volume(folder)
+    labels = (volume.array > 200).astype(np.uint8)  # bone
+    labels[:4, :60, :120] = 2  # a block in one corner: any flip moves it
+    path = _nifti_from_volume_flipped(volume, labels, tmp_path / "bone_labels.nii.gz")
+    return folder, volume, labels, path
+
+
 def test_dicom_series_and_its_nifti_label_map_overlay(make_napari_viewer, samples_dir):
     """The TotalSegmentator pair: the NIfTI stores the DICOM rows in reverse order."""
     viewer = make_napari_viewer()
@@ -88,13 +101,7 @@ def test_dicom_series_and_its_nifti_label_map_overlay(make_napari_viewer, sample
 
 def test_nifti_written_by_nibabel_from_the_dicom_geometry_overlays(make_napari_viewer,
                                                                    samples_dir, tmp_path):
-    from napari_medseg.io import read_volume
-
-    folder = samples_dir / CT / "example_ct_dicom"
-    volume = read_volume(folder)
-    labels = (volume.array > 200).astype(np.uint8)  # bone
-    labels[:4, :60, :120] = 2  # a block in one corner: any flip moves it
-    path = _nifti_from_volume_flipped(volume, labels, tmp_path / "bone_labels.nii.gz")
+    folder, volume, labels, path = _bone_labels_written_flipped(samples_dir, tmp_path)
     viewer = make_napari_viewer()
     ct = _open(viewer, folder)
     lab = _open(viewer, path)
@@ -270,14 +277,9 @@ def test_evaluate_and_train_match_voxels_where_they_lie_in_the_patient(
     """A prediction drawn on the DICOM series against a ground truth that another tool saved
     as NIfTI with other axis directions: the same voxels in the patient, so Dice is 1, and the
     Train dock gives the labels in the image's voxel order (before: raw arrays, Dice 0.04)."""
-    from napari_medseg.io import read_volume
     from napari_medseg.ui._layers import add_labels_for_image
 
-    folder = samples_dir / CT / "example_ct_dicom"
-    volume = read_volume(folder)
-    labels = (volume.array > 200).astype(np.uint8)  # bone
-    labels[:4, :60, :120] = 2  # a block in one corner: any flip moves it
-    path = _nifti_from_volume_flipped(volume, labels, tmp_path / "bone_truth.nii.gz")
+    folder, _volume, labels, path = _bone_labels_written_flipped(samples_dir, tmp_path)
     viewer = make_napari_viewer()
     ct = _open(viewer, folder)
     truth = _open(viewer, path)

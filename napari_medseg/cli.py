@@ -321,7 +321,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loaded = load_model(args.model, device=device)
     check_single_file_channels(loaded[1])  # e.g. a T1 + T2 model: one file holds one image
-    from napari_medseg.io.errors import MultipleSeriesError
+    from napari_medseg.io.errors import MultipleChannelsError, MultipleSeriesError
 
     written = []
     with tqdm(total=len(files), desc="predict", unit="image", file=sys.stderr,
@@ -339,11 +339,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except MultipleSeriesError as exc:  # say how to choose, in this command's words
             raise ValueError(f"{_one_line(exc).rstrip('.')}: give --series UID "
                              "(`napari-medseg info FOLDER` lists them).") from exc
-        except ValueError as exc:
-            if "choose one with channel=" not in str(exc):
-                raise
-            raise ValueError(_one_line(exc).replace("choose one with channel=",
-                                                    "choose one with --channel ")) from exc
+        except MultipleChannelsError as exc:
+            text = _one_line(exc).split("; choose one")[0]
+            raise ValueError(f"{text}; choose one with --channel 0..{exc.n_channels - 1}."
+                             ) from exc
     for path in written:
         print(path)
     return 0

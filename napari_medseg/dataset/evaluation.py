@@ -71,9 +71,9 @@ def evaluate_folders(
     Label names come from ``labels`` or, if ``gt_dir`` sits in an MSD dataset, from its
     ``dataset.json`` (picture masks stored as 0/255 then read as class 1). Geometry (shape and
     spacing) is taken from the ground truth files; files that state the patient orientation
-    are compared where their voxels lie in the patient (:meth:`Volume.on_grid_of`). Regions of interest (field-of-view masks)
-    come from ``roi_dir``, by default the dataset's ``masksTr`` folder beside ``gt_dir`` when
-    there is one: only pixels inside count.
+    are compared where their voxels lie in the patient (:meth:`Volume.on_grid_of`). Regions of
+    interest (field-of-view masks) come from ``roi_dir``, by default the dataset's ``masksTr``
+    folder beside ``gt_dir`` when there is one: only pixels inside count.
 
     Returns
     -------

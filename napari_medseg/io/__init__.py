@@ -21,6 +21,7 @@ from napari_medseg.io.errors import (
     MedsegIOError,
     MedsegIOWarning,
     MissingDecoderError,
+    MultipleChannelsError,
     MultipleSeriesError,
 )
 from napari_medseg.io.info import describe_path, read_volume, read_volumes, sample_data_dir
@@ -56,6 +57,7 @@ __all__ = [
     "MedsegIOError",
     "MedsegIOWarning",
     "MissingDecoderError",
+    "MultipleChannelsError",
     "MultipleSeriesError",
     "PICTURE_SUFFIXES",
     "Volume",

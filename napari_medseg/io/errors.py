@@ -46,6 +46,20 @@ class MultipleSeriesError(MedsegIOError):
         self.series = list(series)
 
 
+class MultipleChannelsError(MedsegIOError):
+    """A 4D image holds several channels or time points and none was chosen.
+
+    Attributes
+    ----------
+    n_channels : int
+        How many there are (pass ``channel=0..n_channels - 1`` to the reader).
+    """
+
+    def __init__(self, message: str, n_channels: int) -> None:
+        super().__init__(message)
+        self.n_channels = int(n_channels)
+
+
 class MissingDecoderError(MedsegIOError):
     """Compressed DICOM pixel data and no installed decoder for its transfer syntax."""
 

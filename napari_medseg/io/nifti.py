@@ -53,6 +53,7 @@ from napari_medseg.io.atomic import atomic_output
 from napari_medseg.io.errors import (
     MedsegIOError,
     MedsegIOWarning,
+    MultipleChannelsError,
     check_allocation,
     check_readable,
 )
@@ -297,10 +298,9 @@ def read_nifti(
         if n_channels == 1:
             data = data[..., 0]
         elif channel is None:
-            raise MedsegIOError(
+            raise MultipleChannelsError(
                 f"{p.name} holds {n_channels} channels or time points (shape {img.shape}); "
-                f"choose one with channel=0..{n_channels - 1}."
-            )
+                f"choose one with channel=0..{n_channels - 1}.", n_channels)
         else:
             if not 0 <= channel < n_channels:
                 raise MedsegIOError(
@@ -369,12 +369,7 @@ def _check_header_size(img: Any, p: Path) -> None:
     except Exception:  # noqa: BLE001
         itemsize = 4
     if not p.name.lower().endswith(".gz"):
-        try:
-            offset = int(img.header.get_data_offset())
-        except Exception:  # noqa: BLE001
-            offset = 0
-        needed = offset + int(np.prod(shape, dtype=np.int64)) * int(
-            img.header.get_data_dtype().itemsize)
+        needed = _bytes_needed(img)
         if p.stat().st_size < needed:
             raise MedsegIOError(
                 f"{p.name} is truncated: its header describes {needed:,} bytes of image but the "
@@ -456,13 +451,22 @@ def nifti_header_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     }
 
 
+def _bytes_needed(img: Any) -> int:
+    """Bytes of header and voxels the header describes (a file shorter is truncated)."""
+    try:
+        offset = max(int(img.header["vox_offset"]), 0)
+    except Exception:  # noqa: BLE001 - a header without it: the voxels alone
+        offset = 0
+    return offset + int(np.prod(img.shape, dtype=np.int64)) * int(
+        img.header.get_data_dtype().itemsize)
+
+
 def _looks_truncated(img: Any, p: Path) -> str | None:
     """Why the file is shorter than its header says, else None, without keeping the voxels:
     the file size, or for gzip the uncompressed size its trailer records (streamed through
     when that differs, as after padding or damage)."""
     try:
-        needed = max(int(img.header["vox_offset"]), 0) + int(np.prod(img.shape, dtype=np.int64)) \
-            * int(img.header.get_data_dtype().itemsize)
+        needed = _bytes_needed(img)
         size = p.stat().st_size
         if not p.name.lower().endswith(".gz"):
             held = size

@@ -63,6 +63,7 @@ class BrushSection(QGroupBox):
                                     "Brush diameter in millimetres (converted to voxels with "
                                     "the in-plane spacing)", " mm")
         self.brush_mm.valueChanged.connect(self.apply_brush_size)
+        self.brush_mm.valueChanged.connect(lambda mm: set_setting("annotate/brush_mm", mm))
         self.brush_px = QLabel("")
         form.addRow("Brush size", pair(self.brush_mm, self.brush_px))
         self.constrain_check = QCheckBox("Paint only inside intensity window")
@@ -114,7 +115,6 @@ class BrushSection(QGroupBox):
         """Set the labels layer's brush (voxels) from the size in mm; remember the size."""
         layer = self.labels_combo.layer()
         mm = self.brush_mm.value()
-        set_setting("annotate/brush_mm", mm)
         if layer is None:
             self.brush_px.setText("")
             return

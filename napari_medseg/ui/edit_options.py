@@ -33,23 +33,28 @@ VOLUME_TIP = "Edit the label in 3D"
 
 #: Labels larger than this are sampled sparsely when their label values are listed.
 SAMPLE_VOXELS = 2_000_000
+#: Labels up to this size are scanned for painted values at once; larger ones on a later
+#: event-loop turn, so that the scan does not add to napari's own stall when a layer is added.
+QUICK_SCAN_VOXELS = 262_144
 
 
-def label_values(layer: Any) -> dict[int, str]:
+def label_values(layer: Any, painted: bool = True) -> dict[int, str]:
     """``{value: "value: name"}`` for the label choices of ``layer``, in ascending order.
 
-    The layer's classes, the values painted in it (sampled sparsely on a full-size CT so the
-    GUI stays fluid; at most 100) and its selected label.
+    The layer's classes, its selected label and (``painted``) the values painted in it
+    (sampled sparsely on a full-size CT so the GUI stays fluid; at most 100).
     """
     classes = layer_classes(layer)
     values = set(classes)
+    values.add(int(layer.selected_label))
     data = np.asarray(layer.data)
-    if data.size > SAMPLE_VOXELS:
+    if not painted:
+        data = data[:0]
+    elif data.size > SAMPLE_VOXELS:
         step = int(np.ceil((data.size / SAMPLE_VOXELS) ** (1 / data.ndim)))
         data = data[(slice(None, None, step),) * data.ndim]
     present = np.unique(data)
     values |= {int(v) for v in present[(present != 0) & (present < 65536)][:100]}
-    values.add(int(layer.selected_label))
     return {v: f"{v}: {classes.get(v, {}).get('name', f'label {v}')}" for v in sorted(values)}
 
 

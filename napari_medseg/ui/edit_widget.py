@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QHBoxLayout, QWidget
 
 from napari_medseg.ui._controls import (
@@ -49,7 +50,7 @@ from napari_medseg.ui.edit_operations import (
     OperationsBox,
     operation_title,
 )
-from napari_medseg.ui.edit_options import EditOptions, label_values
+from napari_medseg.ui.edit_options import QUICK_SCAN_VOXELS, EditOptions, label_values
 from napari_medseg.ui.edit_preview import PREVIEW_CLASSES, PreviewRow
 
 __all__ = ["COMPONENT_COLUMNS", "OPERATION_BUTTONS", "PREVIEW_CLASSES", "EditWidget"]
@@ -117,6 +118,11 @@ class EditWidget(Dock):
         layout.addWidget(self.outlines)
         layout.addStretch(1)
 
+        # the values painted in a large layer are listed a moment later (one scan per turn)
+        self._scan_timer = QTimer(self)
+        self._scan_timer.setSingleShot(True)
+        self._scan_timer.setInterval(0)
+        self._scan_timer.timeout.connect(self._add_painted_values)
         self.labels_combo.currentIndexChanged.connect(self._fill_label_choices)
         clear_error_on_change(self.status, self.labels_combo, self.label_combo)
         self.label_combo.currentIndexChanged.connect(self._fill_combine_choices)
@@ -130,7 +136,10 @@ class EditWidget(Dock):
     # ------------------------------------------------------------------ choices
     def _fill_label_choices(self, *_: Any) -> None:
         layer = self.labels_combo.layer()
-        names = label_values(layer) if layer is not None else {}
+        quick = layer is None or layer.data.size <= QUICK_SCAN_VOXELS
+        names = label_values(layer, painted=quick) if layer is not None else {}
+        if not quick:
+            self._scan_timer.start()
         self.operations.set_has_labels(layer is not None)
         for b in (self.contours_button, self.components_button):
             b.setEnabled(layer is not None)
@@ -140,6 +149,21 @@ class EditWidget(Dock):
         self.options.set_label_choices(
             names, int(layer.selected_label) if layer is not None else None)
         self._fill_combine_choices()
+
+    def _add_painted_values(self) -> None:
+        """Offer the values painted in the chosen (large) layer too, keeping the choice."""
+        try:
+            layer = self.labels_combo.layer()
+        except RuntimeError:  # the dock was closed meanwhile
+            return
+        if layer is None:
+            return
+        found = {**self.options.names, **label_values(layer)}  # keeps a label chosen meanwhile
+        names = {v: found[v] for v in sorted(found)}
+        if names != self.options.names:
+            value = self.options.form.label_value.value
+            self.options.set_label_choices(names, None if value is None else int(value))
+            self._fill_combine_choices()
 
     def _fill_combine_choices(self, *_: Any) -> None:
         value = self.options.form.label_value.value

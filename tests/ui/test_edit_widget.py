@@ -305,3 +305,23 @@ def test_dock_buttons_drive_the_core_operation_table():
     assert set(names) <= set(OPERATIONS)
     # every operation of the table is reachable from the dock (combine has its own row)
     assert set(OPERATIONS) - set(names) == {"combine_labels"}
+
+
+def test_values_painted_in_a_large_layer_are_listed_a_turn_later(make_napari_viewer, qtbot,
+                                                                  plugin_dock):
+    """A layer larger than QUICK_SCAN_VOXELS is scanned for its painted values on the next
+    event-loop turn (not inside napari's layer-add stall): they still reach the list, and a
+    label chosen meanwhile stays chosen."""
+    from napari_medseg.ui.edit_options import QUICK_SCAN_VOXELS
+
+    viewer = make_napari_viewer()
+    widget = plugin_dock(viewer, "EditWidget")
+    data = np.zeros((80, 64, 64), np.uint8)
+    assert data.size > QUICK_SCAN_VOXELS
+    data[10:30, 10:30, 10:30] = 7
+    layer = viewer.add_labels(data, name="big")
+    widget.labels_combo.set_layer(layer)
+    widget.set_label(4)  # chosen before the scan is done: not painted, kept
+    qtbot.waitUntil(lambda: 7 in widget.options.names, timeout=3000)
+    assert 4 in widget.options.names
+    assert widget.options.selected_label() == 4

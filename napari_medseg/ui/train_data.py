@@ -150,6 +150,7 @@ class DataSection(QGroupBox):
         row.addWidget(self.folder_edit, 1)
         row.addWidget(self.folder_button)
         v.addLayout(row)
+        self.folder_edit.textChanged.connect(lambda *_: self.changed.emit())
         for name in ("inserted", "removed"):
             getattr(self.viewer.layers.events, name).connect(self._on_layers_changed)
 
@@ -170,6 +171,17 @@ class DataSection(QGroupBox):
         self.channel_list.setEnabled(use_layers and not self.running)
         self.folder_edit.setEnabled(not use_layers and not self.running)
         self.folder_button.setEnabled(not use_layers and not self.running)
+
+    def missing(self) -> str:
+        """Why training cannot start from the chosen source ("" when it can)."""
+        if self.layers_radio.isChecked():
+            if not self.checked_pairs():
+                return ("Tick an image + labels pair above (open an image and paint its "
+                        "labels first)")
+            return ""
+        if not self.folder_edit.text().strip():
+            return "Choose a dataset folder above"
+        return ""
 
     # ------------------------------------------------------------------ pairs
     def _on_painted(self, *_: Any) -> None:
@@ -200,8 +212,9 @@ class DataSection(QGroupBox):
         self._pairs = find_training_pairs(self.viewer)
         for layer in list(self.viewer.layers):
             layer.events.name.connect(self._on_layers_changed)  # napari ignores duplicates
-            if hasattr(layer.events, "paint"):
+            if hasattr(layer.events, "paint"):  # a Labels layer: strokes, or new data
                 layer.events.paint.connect(self._on_painted)
+                layer.events.data.connect(self._on_painted)
         ticked_images: set[str | None] = set()
         for image, labels in self._pairs:
             text = (labels.name if labels.name.startswith(image.name)

@@ -77,11 +77,13 @@ class TrainWidget(Dock):
         self._expose_controls()
 
         self.data_section.changed.connect(self._on_init_changed)
+        self.data_section.changed.connect(self._update_start)
         self.init_combo.currentIndexChanged.connect(self._on_init_changed)
         model_events.saved.connect(self._on_any_model_saved)
         self.refresh_pairs()
         self.refresh_models()
         self.data_section.update_source()
+        self._update_start()
         self.options.probe_device()
 
     def _build_run_box(self) -> QGroupBox:
@@ -117,6 +119,15 @@ class TrainWidget(Dock):
         self.status_label, self.plot = p.status_label, p.plot
 
     # ------------------------------------------------------------------ state
+    def _update_start(self, *_: Any) -> None:
+        """Start waits for training data (a ticked pair or a dataset folder); says why."""
+        try:
+            missing = self.data_section.missing()
+        except RuntimeError:  # widget already deleted
+            return
+        self.start_button.setEnabled(not self.runner.running and not missing)
+        self.start_button.setToolTip(missing or "Train with the settings above")
+
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
@@ -125,6 +136,7 @@ class TrainWidget(Dock):
         self.options.set_running(running)
         if not running:
             self._on_init_changed()
+            self._update_start()
 
     def refresh_pairs(self) -> None:
         """Rebuild the checklist of (image, labels) pairs, keeping unchecked choices."""

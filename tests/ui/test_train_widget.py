@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 from ui_helpers import error_messages
 
 from napari_medseg.ui._models import list_models, set_models_folder
@@ -240,18 +241,31 @@ def test_bad_dataset_folder_is_one_clear_notification(make_napari_viewer, qtbot,
 def test_no_pairs_or_empty_labels_refuse_to_start(make_napari_viewer, qtbot, hippo_cases):
     viewer = make_napari_viewer()
     widget = _widget(viewer, qtbot)
-    widget.start_button.click()
-    assert not widget.runner.running
-    assert any("at least one" in e for e in error_messages())
+    # nothing to train on: Start waits and says why
+    assert not widget.start_button.isEnabled()
+    assert "Tick an image + labels pair" in widget.start_button.toolTip()
     image, _ = hippo_cases(1)[0]
     from napari_medseg._reader import read_path
 
     data, kwargs, _kind = read_path(image)[0]
     viewer.add_image(data, **kwargs)
     viewer.add_labels(np.zeros(data.shape, dtype=np.uint8), name="hippocampus_001 labels")
+    # the empty layer is listed, not ticked: Start still waits
+    assert widget.pair_list.count() == 1 and "(empty)" in widget.pair_list.item(0).text()
+    assert not widget.start_button.isEnabled()
+    # ticked by hand, it is refused in one line when Start is clicked
+    widget.pair_list.item(0).setCheckState(Qt.Checked)
+    assert widget.start_button.isEnabled()
     widget.start_button.click()
     assert not widget.runner.running
     assert any("no annotation" in e for e in error_messages())
+    # a dataset folder typed in enables Start; an empty field does not
+    widget.folder_radio.setChecked(True)
+    widget.folder_edit.setText("")
+    assert not widget.start_button.isEnabled()
+    assert "dataset folder" in widget.start_button.toolTip()
+    widget.folder_edit.setText("/some/folder")
+    assert widget.start_button.isEnabled()
 
 
 def _case(image_path, label_path):

@@ -95,6 +95,8 @@ def test_whole_cycle_through_the_plugins_menu_dock(make_napari_viewer, qtbot, hi
 
     # 3. train a few steps (Train tab): the annotation pair is offered and trained on
     assert train.pair_list.count() == 1 and labels.name in train.pair_list.item(0).text()
+    # the pair is ticked once the strokes pause (it was listed as empty before them)
+    qtbot.waitUntil(train.start_button.isEnabled, timeout=3000)
     train.config_overrides = dict(TINY)
     train.name_edit.setText("walkthrough")
     _click(qtbot, train.start_button)

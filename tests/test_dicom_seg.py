@@ -105,6 +105,24 @@ def test_seg_of_a_series_lacking_type2_patient_attributes(tmp_path, ct_series):
     np.testing.assert_array_equal(read_dicom_seg(out, ct_series).array, labels)
 
 
+def test_seg_of_a_series_with_an_empty_character_set(tmp_path, ct_series, caplog):
+    # GE scanners write SpecificCharacterSet present but empty (the default repertoire)
+    for f in sorted(ct_series.iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.SpecificCharacterSet = ""
+        ds.save_as(f)
+    labels = _spheres()
+    out = write_dicom_seg(labels, ct_series, tmp_path / "seg.dcm", {1: "a", 2: "b"})
+    seg = pydicom.dcmread(out)
+    assert seg.ContentCreatorName == ""  # Type 2: present, unknown
+    np.testing.assert_array_equal(read_dicom_seg(out, ct_series).array, labels)
+    # an empty map keeps its frames without highdicom's warning on the console
+    caplog.clear()
+    empty = write_dicom_seg(np.zeros_like(labels), ct_series, tmp_path / "empty.dcm", {1: "a"})
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert int(pydicom.dcmread(empty).NumberOfFrames) == labels.shape[0]
+
+
 def test_seg_found_beside_and_missing_series(tmp_path, ct_series):
     out = write_dicom_seg(_spheres(), ct_series, tmp_path / "seg.dcm", {1: "a", 2: "b"},
                           algorithm_type="MANUAL")

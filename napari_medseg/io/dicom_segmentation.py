@@ -45,12 +45,27 @@ _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
 
 
 def _present_type2(datasets: list[Any]) -> None:
-    """Give the source datasets (in memory) the Type 2 attributes they lack, empty: the SEG
-    then says "unknown", as the standard asks, instead of failing; nothing is invented."""
+    """Tidy the source datasets (in memory) for highdicom, inventing nothing.
+
+    Type 2 attributes they lack are given empty (the SEG then says "unknown", as the standard
+    asks, instead of failing); an empty Specific Character Set, which means the default
+    repertoire (PS3.3 C.12.1.1.2; GE scanners write it so), is removed, as highdicom refuses
+    the empty value.
+    """
     for ds in datasets:
         for keyword in _TYPE2_COPIED:
             if keyword not in ds:
                 setattr(ds, keyword, "")
+        if "SpecificCharacterSet" in ds:
+            value = ds.SpecificCharacterSet
+            values = [v for v in (value if isinstance(value, list | tuple) or
+                                  type(value).__name__ == "MultiValue" else [value]) if v]
+            if not values:
+                del ds.SpecificCharacterSet
+            elif len(values) == 1:
+                ds.SpecificCharacterSet = values[0]
+            else:
+                ds.SpecificCharacterSet = values
 
 
 def write_dicom_seg(
@@ -160,9 +175,12 @@ def write_dicom_seg(
             series_description=series_description[:64],
             content_label="SEGMENTATION",
             content_description=f"{len(names)} classes"[:64],
+            omit_empty_frames=bool(data.any()),  # an empty map keeps its frames, unwarned
         )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise MedsegIOError(f"Cannot build a DICOM SEG from this series: {one_line(exc)}") from exc
+    if "ContentCreatorName" not in seg:  # Type 2 (Content Identification Macro): empty
+        seg.ContentCreatorName = ""
     return _atomic_save(seg, Path(out_path).expanduser())
 
 

@@ -23,6 +23,12 @@ def _medseg(meta: dict[str, Any]) -> dict[str, Any]:
     return medseg if isinstance(medseg, dict) else {}
 
 
+def _algorithm_type(medseg: dict[str, Any]) -> str:
+    """How a Labels layer was made, as DICOM records it: a model's prediction (which the user
+    may have corrected since) is SEMIAUTOMATIC, anything else was drawn by hand (MANUAL)."""
+    return "SEMIAUTOMATIC" if medseg.get("prediction") else "MANUAL"
+
+
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Save a Labels layer as ``.nii.gz`` / ``.nii``.
 
@@ -152,7 +158,7 @@ def write_labels_dicom_seg(path: str, data: Any, meta: dict[str, Any]) -> list[s
     reference = _dicom_reference(medseg, meta.get("name", "labels"))
     names, colours = _classes_of(medseg, array)
     return [str(write_dicom_seg(array, reference, path, names, colours,
-                                algorithm_type="MANUAL"))]
+                                algorithm_type=_algorithm_type(medseg)))]
 
 
 def write_labels_rtstruct(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
@@ -163,4 +169,5 @@ def write_labels_rtstruct(path: str, data: Any, meta: dict[str, Any]) -> list[st
     array = np.asarray(data)
     reference = _dicom_reference(medseg, meta.get("name", "labels"))
     names, colours = _classes_of(medseg, array)
-    return [str(write_rtstruct(array, reference, path, names, colours))]
+    return [str(write_rtstruct(array, reference, path, names, colours,
+                               algorithm_type=_algorithm_type(medseg)))]

@@ -180,7 +180,17 @@ def test_rtstruct_round_trip_spheres(tmp_path, ct_series):
     # found beside the file when no reference is given
     np.testing.assert_array_equal(read_rtstruct(out).array, back.array)
     rt = pydicom.dcmread(out)
-    assert rt.Modality == "RTSTRUCT" and rt.FrameOfReferenceUID
+    assert rt.Modality == "RTSTRUCT"
+    assert "FrameOfReferenceUID" not in rt  # not in the RT Structure Set IOD: in the sequence
+    assert rt.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID \
+        == pydicom.dcmread(next(ct_series.iterdir())).FrameOfReferenceUID
+    assert {r.ROIGenerationAlgorithm for r in rt.StructureSetROISequence} == {"AUTOMATIC"}
+    manual = write_rtstruct(labels, ct_series, tmp_path / "manual.dcm", names,
+                            algorithm_type="manual")
+    assert {r.ROIGenerationAlgorithm for r in pydicom.dcmread(manual).StructureSetROISequence} \
+        == {"MANUAL"}
+    with pytest.raises(MedsegIOError, match="algorithm type"):
+        write_rtstruct(labels, ct_series, tmp_path / "x.dcm", names, algorithm_type="GUESS")
     assert {c.ContourGeometricType for r in rt.ROIContourSequence for c in r.ContourSequence} \
         == {"CLOSED_PLANAR"}
 

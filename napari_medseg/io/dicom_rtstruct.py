@@ -83,6 +83,7 @@ def write_rtstruct(
     *,
     structure_set_label: str = "napari-medseg",
     interpreted_type: str = "ORGAN",
+    algorithm_type: str = "AUTOMATIC",
 ) -> Path:
     """Save a label map as an RT Structure Set: one ROI per class, closed planar contours.
 
@@ -101,6 +102,9 @@ def write_rtstruct(
     structure_set_label : str
     interpreted_type : str
         RTROIInterpretedType of every ROI (``"ORGAN"``, ``"GTV"``, ``"PTV"`` ...).
+    algorithm_type : str
+        ROIGenerationAlgorithm of every ROI: ``"AUTOMATIC"`` (a model's prediction),
+        ``"SEMIAUTOMATIC"`` or ``"MANUAL"`` (drawn by hand).
 
     Returns
     -------
@@ -113,6 +117,10 @@ def write_rtstruct(
 
     from napari_medseg import __version__
 
+    kind = algorithm_type.upper()
+    if kind not in ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL"):
+        raise MedsegIOError(
+            f"Unknown algorithm type {algorithm_type!r}; use AUTOMATIC, SEMIAUTOMATIC or MANUAL.")
     ref = load_reference_series(reference)
     _check_uids(ref, "an RTSTRUCT")
     data = _check_labels(labels, ref)
@@ -145,7 +153,6 @@ def write_rtstruct(
     ds.Manufacturer = "napari-medseg"
     ds.ManufacturerModelName = "napari-medseg"
     ds.SoftwareVersions = __version__
-    ds.FrameOfReferenceUID = ref.frame_of_reference_uid
     ds.InstanceNumber = 1
     ds.StructureSetLabel = structure_set_label[:16]
     ds.StructureSetDate = now.strftime("%Y%m%d")
@@ -188,7 +195,7 @@ def write_rtstruct(
         roi.ROINumber = value
         roi.ReferencedFrameOfReferenceUID = ref.frame_of_reference_uid
         roi.ROIName = name[:64]
-        roi.ROIGenerationAlgorithm = "AUTOMATIC"
+        roi.ROIGenerationAlgorithm = kind
         rois.append(roi)
         roi_contour = Dataset()
         roi_contour.ROIDisplayColor = list(rgb[value])

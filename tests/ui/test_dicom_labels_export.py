@@ -48,6 +48,12 @@ def test_save_labels_as_dicom_seg_and_rtstruct(make_napari_viewer, tmp_path, suf
         want = data == value
         dice = 2 * (got & want).sum() / (got.sum() + want.sum())
         assert dice > (0.999 if suffix == ".seg.dcm" else 0.9), (name, dice)
+    import pydicom
+
+    ds = pydicom.dcmread(out)  # painted by hand: recorded so
+    kinds = ({s.SegmentAlgorithmType for s in ds.SegmentSequence} if suffix == ".seg.dcm"
+             else {r.ROIGenerationAlgorithm for r in ds.StructureSetROISequence})
+    assert kinds == {"MANUAL"}
 
 
 def test_labels_not_on_dicom_cannot_be_saved_as_seg(make_napari_viewer, tmp_path):

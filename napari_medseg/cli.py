@@ -286,10 +286,12 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from napari_medseg.export import export_model
+    from napari_medseg.export import card_path_for, export_model
 
     out = export_model(args.model, args.format, args.out, probabilities=args.probabilities)
     print(f"Exported {args.model} as {args.format}: {out}")
+    if args.format != "monai-bundle":
+        print(f"Model card: {card_path_for(out)}")
     return 0
 
 

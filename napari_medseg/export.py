@@ -77,9 +77,19 @@ class _Exported(torch.nn.Module):
 
 
 def card_path_for(out: str | os.PathLike[str]) -> Path:
-    """Where the model card of an exported file goes: ``<stem>.model_card.json`` beside it."""
+    """Where the model card of an exported file goes: ``<stem>.model_card.json`` beside it,
+    or ``<file name>.model_card.json`` when the first already describes another file (the
+    same model exported as ``m.pt`` and ``m.onnx``: each keeps its own card)."""
     out = Path(out)
-    return out.with_name(f"{out.stem}.model_card.json")
+    card = out.with_name(f"{out.stem}.model_card.json")
+    if card.is_file():
+        try:
+            described = json.loads(card.read_text()).get("export", {}).get("file")
+        except (OSError, ValueError, AttributeError):
+            described = None
+        if described and described != out.name:
+            return out.with_name(f"{out.name}.model_card.json")
+    return card
 
 
 def _example_input(card: ModelCard, shape: tuple[int, ...] | None) -> torch.Tensor:
@@ -193,19 +203,19 @@ def export_model(
     with torch.no_grad():
         expected = module(example)
     tmp = out.with_name(f".{out.name}-{uuid.uuid4().hex[:8]}.tmp")
+    card_out = card_path_for(out)
     try:
         if fmt == "torchscript":
             _export_torchscript(module, example, tmp, expected if verify else None)
         else:
             _export_onnx(module, example, tmp, card.dims, output,
                          expected if verify else None)
-        card_out = card_path_for(out)
         _write_json(card_out.with_name(f".{card_out.name}.tmp"), {
             **card.to_dict(), "export": _export_info(card, fmt, out.name, probabilities)})
         os.replace(tmp, out)
         os.replace(card_out.with_name(f".{card_out.name}.tmp"), card_out)
     finally:
-        for leftover in (tmp, card_path_for(out).with_name(f".{card_path_for(out).name}.tmp")):
+        for leftover in (tmp, card_out.with_name(f".{card_out.name}.tmp")):
             if leftover.exists():
                 leftover.unlink()
     return out

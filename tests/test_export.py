@@ -141,3 +141,17 @@ def test_exports_reproduce_predict(tmp_path, tiny_model):
         probs = torch.softmax(logits, dim=1)[0].numpy()
         assert np.max(np.abs(probs - result.probabilities)) <= 1e-4, name
         np.testing.assert_array_equal(probs.argmax(0), result.labels, err_msg=name)
+
+
+def test_an_export_never_replaces_the_card_of_another(tmp_path, tiny_model):
+    first = export_model(tiny_model, "torchscript", tmp_path / "model.pt")
+    card = card_path_for(first)
+    assert card.name == "model.model_card.json"
+    text = card.read_text()
+    second = export_model(tiny_model, "onnx", tmp_path / "model.onnx")
+    assert card.read_text() == text  # the TorchScript file's card is kept
+    assert card_path_for(second).name == "model.onnx.model_card.json"
+    assert json.loads(card_path_for(second).read_text())["export"]["file"] == "model.onnx"
+    export_model(tiny_model, "torchscript", first)  # the same file again: its own card
+    assert card_path_for(first) == card
+    assert json.loads(card.read_text())["export"]["file"] == "model.pt"

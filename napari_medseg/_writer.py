@@ -121,6 +121,24 @@ def write_labels_picture(path: str, data: Any, meta: dict[str, Any]) -> list[str
     return out
 
 
+def write_labels_itk(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Save a Labels layer as NRRD (``.nrrd``, ``.seg.nrrd``: 3D Slicer reads the segment
+    names and colours) or MetaImage (``.mha``), with the geometry of its image.
+
+    These files go to other software: the labels are written as painted (no ignore value on
+    slices not marked as annotated, unlike the NIfTI the trainer reads).
+    """
+    from napari_medseg.io.itk_formats import save_labels_itk
+    from napari_medseg.ui._layers import volume_from_parts
+
+    medseg = _medseg(meta)
+    array = np.asarray(data)
+    reference = volume_from_parts(
+        array, medseg, meta.get("scale"), meta.get("translate"), meta.get("name", "labels"))
+    names, colours = _classes_of(medseg, array)
+    return [str(save_labels_itk(array, reference, path, names, colours))]
+
+
 def _dicom_reference(medseg: dict[str, Any], name: str) -> Any:
     """The DICOM series a Labels layer was drawn on (from the geometry it was opened with)."""
     from napari_medseg.io import MedsegIOError, read_dicom_series

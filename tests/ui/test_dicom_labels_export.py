@@ -70,3 +70,23 @@ def test_labels_not_on_dicom_cannot_be_saved_as_seg(make_napari_viewer, tmp_path
     except Exception as exc:  # noqa: BLE001 - napari may pass the error on; one line
         assert "not drawn on a DICOM series" in str(exc)
     assert not list(tmp_path.glob("*.dcm"))  # nothing written
+
+
+@pytest.mark.parametrize("suffix", [".seg.nrrd", ".nrrd", ".mha"])
+def test_save_labels_as_nrrd_and_metaimage(make_napari_viewer, tmp_path, suffix):
+    """File > Save of a Labels layer as NRRD / MetaImage: the values, the image's geometry in
+    patient space and (NRRD) the class names, as the README promises."""
+    from napari.plugins.io import save_layers
+
+    from napari_medseg.io import read_volume
+
+    folder = write_ct_series(tmp_path / "ct")
+    viewer = make_napari_viewer()
+    _image, labels, data = _labels_on_series(viewer, folder)
+    out = tmp_path / f"organs{suffix}"
+    assert save_layers(str(out), [labels], plugin=PLUGIN) == [str(out)]
+    back = read_volume(out)
+    np.testing.assert_array_equal(back.array, data)
+    np.testing.assert_allclose(back.affine, read_volume(folder).affine, atol=1e-4)
+    if suffix != ".mha":
+        assert {"liver", "kidney"} <= {str(v) for v in back.metadata["label_names"].values()}

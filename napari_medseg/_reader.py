@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.io.picture import PICTURE_SUFFIXES
+from napari_medseg.labels import classes_for_labels_file
 
 LayerData = tuple[Any, ...]
 ReaderFunction = Callable[[Any], list[LayerData]]
@@ -268,7 +269,7 @@ def volume_to_layer_data(volume: Any, path: str | os.PathLike[str] | None = None
         array = np.asarray(volume.array)
         if array.dtype.kind == "b" or (array.dtype.kind == "f"):
             array = array.astype(np.uint16 if array.max(initial=0) > 255 else np.uint8)
-        classes = dataset_classes(path) if path is not None else None
+        classes = classes_for_labels_file(path) if path is not None else None
         annotated: list[int] | None = None
         if array.ndim == 3 and array.dtype.kind in "ui" and (array == IGNORE_LABEL).any():
             # sparse annotation saved for training: whole slices of IGNORE_LABEL were not annotated
@@ -377,26 +378,3 @@ def find_matching_labels(image_path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def dataset_classes(labels_path: str | os.PathLike[str]) -> dict[int, dict[str, str]] | None:
-    """Class names for a labels file: its ``.classes.json`` sidecar, else the MSD
-    ``dataset.json`` one folder up (``labels: {"1": "Anterior", ...}``)."""
-    import json
-
-    from napari_medseg.ui._layers import normalise_classes, read_classes_sidecar
-
-    p = Path(labels_path)
-    table = read_classes_sidecar(p)
-    if table:
-        return table
-    for folder in (p.parent, p.parent.parent):
-        ds = folder / "dataset.json"
-        if ds.is_file():
-            try:
-                labels = json.loads(ds.read_text()).get("labels") or {}
-                if labels and all(str(k).isdigit() for k in labels):
-                    return normalise_classes(labels)
-                # nnU-Net v2 style: {"background": 0, "Anterior": 1}
-                return normalise_classes({int(v): k for k, v in labels.items()}) or None
-            except (OSError, ValueError, TypeError, AttributeError):
-                return None
-    return None

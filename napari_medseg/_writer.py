@@ -47,11 +47,8 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         The files written (NIfTI, plus the class-table sidecar when the layer has classes).
     """
     from napari_medseg.io import save_labels
-    from napari_medseg.ui._layers import (
-        labels_for_saving,
-        volume_from_parts,
-        write_classes_sidecar,
-    )
+    from napari_medseg.labels import write_classes_sidecar
+    from napari_medseg.ui._layers import labels_for_saving, volume_from_parts
 
     medseg = _medseg(meta)
     array = np.asarray(data)
@@ -102,7 +99,8 @@ def write_labels_picture(path: str, data: Any, meta: dict[str, Any]) -> list[str
         for PNG, bad folder; nothing is written then.
     """
     from napari_medseg.io import MedsegIOError, write_picture
-    from napari_medseg.ui._layers import volume_from_parts, write_classes_sidecar
+    from napari_medseg.labels import write_classes_sidecar
+    from napari_medseg.ui._layers import volume_from_parts
 
     medseg = _medseg(meta)
     array = np.asarray(data)

@@ -10,8 +10,11 @@ Pure core: no napari, no Qt.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: Label value marking voxels nobody annotated: ignored by the loss and by validation.
@@ -120,3 +123,89 @@ class ClassTable:
         out: dict[int | None, Any] = {0: "transparent", None: "#ff00ff"}
         out.update({v: rgb_to_hex(self.colour(v)) for v in self.foreground})
         return out
+
+
+def normalise_classes(classes: Mapping[Any, Any] | None) -> dict[int, dict[str, str]]:
+    """Class table with ``int`` keys and ``name``/``color`` entries.
+
+    Accepts JSON-loaded tables (string keys), bare names (``{1: "liver"}``) and entries
+    without colour. Value 0 (background) is dropped.
+
+    Raises
+    ------
+    ValueError
+        If a key is not a whole number in 1..65535.
+    """
+    out: dict[int, dict[str, str]] = {}
+    for key, entry in dict(classes or {}).items():
+        try:
+            value = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"class value {key!r} is not a whole number") from None
+        if value == 0:
+            continue
+        if not 0 < value < 65536:
+            raise ValueError(f"class value {value} must be between 1 and 65535")
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        entry = dict(entry or {})
+        out[value] = {
+            "name": str(entry.get("name") or f"label {value}"),
+            "color": str(entry.get("color") or class_colour_hex(value)),
+        }
+    return dict(sorted(out.items()))
+
+
+def classes_sidecar_path(labels_path: str | Path) -> Path:
+    """``x.nii.gz`` -> ``x.classes.json`` (class table saved next to a labels file)."""
+    p = Path(labels_path)
+    name = p.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return p.with_name(f"{name}.classes.json")
+
+
+def write_classes_sidecar(labels_path: str | Path, classes: Mapping[Any, Any]) -> Path:
+    """Write the class table as JSON next to ``labels_path``; returns the JSON path."""
+    table = normalise_classes(classes)
+    out = classes_sidecar_path(labels_path)
+    payload = {"labels": {str(k): v for k, v in table.items()}}
+    out.write_text(json.dumps(payload, indent=2))
+    return out
+
+
+def read_classes_sidecar(labels_path: str | Path) -> dict[int, dict[str, str]] | None:
+    """Class table from the JSON sidecar of ``labels_path`` (``None`` if absent or unreadable)."""
+    p = classes_sidecar_path(labels_path)
+    if not p.is_file():
+        return None
+    try:
+        payload = json.loads(p.read_text())
+        return normalise_classes(payload.get("labels", payload))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def classes_for_labels_file(
+    labels_path: str | os.PathLike[str],
+) -> dict[int, dict[str, str]] | None:
+    """Class names for a labels file: its ``.classes.json`` sidecar, else the MSD
+    ``dataset.json`` one folder up (``labels: {"1": "Anterior", ...}``)."""
+    p = Path(labels_path)
+    table = read_classes_sidecar(p)
+    if table:
+        return table
+    for folder in (p.parent, p.parent.parent):
+        ds = folder / "dataset.json"
+        if ds.is_file():
+            try:
+                labels = json.loads(ds.read_text()).get("labels") or {}
+                if labels and all(str(k).isdigit() for k in labels):
+                    return normalise_classes(labels)
+                # nnU-Net v2 style: {"background": 0, "Anterior": 1}
+                return normalise_classes({int(v): k for k, v in labels.items()}) or None
+            except (OSError, ValueError, TypeError, AttributeError):
+                return None
+    return None

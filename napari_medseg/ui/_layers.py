@@ -20,15 +20,17 @@ Labels layers also carry a class table in ``layer.metadata["medseg"]["classes"]`
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from napari_medseg.io.volume import Volume
-from napari_medseg.labels import PALETTE, class_colour_hex
+from napari_medseg.labels import (  # the class table's file forms live in the core
+    PALETTE,
+    class_colour_hex,
+    normalise_classes,
+)
 
 #: The package's one palette (:data:`napari_medseg.labels.PALETTE`) for classes without a colour.
 DEFAULT_CLASS_COLORS = PALETTE
@@ -42,37 +44,6 @@ def default_class_color(value: int) -> str:
 def default_classes(n: int = 1) -> dict[int, dict[str, str]]:
     """Class table with ``n`` classes named "label 1" ... "label n"."""
     return {v: {"name": f"label {v}", "color": default_class_color(v)} for v in range(1, n + 1)}
-
-
-def normalise_classes(classes: Mapping[Any, Any] | None) -> dict[int, dict[str, str]]:
-    """Class table with ``int`` keys and ``name``/``color`` entries.
-
-    Accepts JSON-loaded tables (string keys), bare names (``{1: "liver"}``) and entries
-    without colour. Value 0 (background) is dropped.
-
-    Raises
-    ------
-    ValueError
-        If a key is not a whole number in 1..65535.
-    """
-    out: dict[int, dict[str, str]] = {}
-    for key, entry in dict(classes or {}).items():
-        try:
-            value = int(key)
-        except (TypeError, ValueError):
-            raise ValueError(f"class value {key!r} is not a whole number") from None
-        if value == 0:
-            continue
-        if not 0 < value < 65536:
-            raise ValueError(f"class value {value} must be between 1 and 65535")
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        entry = dict(entry or {})
-        out[value] = {
-            "name": str(entry.get("name") or f"label {value}"),
-            "color": str(entry.get("color") or default_class_color(value)),
-        }
-    return dict(sorted(out.items()))
 
 
 def classes_colormap(classes: Mapping[int, Mapping[str, str]]) -> Any:
@@ -333,38 +304,6 @@ def layer_transform_kwargs(layer: Any) -> dict[str, Any]:
         "translate": tuple(float(t) for t in layer.translate),
         "affine": np.asarray(layer.affine.affine_matrix, dtype=float).copy(),
     }
-
-
-def classes_sidecar_path(labels_path: str | Path) -> Path:
-    """``x.nii.gz`` -> ``x.classes.json`` (class table saved next to a labels file)."""
-    p = Path(labels_path)
-    name = p.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return p.with_name(f"{name}.classes.json")
-
-
-def write_classes_sidecar(labels_path: str | Path, classes: Mapping[Any, Any]) -> Path:
-    """Write the class table as JSON next to ``labels_path``; returns the JSON path."""
-    table = normalise_classes(classes)
-    out = classes_sidecar_path(labels_path)
-    payload = {"labels": {str(k): v for k, v in table.items()}}
-    out.write_text(json.dumps(payload, indent=2))
-    return out
-
-
-def read_classes_sidecar(labels_path: str | Path) -> dict[int, dict[str, str]] | None:
-    """Class table from the JSON sidecar of ``labels_path`` (``None`` if absent or unreadable)."""
-    p = classes_sidecar_path(labels_path)
-    if not p.is_file():
-        return None
-    try:
-        payload = json.loads(p.read_text())
-        return normalise_classes(payload.get("labels", payload))
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def labels_for_saving(labels: np.ndarray, medseg: Mapping[str, Any] | None) -> np.ndarray:

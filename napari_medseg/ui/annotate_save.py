@@ -14,13 +14,13 @@ from typing import Any
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QVBoxLayout
 
 from napari_medseg.io.picture import PICTURE_SUFFIXES
+from napari_medseg.labels import write_classes_sidecar
 from napari_medseg.ui._controls import button, hint
 from napari_medseg.ui._layers import (
     labels_for_saving,
     layer_classes,
     medseg_metadata,
     volume_from_layer,
-    write_classes_sidecar,
 )
 from napari_medseg.ui._notify import catch_errors
 from napari_medseg.ui._settings import last_folder, remember_folder

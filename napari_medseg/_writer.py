@@ -146,7 +146,8 @@ def _dicom_reference(medseg: dict[str, Any], name: str) -> Any:
     if source.get("format") != "dicom" or not path:
         raise MedsegIOError(
             f"Cannot save '{name}' as DICOM SEG/RTSTRUCT: it was not drawn on a DICOM series "
-            "(open the series with napari-medseg, then make the labels on it).")
+            "(open the series with napari-medseg and make the labels on it, or save them as "
+            "NIfTI and run `napari-medseg convert LABELS OUT.seg.dcm --reference SERIES`).")
     return read_dicom_series(path, source.get("series_uid"))
 
 

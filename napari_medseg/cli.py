@@ -295,6 +295,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from napari_medseg.io.convert import convert_labels
+    from napari_medseg.io.errors import MultipleSeriesError
+
+    try:
+        written = convert_labels(args.labels, args.out, args.reference, series_uid=args.series,
+                                 classes=args.classes, algorithm_type=args.algorithm)
+    except MultipleSeriesError as exc:
+        raise ValueError(f"{_one_line(exc).rstrip('.')}: give --series UID "
+                         "(`napari-medseg info FOLDER` lists them).") from exc
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -521,6 +536,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="include the softmax (default: logits, as predict blends them)")
     p.add_argument("out", help="output file (.pt / .onnx) or bundle folder")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "convert", help="write a label map in another format (DICOM SEG, RTSTRUCT, NRRD, MHA, "
+                        "NIfTI, PNG/TIFF), on the grid of the image it belongs to")
+    p.add_argument("labels", help="label file (NIfTI, NRRD, MHA, PNG/TIFF, DICOM SEG, RTSTRUCT)")
+    p.add_argument("out", help="output file; its ending chooses the format: .seg.dcm, "
+                               ".rtstruct.dcm, .nrrd, .seg.nrrd, .mha, .nii.gz, .png, .tif")
+    p.add_argument("--reference", default=None,
+                   help="the image the labels belong to (the DICOM series folder for .seg.dcm "
+                        "and .rtstruct.dcm); the labels are placed where their voxels lie in "
+                        "the patient")
+    p.add_argument("--series", default=None, metavar="UID",
+                   help="series of the reference folder, when it holds several")
+    p.add_argument("--classes", default=None, metavar="JSON",
+                   help="class table ({value: name}, a .classes.json or dataset.json); default: "
+                        "the labels file's own names, its .classes.json or dataset.json")
+    p.add_argument("--algorithm", default="automatic",
+                   choices=["automatic", "semiautomatic", "manual"],
+                   help="how the labels were made, recorded in DICOM SEG / RTSTRUCT (default: "
+                        "automatic, a model's output; manual: drawn by hand)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("evaluate", help="Dice, Jaccard, HD95 ... of predictions vs ground truth")
     p.add_argument("pred_dir")

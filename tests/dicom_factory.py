@@ -41,3 +41,20 @@ def write_ct_series(folder, shape=SHAPE, spacing=(2.5, 0.8, 0.7), reverse_files=
         name = f"{shape[0] - k:03d}.dcm" if reverse_files else f"{k:03d}.dcm"
         ds.save_as(folder / name, enforce_file_format=True)
     return folder
+
+
+def write_nifti_flipped(volume, labels: np.ndarray, path):
+    """Write ``labels`` (on ``volume``'s grid) with nibabel, with NIfTI axes i and k reversed:
+    the same voxels in the patient, stored as another tool might store them."""
+    import nibabel as nib
+
+    data = np.asarray(labels).T[::-1, :, ::-1]  # nibabel order (i, j, k), i and k flipped
+    affine = volume.nifti_affine()
+    for axis in (0, 2):
+        affine[:3, 3] += affine[:3, axis] * (data.shape[axis] - 1)
+        affine[:3, axis] *= -1
+    img = nib.Nifti1Image(np.ascontiguousarray(data), affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    nib.save(img, str(path))
+    return path

@@ -8,6 +8,7 @@ file stores its voxels in, and the default axial view has the spine at the botto
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -15,6 +16,9 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 from ui_helpers import PLUGIN
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dicom_factory import write_nifti_flipped  # noqa: E402
 
 CT = "ct_abdomen_totalsegmentator"
 #: TotalSegmentator "total" label values used as anatomical landmarks.
@@ -51,20 +55,6 @@ def _values_through_world(target, source, value: int, every: int = 97) -> np.nda
                                 .astype(int))] for v in voxels])
 
 
-def _nifti_from_volume_flipped(volume, labels: np.ndarray, path: Path) -> Path:
-    """Write ``labels`` (on ``volume``'s grid) with nibabel, with NIfTI axes i and k reversed."""
-    data = np.asarray(labels).T[::-1, :, ::-1]  # nibabel order (i, j, k), i and k flipped
-    affine = volume.nifti_affine()
-    for axis in (0, 2):
-        affine[:3, 3] += affine[:3, axis] * (data.shape[axis] - 1)
-        affine[:3, axis] *= -1
-    img = nib.Nifti1Image(np.ascontiguousarray(data), affine)
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
-    nib.save(img, str(path))
-    return path
-
-
 def _bone_labels_written_flipped(samples_dir: Path, tmp_path: Path):
     """(DICOM folder, its Volume, bone labels on its grid, those labels as a NIfTI with axes
     i and k reversed)."""
@@ -74,7 +64,7 @@ def _bone_labels_written_flipped(samples_dir: Path, tmp_path: Path):
     volume = read_volume(folder)
     labels = (volume.array > 200).astype(np.uint8)  # bone
     labels[:4, :60, :120] = 2  # a block in one corner: any flip moves it
-    path = _nifti_from_volume_flipped(volume, labels, tmp_path / "bone_labels.nii.gz")
+    path = write_nifti_flipped(volume, labels, tmp_path / "bone_labels.nii.gz")
     return folder, volume, labels, path
 
 

@@ -119,9 +119,9 @@ def _export_info(card: ModelCard, fmt: str, file_name: str, probabilities: bool 
         "patch_size": list(card.patch_size),
         "sliding_window": {"roi_size": list(card.patch_size), **PREDICT_WINDOWS},
         "recipe": ("Axes Z, Y, X are the image array in slice, row, column order (a NIfTI's k, "
-                   "j, i: nibabel's array transposed). Resample each channel to spacing_mm "
-                   "with linear interpolation (trilinear / bilinear, align_corners=False), "
-                   "normalise it as 'normalisation' says, run the sliding window, softmax "
+                   "j, i: nibabel's array transposed). Normalise each channel as "
+                   "'normalisation' says, resample it to spacing_mm with linear interpolation "
+                   "(trilinear / bilinear, align_corners=False), run the sliding window, softmax "
                    "over axis 1, resample the probabilities back to the image grid linearly, "
                    "then take the argmax."),
         "torch_version": torch.__version__,

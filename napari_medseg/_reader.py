@@ -226,6 +226,16 @@ def is_label_volume(volume: Any, path: str | os.PathLike[str] | None = None) -> 
     return sample.min(initial=0) >= 0 and np.unique(sample).size <= 16
 
 
+def opens_as_labels(volume: Any, path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether this reader opens ``volume`` as a Labels layer (a label map, not an image):
+    :func:`is_label_picture` for a 2D picture, else :func:`is_label_volume`."""
+    if getattr(volume, "rgb", False):
+        return False
+    if volume.metadata.get("picture") and volume.ndim == 2:
+        return is_label_picture(volume, path)
+    return is_label_volume(volume, path)
+
+
 def _warn_if_not_overlaid(volume: Any) -> None:
     """Tell the user when a permuted acquisition cannot overlay axial images (see ``Volume``)."""
     if not volume.has_orientation or volume.napari_geometry()["aligned"]:
@@ -259,12 +269,9 @@ def volume_to_layer_data(volume: Any, path: str | os.PathLike[str] | None = None
             volume.metadata.pop("modality_guessed", None)
     if getattr(volume, "rgb", False):
         return _rgb_layer_data(volume)
-    if volume.metadata.get("picture") and volume.ndim == 2:
-        as_labels = is_label_picture(volume, path)
-        if as_labels:
-            volume = _mask_as_labels(volume)
-    else:
-        as_labels = is_label_volume(volume, path)
+    as_labels = opens_as_labels(volume, path)
+    if as_labels and volume.metadata.get("picture") and volume.ndim == 2:
+        volume = _mask_as_labels(volume)
     if as_labels:
         array = np.asarray(volume.array)
         if array.dtype.kind == "b" or (array.dtype.kind == "f"):

@@ -76,6 +76,9 @@ class RetrainResult:
     elapsed_s: float = 0.0
     status: str = "finished"
     train_result: Any = None
+    #: Whether the new version is now the current model (False: it learnt too little to
+    #: replace a usable current model, which stays in use).
+    made_current: bool = True
 
 
 def evaluate_model(
@@ -269,17 +272,42 @@ def retrain(
             metrics = _engine_metrics(train_result)
         metrics["train_time_s"] = float(getattr(train_result, "elapsed_s", 0.0) or 0.0)
         metrics["annotated_slices"] = float(project.annotation_cost())
+        usable = _usable(train_result)
+        metrics["usable"] = 1.0 if usable else 0.0
+        # never replace a usable model by one that learnt too little (it stays selectable)
+        make_current = usable or parent is None or not _parent_usable(project, parent)
         version = project.register_model(out_dir, metrics, parent=parent, move=True,
-                                         note=note,
+                                         note=note, make_current=make_current,
                                          training_cases=accepted)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = RetrainResult(version, parent, metrics, previous, accepted,
-                           time.perf_counter() - t0, status, train_result)
+                           time.perf_counter() - t0, status, train_result, make_current)
     dice_text = f", validation Dice {metrics['dice_mean']:.3f}" if "dice_mean" in metrics else ""
+    kept = "" if make_current else f"; it learnt too little, so {parent} stays in use"
     yield Event("finished", result=result,
-                message=f"Model {version} ready{dice_text} ({result.elapsed_s:.0f} s)")
+                message=f"Model {version} ready{dice_text} ({result.elapsed_s:.0f} s){kept}")
     return result
+
+
+def _usable(train_result: Any) -> bool:
+    """Whether the training run gave a usable model (:func:`training_verdict`)."""
+    if train_result is None:
+        return True
+    from napari_medseg.training.verdict import training_verdict
+
+    try:
+        return training_verdict(train_result).usable
+    except (AttributeError, TypeError, ValueError):  # a runner's result without the figures
+        return True
+
+
+def _parent_usable(project: Project, parent: str) -> bool:
+    """Whether version ``parent`` was judged usable (versions from before the verdict: yes)."""
+    for record in project.models():
+        if record["version"] == parent:
+            return (record.get("metrics") or {}).get("usable", 1.0) != 0.0
+    return False
 
 
 def _engine_metrics(train_result: Any) -> dict[str, float]:

@@ -230,3 +230,36 @@ def test_benchmark_runs_on_another_msd_dataset(tmp_path):
     assert "uses the first" in proc.stdout  # two channels: the first one is used
     last = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"final_dice=\d\.\d{4} corrected_slices=\d+ rounds=1", last), last
+
+
+def test_a_model_that_learnt_too_little_does_not_replace_a_usable_one(project, hippo_cases):
+    from types import SimpleNamespace
+
+    from napari_medseg.training.verdict import MIN_STEPS
+
+    image, labels, _ = _case(hippo_cases(1)[0])
+    project.accept_case(image, labels)
+    runs = []
+
+    def fake_runner(steps):
+        def runner(fn, cfg, *, out_dir, **kwargs):  # a training run that saved a model
+            Path(out_dir).mkdir(parents=True)
+            (Path(out_dir) / "model.pt").write_bytes(b"weights %d" % len(runs))
+            runs.append(steps)
+            return SimpleNamespace(steps=steps, elapsed_s=steps * 0.5, best_metric=0.8,
+                                   best_epoch=None, history=[])
+            yield  # a generator
+        return runner
+
+    first = run_to_end(retrain(project, config=_tiny_config(project),
+                               runner=fake_runner(MIN_STEPS * 3)))
+    assert first.version == "v001" and first.made_current and project.current_model == "v001"
+    short = run_to_end(retrain(project, config=_tiny_config(project), runner=fake_runner(12)))
+    assert short.version == "v002" and not short.made_current
+    assert project.current_model == "v001"  # the usable model stays in use
+    models = {m["version"]: m for m in project.models()}
+    assert models["v002"]["metrics"]["usable"] == 0.0 and models["v001"]["metrics"]["usable"] == 1.0
+    assert Project.open(project.root).current_model == "v001"
+    project.set_current_model("v002")  # the user can still choose it
+    again = run_to_end(retrain(project, config=_tiny_config(project), runner=fake_runner(12)))
+    assert again.made_current and project.current_model == "v003"  # nothing usable to keep

@@ -313,3 +313,35 @@ def test_add_unlabelled_pool(tmp_path, project):
     assert meta["test"] == [f"./imagesTs/{cid}.nii.gz"] and meta["numTraining"] == 0
     with pytest.raises(ProjectError, match="This project holds 3D images"):
         project.add_unlabelled(Volume(np.zeros((4, 4)), name="flat"))
+
+
+def test_a_read_only_project_folder_is_one_clear_error_and_no_stuck_lock(tmp_path, monkeypatch):
+    import errno
+    import threading
+
+    from napari_medseg.dataset.project import Project, ProjectError
+
+    project = Project.create(tmp_path / "proj", "P", {1: "organ"}, "CT")
+    lock = project._lock
+    file_lock = type(lock._file_lock)
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "proj/.project.lock"))
+
+    monkeypatch.setattr(file_lock, "acquire", read_only)
+    with pytest.raises(ProjectError, match=r"Cannot write to the project folder .*read-only"):
+        project.set_current_model(None)
+    monkeypatch.undo()
+    # the thread lock was released: another thread (an autosave worker) gets it at once
+    got = []
+
+    def other_thread():
+        got.append(lock._thread_lock.acquire(timeout=2))
+        if got[-1]:
+            lock._thread_lock.release()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join(5)
+    assert got == [True]
+    project.set_current_model(None)  # and the folder works again once writable

@@ -177,6 +177,16 @@ def orphan_case_files(root: Path, known: Iterable[str]) -> list[tuple[str, Path,
 # the lock and project.json
 
 
+def _os_reason(exc: OSError) -> str:
+    """A few words for why a file operation failed ("read-only", "permission denied")."""
+    import errno
+
+    reasons = {errno.EROFS: "it is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full",
+               errno.ENOENT: "it no longer exists"}
+    return reasons.get(exc.errno, exc.strerror or type(exc).__name__)
+
+
 class ProjectLock:
     """Re-entrant lock on a project folder, held across threads *and* processes.
 
@@ -188,6 +198,7 @@ class ProjectLock:
     def __init__(self, root: Path, timeout_s: float = 60.0) -> None:
         from filelock import FileLock
 
+        self._root = Path(root)
         self._thread_lock = threading.RLock()
         self._file_lock = FileLock(str(Path(root) / ".project.lock"), timeout=timeout_s,
                                    thread_local=False)
@@ -204,6 +215,13 @@ class ProjectLock:
             self._thread_lock.release()
             raise ProjectError("The project is locked by another program (napari-medseg "
                                "open elsewhere?); try again in a moment.") from exc
+        except OSError as exc:  # a read-only folder or disk, no permission, a vanished mount
+            self._thread_lock.release()
+            raise ProjectError(f"Cannot write to the project folder {self._root} "
+                               f"({_os_reason(exc)}); nothing was changed.") from exc
+        except BaseException:
+            self._thread_lock.release()
+            raise
         self._depth += 1
         return self
 

@@ -538,6 +538,12 @@ def button(text: str, tooltip: str, slot: Callable[..., Any] | None = None) -> Q
     return b
 
 
+def enable_unless(b: Any, why_not: str | None, tooltip: str) -> None:
+    """Enable ``b`` when ``why_not`` is None; else disable it and let its tooltip say why."""
+    b.setEnabled(why_not is None)
+    b.setToolTip(tooltip if why_not is None else f"{why_not[0].upper()}{why_not[1:]}.")
+
+
 def spin(value: int, lo: int, hi: int, tooltip: str, suffix: str = "") -> QSpinBox:
     """An integer spin box with range, tooltip and unit suffix."""
     s = QSpinBox()

@@ -29,7 +29,9 @@ def error_message(exc: BaseException, action: str | None = None) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, MemoryError):
         text = "not enough memory for this operation (try a smaller region or image)"
-    elif isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+    elif isinstance(exc, OSError) and exc.strerror and (
+            exc.filename or isinstance(exc, (FileNotFoundError, PermissionError,
+                                             IsADirectoryError))):
         filename = getattr(exc, "filename", None)
         reason = exc.strerror or type(exc).__name__
         text = f"{reason}: {filename}" if filename else text or reason

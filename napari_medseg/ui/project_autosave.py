@@ -52,6 +52,7 @@ class LabelsAutosave(QObject):
         self._saved = saved
         self._watched: Any = None
         self._dirty = False
+        self._last_error = ""
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(AUTOSAVE_DELAY_MS)
@@ -117,6 +118,7 @@ class LabelsAutosave(QObject):
             return project.autosave_labels(case_hint, data, marks, image=volume)
 
         def done(cid: str) -> None:
+            self._last_error = ""
             try:
                 self._saved(image_layer, cid)
             except RuntimeError:
@@ -124,7 +126,10 @@ class LabelsAutosave(QObject):
 
         def failed(exc: BaseException) -> bool:
             self._dirty = True
-            return False
+            message = str(exc)
+            repeated = message == self._last_error  # a read-only folder fails every time:
+            self._last_error = message              # say so once, not after every stroke
+            return repeated
 
         return self.state.run(work, done, "Autosave", on_errored=failed)
 

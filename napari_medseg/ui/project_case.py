@@ -20,11 +20,19 @@ from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QWi
 
 from napari_medseg.events import Event
 from napari_medseg.io.picture import file_dialog_patterns
-from napari_medseg.ui._controls import LayerCombo, belongs_to, button, hint, image_for
+from napari_medseg.ui._controls import (
+    LayerCombo,
+    belongs_to,
+    button,
+    enable_unless,
+    hint,
+    image_for,
+)
 from napari_medseg.ui._layers import (
     add_labels_for_image,
     image_layers,
     labels_layers,
+    medseg_metadata,
     update_medseg_metadata,
     volume_from_layer,
 )
@@ -48,6 +56,70 @@ POOL_FILE_FILTER = (f"Images ({file_dialog_patterns(('.nii', '.nii.gz'))});;"
                     "NIfTI (*.nii *.nii.gz);;All files (*)")
 
 
+_PREDICT_TIP = "Segment the image with the project's current model; correct the result, then Accept"
+_ACCEPT_TIP = ("Store the image and its labels in the project as a training case (only the "
+               "slices marked as annotated count when there are marks)")
+_POOL_TIP = ("Add unlabelled images (NIfTI volumes, PNG/JPEG/TIFF pictures) for 'Next case' "
+             "to choose from")
+
+
+def predicted_layer(viewer: Any, image_layer: Any, version: str | None) -> Any:
+    """The Labels layer of ``image_layer`` that holds model ``version``'s prediction, if one is
+    open (from Predict or Next case; corrected or not), else None."""
+    if version is None:
+        return None
+    for layer in labels_layers(viewer):
+        if medseg_metadata(layer).get("predicted_with") == version \
+                and belongs_to(layer, image_layer):
+            return layer
+    return None
+
+
+def add_to_pool(project: Any, paths: list[Path]
+                ) -> tuple[list[str], int, list[tuple[str, str]]]:
+    """Add each of ``paths`` to ``project``'s pool on its own.
+
+    Returns
+    -------
+    (list of str, int, list of (str, str))
+        The ids of the images added, how many were in the project already, and
+        ``(file name, reason)`` of each file skipped (unreadable, a label map, wrong shape).
+    """
+    from napari_medseg._reader import opens_as_labels
+    from napari_medseg.dataset import read_image
+    from napari_medseg.ui._notify import error_message
+
+    added: list[str] = []
+    known = 0
+    skipped: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            volume = read_image(path)
+            if opens_as_labels(volume, path):
+                raise ValueError("it holds a label map, not an image")
+            before = set(project.case_ids())
+            cid = project.add_unlabelled(volume)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not drop the others
+            skipped.append((path.name, error_message(exc)))
+            continue
+        if cid in before:
+            known += 1
+        else:
+            added.append(cid)
+    return added, known, skipped
+
+
+def pool_summary(added: list[str], known: int, skipped: list[tuple[str, str]]) -> str:
+    """One line for the Current case box after adding images to the pool."""
+    parts = [f"Added {len(added)} image(s) to the pool"]
+    if known:
+        parts.append(f"{known} already in the project")
+    if skipped:
+        parts.append(f"skipped {len(skipped)}: " + ", ".join(n for n, _ in skipped[:3])
+                     + (" …" if len(skipped) > 3 else ""))
+    return "; ".join(parts) + "."
+
+
 class CaseBox(QGroupBox):
     """The case being worked on: its image and labels, Predict, Accept, pool, autosave."""
 
@@ -67,17 +139,12 @@ class CaseBox(QGroupBox):
                                        parent=self)
         form.addRow("Labels", self.labels_combo)
         row = QHBoxLayout()
-        self.predict_button = button("Predict", "Segment the image with the project's current "
-                                     "model; correct the result, then Accept", self.predict_current)
-        self.accept_button = button("Accept case", "Store the image and its labels in the "
-                                    "project as a training case (only the slices marked as "
-                                    "annotated count when there are marks)", self.accept_current)
+        self.predict_button = button("Predict", _PREDICT_TIP, self.predict_current)
+        self.accept_button = button("Accept case", _ACCEPT_TIP, self._on_accept)
         row.addWidget(self.predict_button)
         row.addWidget(self.accept_button)
         form.addRow(row)
-        self.add_pool_button = button(
-            "Add images to pool…", "Add unlabelled images (NIfTI volumes, PNG/JPEG/TIFF "
-            "pictures) for 'Next case' to choose from", self._on_add_images)
+        self.add_pool_button = button("Add images to pool…", _POOL_TIP, self._on_add_images)
         form.addRow(self.add_pool_button)
         self.case_label = hint("")
         form.addRow(self.case_label)
@@ -92,10 +159,17 @@ class CaseBox(QGroupBox):
 
     def update_enabled(self) -> None:
         p = self.state.project
-        self.accept_button.setEnabled(p is not None)
-        self.add_pool_button.setEnabled(p is not None)
-        self.predict_button.setEnabled(p is not None and p.current_model is not None
-                                       and not self.runner.running)
+        no_project = "create or open a project first" if p is None else None
+        image, labels = self.image_combo.layer(), self.labels_combo.layer()
+        no_image = "open the case's image first" if image is None else None
+        enable_unless(self.accept_button, no_project or no_image or (
+            "predict, or create labels in the Annotate tab, first" if labels is None else None),
+            _ACCEPT_TIP)
+        enable_unless(self.add_pool_button, no_project, _POOL_TIP)
+        enable_unless(self.predict_button, no_project or (
+            "the project has no model yet: accept a case and retrain" if p.current_model is None
+            else None) or no_image or ("a prediction is running" if self.runner.running
+                                       else None), _PREDICT_TIP)
 
     # -- the chosen layers -----------------------------------------------------------------
     def image_layer(self) -> Any:
@@ -116,14 +190,40 @@ class CaseBox(QGroupBox):
         return image_for(labels_layer, image_layers(self.viewer)) or self.image_combo.layer()
 
     # -- accept / pool ---------------------------------------------------------------------
+    def _on_accept(self, *_: Any) -> None:
+        """The Accept button: empty labels without slice marks are stored only when the user
+        confirms that the image shows no structure."""
+        layer = self.labels_combo.layer()
+        if layer is not None and not slice_marks(layer) and not np.asarray(layer.data).any():
+            from qtpy.QtWidgets import QMessageBox
+
+            answer = QMessageBox.question(
+                self, "Accept empty labels?",
+                f"'{layer.name}' holds no label at all. Accept the case as background only "
+                "(the image shows none of the structures)?",
+                QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+            if answer != QMessageBox.Yes:
+                self.case_label.setText("Not accepted: the labels are empty.")
+                return
+            self.accept_current(allow_empty=True)
+            return
+        self.accept_current()
+
     @catch_errors("Accept case")
-    def accept_current(self) -> str:
-        """Store the current image + labels (+ slice marks) as a training case; returns its id."""
+    def accept_current(self, allow_empty: bool = False) -> str:
+        """Store the current image + labels (+ slice marks) as a training case; returns its id.
+
+        Labels with no label at all (and no slice marks) are refused unless ``allow_empty``:
+        an empty case teaches the model that the structures are absent.
+        """
         project = self.state.require_project()
         image_layer, labels_layer = self.image_layer(), self.labels_layer()
         volume = volume_from_layer(image_layer)
         labels = np.asarray(labels_layer.data)
         marks = slice_marks(labels_layer)
+        if not marks and not allow_empty and not labels.any():
+            raise ValueError(f"'{labels_layer.name}' is empty: paint or predict the "
+                             "structures first")
         cid = project.accept_case(volume, labels, marks, case_id=case_id_hint(image_layer),
                                   slice_axis=marks_axis(labels_layer) if marks else None)
         self.autosave.mark_clean()
@@ -143,15 +243,25 @@ class CaseBox(QGroupBox):
             remember_folder(files[0], "open")
 
     def add_images(self, paths: list[str | Path]) -> Any:
-        """Add image files to the project's pool (read in the background); returns the worker."""
+        """Add image files to the project's pool (read in the background); returns the worker.
+
+        Each file is added on its own: one that cannot be read, or that holds a label map
+        rather than an image, is skipped and named in the summary; the others are added.
+        """
         project = self.state.require_project()
+        paths = [Path(p) for p in paths]
 
-        def work() -> list[str]:
-            return [project.add_unlabelled(p) for p in paths]
+        def work() -> tuple[list[str], int, list[tuple[str, str]]]:
+            return add_to_pool(project, paths)
 
-        def done(ids: list[str]) -> None:
-            self.case_label.setText(f"Added {len(ids)} image(s) to the pool.")
+        def done(result: tuple[list[str], int, list[tuple[str, str]]]) -> None:
+            added, known, skipped = result
+            self.case_label.setText(pool_summary(added, known, skipped))
             self.state.changed.emit()
+            if skipped:
+                name, reason = skipped[0]
+                more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+                show_error_message(ValueError(f"skipped {name}{more}: {reason}"), "Add images")
 
         return self.state.run(work, done, "Add images")
 
@@ -167,6 +277,13 @@ class CaseBox(QGroupBox):
             raise ValueError("the project has no model yet: accept a case and retrain")
         if self.runner.running:
             raise ValueError("a prediction is already running")
+        shown = predicted_layer(self.viewer, image_layer, version)
+        if shown is not None:  # predicting again would only add an identical layer
+            self.labels_combo.set_layer(shown)
+            self.viewer.layers.selection.active = shown
+            self.case_label.setText(f"Already predicted with {version}: '{shown.name}' (delete "
+                                    "that layer to predict again).")
+            return None
         volume = volume_from_layer(image_layer)
         job = model_job(predict_case, str(model_dir), volume, what="Prediction",
                         return_probabilities=False, return_entropy=True)
@@ -190,6 +307,7 @@ class CaseBox(QGroupBox):
         layer = add_labels_for_image(self.viewer, image_layer, result.labels.copy(),
                                      name=f"{image_layer.name} {version}",
                                      classes=project.classes)
+        update_medseg_metadata(layer, predicted_with=version)
         self.labels_combo.set_layer(layer)
         self.case_label.setText(f"Predicted with {version} in {result.elapsed_s:.1f} s: "
                                 "correct it, then Accept.")

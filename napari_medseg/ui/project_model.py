@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 from napari_medseg.dataset.project import Project
 from napari_medseg.events import Event
 from napari_medseg.jobs import ProcessJob
-from napari_medseg.ui._controls import button, double_spin, hint
+from napari_medseg.ui._controls import button, double_spin, enable_unless, hint
 from napari_medseg.ui._notify import catch_errors
 from napari_medseg.ui._runner import JobRunner
 from napari_medseg.ui._settings import get_setting, set_setting
@@ -45,6 +45,10 @@ VERSION_TIPS = (
     "Accepted cases it was trained on",
     "Annotated slices in those cases (the annotation effort)",
 )
+
+
+_RETRAIN_TIP = ("Fine-tune the current model on all accepted cases (a new model if there is "
+                "none); runs in the background")
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -99,9 +103,7 @@ class ModelBox(QGroupBox):
         form.addRow("Time budget", self.budget)
         col.addLayout(form)
         row = QHBoxLayout()
-        self.retrain_button = button("Retrain", "Fine-tune the current model on all accepted "
-                                     "cases (a new model if there is none); runs in the "
-                                     "background", lambda *_: self.retrain())
+        self.retrain_button = button("Retrain", _RETRAIN_TIP, lambda *_: self.retrain())
         self.cancel_button = button("Cancel", "Stop retraining; the current model stays",
                                     self.cancel_retrain)
         self.cancel_button.setEnabled(False)
@@ -131,7 +133,9 @@ class ModelBox(QGroupBox):
     def update_enabled(self) -> None:
         p = self.state.project
         busy = self.runner.running
-        self.retrain_button.setEnabled(p is not None and not busy)
+        enable_unless(self.retrain_button, "create or open a project first" if p is None else (
+            "accept at least one case first" if not p.accepted_ids() else None) or (
+            "a retraining is running" if busy else None), _RETRAIN_TIP)
         self.cancel_button.setEnabled(busy)
         self.use_version_button.setEnabled(p is not None and not busy and bool(p.models()))
 
@@ -212,7 +216,13 @@ class ModelBox(QGroupBox):
         extra = f", validation Dice {dice:.3f}" if dice is not None else ""
         verdict = training_verdict(result.train_result) if result.train_result else None
         if verdict is not None and not verdict.usable:
-            show_warning(f"Model {result.version} is not usable yet. {verdict.message}")
+            if not getattr(result, "made_current", True):
+                show_warning(f"Model {result.version} learnt too little; {result.parent} stays "
+                             "in use. Retrain with a longer time budget.")
+                return (f"Model <b>{result.version}</b> learnt too little, so "
+                        f"<b>{result.parent}</b> stays in use. {verdict.message}")
+            show_warning(f"Model {result.version} is not usable yet. Retrain with a longer "
+                         "time budget.")
             return f"Model <b>{result.version}</b> is not usable yet. {verdict.message}"
         text = f"Model <b>{result.version}</b> ready ({result.elapsed_s:.0f} s{extra})."
         if verdict is not None and verdict.weak:

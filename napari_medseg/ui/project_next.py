@@ -20,8 +20,13 @@ from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QVBoxLayout, QWidget
 from napari_medseg.active import suggest_cases, suggest_slices
 from napari_medseg.dataset.project import Project
 from napari_medseg.events import Event
-from napari_medseg.ui._controls import button, hint
-from napari_medseg.ui._layers import add_labels_for_image, add_volume_as_image, volume_from_layer
+from napari_medseg.ui._controls import button, enable_unless, hint
+from napari_medseg.ui._layers import (
+    add_labels_for_image,
+    add_volume_as_image,
+    update_medseg_metadata,
+    volume_from_layer,
+)
 from napari_medseg.ui._notify import catch_errors, notify_errors
 from napari_medseg.ui._runner import JobRunner
 from napari_medseg.ui.project_case import CaseBox
@@ -37,6 +42,15 @@ from napari_medseg.ui.project_state import (
 
 #: How many slices Next slices suggests, and how far apart they are at least.
 N_SLICES, SLICE_GAP = 5, 2
+
+
+_NEXT_CASE_TIP = "Open the pool image the current model is least sure about (mean entropy)"
+_NEXT_SLICES_TIP = "Jump to the slices of the current image the model is least sure about"
+
+
+def _is_2d(layer: Any) -> bool:
+    """A 2D picture (greyscale or colour: napari's ``ndim`` leaves out RGB channels)."""
+    return layer.ndim < 3
 
 
 class NextBox(QGroupBox):
@@ -60,11 +74,8 @@ class NextBox(QGroupBox):
         self.last_slices: list[int] = []
         col = QVBoxLayout(self)
         row = QHBoxLayout()
-        self.next_case_button = button("Next case", "Open the pool image the current model "
-                                       "is least sure about (mean entropy)", self.next_case)
-        self.next_slices_button = button("Next slices", "Jump to the slices of the current "
-                                         "image the model is least sure about",
-                                         self.next_slices)
+        self.next_case_button = button("Next case", _NEXT_CASE_TIP, self.next_case)
+        self.next_slices_button = button("Next slices", _NEXT_SLICES_TIP, self.next_slices)
         row.addWidget(self.next_case_button)
         row.addWidget(self.next_slices_button)
         col.addLayout(row)
@@ -79,10 +90,17 @@ class NextBox(QGroupBox):
 
     def update_enabled(self) -> None:
         p = self.state.project
-        idle = not self.runner.running
-        self.next_case_button.setEnabled(p is not None and idle)
-        self.next_slices_button.setEnabled(p is not None and p.current_model is not None
-                                           and idle)
+        busy = "a ranking is running" if self.runner.running else None
+        no_project = "create or open a project first" if p is None else None
+        enable_unless(self.next_case_button, no_project or (
+            "the pool is empty: add images to the pool first" if not p.unlabelled_ids()
+            else None) or busy, _NEXT_CASE_TIP)
+        image = self.case.image_combo.layer()
+        enable_unless(self.next_slices_button, no_project or (
+            "the project has no model yet" if p.current_model is None else None) or (
+            "open the case's image first" if image is None else None) or (
+            "a 2D picture has no slices to choose" if image is not None
+            and _is_2d(image) else None) or busy, _NEXT_SLICES_TIP)
 
     # -- next case -------------------------------------------------------------------------
     @catch_errors("Next case")
@@ -128,6 +146,7 @@ class NextBox(QGroupBox):
             labels, entropy = prediction
             layer = add_labels_for_image(self.viewer, image_layer, labels.copy(),
                                          name=f"{top} {version}", classes=project.classes)
+            update_medseg_metadata(layer, predicted_with=version)
             self.case.labels_combo.set_layer(layer)
             self.state.entropy[(image_layer.name, version)] = entropy
 
@@ -174,16 +193,27 @@ class NextBox(QGroupBox):
             self.next_label.setText("The model is sure about every slice.")
             return
         self.jump_to_slice(pending["layer"], slices[0], pending["axis"])
-        self.next_label.setText("Most uncertain slices: " + ", ".join(map(str, slices))
-                                + f" (showing {slices[0]})")
+        # numbered as the viewer's slider shows them (a flipped axis counts the other way)
+        shown = [self.slider_index(pending["layer"], i, pending["axis"]) for i in slices]
+        self.next_label.setText("Most uncertain slices: " + ", ".join(map(str, shown))
+                                + f" (showing {shown[0]})")
 
-    def jump_to_slice(self, layer: Any, index: int, axis: int = 0) -> None:
-        """Show slice ``index`` (along data ``axis``) of ``layer`` in the viewer."""
+    def _world_of_slice(self, layer: Any, index: int, axis: int) -> tuple[int, float]:
         coords = np.zeros(layer.ndim)
         coords[axis] = index
         world = layer.data_to_world(coords)
-        dim = self.viewer.dims.ndim - layer.ndim + axis
-        self.viewer.dims.set_point(dim, float(world[axis]))
+        return self.viewer.dims.ndim - layer.ndim + axis, float(world[axis])
+
+    def jump_to_slice(self, layer: Any, index: int, axis: int = 0) -> None:
+        """Show slice ``index`` (along data ``axis``) of ``layer`` in the viewer."""
+        dim, world = self._world_of_slice(layer, index, axis)
+        self.viewer.dims.set_point(dim, world)
+
+    def slider_index(self, layer: Any, index: int, axis: int = 0) -> int:
+        """The number napari's slider shows for slice ``index`` (along data ``axis``)."""
+        dim, world = self._world_of_slice(layer, index, axis)
+        start, _stop, step = self.viewer.dims.range[dim]
+        return int(round((world - start) / step)) if step else int(index)
 
     # -- a ranking job ended ---------------------------------------------------------------
     def _on_done(self, ev: Event) -> None:

@@ -64,6 +64,8 @@ class ProjectWidget(Dock):
             layout.addWidget(box)
         layout.addStretch(1)
         self.state.changed.connect(self.refresh)
+        for combo in (self.case_box.image_combo, self.case_box.labels_combo):
+            combo.currentIndexChanged.connect(lambda *_: self._update_enabled())
         self._update_enabled()
 
     # -- the dock's attributes (tests and other docks use them) ----------------------------

@@ -241,6 +241,11 @@ def test_next_case_and_next_slices(make_napari_viewer, qtbot, trained_project):
     first = widget.last_slices[0]
     shown = image.world_to_data(viewer.dims.point)[0]
     assert round(float(shown)) == first
+    # the text numbers slices as the slider does (hippocampus axis 0 runs the other way)
+    assert image.scale[0] < 0
+    slider = viewer.dims.current_step[0]
+    assert slider == image.data.shape[0] - 1 - first
+    assert widget.next_label.text().endswith(f"(showing {slider})")
     assert not error_messages()
 
 

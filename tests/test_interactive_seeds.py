@@ -273,3 +273,37 @@ def test_click_prior_radius_sets_how_far_the_prior_reaches():
     expected = np.zeros_like(out, dtype=bool)
     expected[11:14, 12, 12] = expected[12, 11:14, 12] = expected[12, 12, 11:14] = True
     np.testing.assert_array_equal(out == 1, expected)
+
+
+def test_simulated_scribbles_are_strokes_inside_objects_and_a_ring_outside():
+    from scipy import ndimage
+
+    from napari_medseg.interactive.scribbles import scribble_slices, simulated_scribbles
+
+    labels = np.zeros((30, 40, 40), np.uint8)
+    labels[5:25, 10:30, 8:20] = 1
+    labels[5:25, 10:30, 20:32] = 2
+    assert scribble_slices(labels, 3) == [15, 10, 19]  # the middle first, then the quartiles
+    assert len(set(scribble_slices(labels, 50))) == 20  # never more than the objects' slices
+    spacing = (2.0, 1.0, 1.0)
+    seeds = simulated_scribbles(labels, 3, spacing=spacing, ring_mm=3.0)
+    scribbled = np.flatnonzero(seeds.reshape(30, -1).any(axis=1))
+    assert list(scribbled) == [10, 15, 19]
+    for value in (1, 2):  # object strokes: value + 1, strictly inside the object, thin
+        stroke = seeds == value + 1
+        assert stroke.any() and np.all(labels[stroke] == value)
+        assert stroke.sum() < 0.2 * (labels[scribbled] == value).sum()
+    ring = seeds == 1
+    assert np.all(labels[ring] == 0)
+    distance = ndimage.distance_transform_edt(labels[15] == 0)
+    assert np.all((distance[ring[15]] > 3.0) & (distance[ring[15]] <= 4.0))
+    # the scribbles grow back into the objects
+    image = np.where(labels == 1, 180.0, np.where(labels == 2, 120.0, 60.0)).astype(np.float32)
+    image += np.random.default_rng(0).normal(0, 5, image.shape).astype(np.float32)
+    grown = grow_from_seeds(image, seeds, spacing)
+    for value in (1, 2):
+        assert dice(grown == value + 1, labels == value) > 0.9
+    flat = simulated_scribbles(labels[15], spacing=(1.0, 1.0))  # 2D: the image itself
+    assert set(np.unique(flat)) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="above the background"):
+        simulated_scribbles(labels, offset=0)

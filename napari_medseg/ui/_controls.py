@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,12 +81,59 @@ def belongs_to(labels: Any, image: Any) -> bool:
             return False
     except AttributeError:
         return False
+    if _placeholder_grid(labels) or _placeholder_grid(image):
+        # 2D pictures share a pixel grid with every picture of their size: a mask opened from
+        # a file belongs to the picture its name says (Image_07L_1stHO.png -> Image_07L.jpg)
+        a_name, b_name = case_stem(labels), case_stem(image)
+        if a_name is not None and b_name is not None:
+            return stems_match(a_name, b_name)
     a, b = medseg_metadata(labels).get("affine"), medseg_metadata(image).get("affine")
     if a is not None and b is not None:
         return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), atol=1e-3))
     return all(abs(float(x) - float(y)) < 1e-6 for x, y in
                zip(list(labels.scale) + list(labels.translate),
                    list(image.scale) + list(image.translate), strict=False))
+
+
+#: Characters that may follow a case name in a file name of the same case
+#: (``case_0000.png``, ``Image_07L_1stHO.png``, ``us_03-mask.png``).
+_STEM_SEPARATORS = "_-. "
+_SUFFIXES = (".nii.gz", ".seg.nrrd", ".nii", ".nrrd", ".mha", ".png", ".jpg", ".jpeg", ".tif",
+             ".tiff", ".bmp", ".gif", ".dcm")
+
+
+def _placeholder_grid(layer: Any) -> bool:
+    """A 2D picture: its grid (pixel size or 1, no position) says nothing of which case it is."""
+    meta = medseg_metadata(layer)
+    source = meta.get("source") or {}
+    try:
+        return bool(source.get("picture")) or len(spatial_shape(layer)) == 2
+    except AttributeError:
+        return False
+
+
+def case_stem(layer: Any) -> str | None:
+    """The case a layer shows, by name: the image a Labels layer was drawn on, else its file's
+    name without extensions, else None (a layer made elsewhere, e.g. in the console)."""
+    meta = medseg_metadata(layer)
+    source = meta.get("source") or {}
+    if source.get("image_layer"):
+        return str(source["image_layer"]).lower()
+    path = source.get("path")
+    if not path:
+        return None
+    name = Path(str(path)).name.lower()
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def stems_match(a: str, b: str) -> bool:
+    """Whether two case names name the same case: equal, or one is the other followed by a
+    separator and more (``image_07l`` and ``image_07l_1stho``; not ``us_1`` and ``us_10``)."""
+    short, long = sorted((a, b), key=len)
+    return long == short or (long.startswith(short) and long[len(short)] in _STEM_SEPARATORS)
 
 
 def image_for(layer: Any, images: list[Any]) -> Any | None:

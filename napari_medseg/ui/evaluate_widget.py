@@ -26,6 +26,7 @@ from napari_medseg.ui._controls import (
     belongs_to,
     button,
     hint,
+    image_for,
     run_in_worker,
     same_layer,
     scrollable_layout,
@@ -33,6 +34,7 @@ from napari_medseg.ui._controls import (
 from napari_medseg.ui._layers import (
     add_labels_for_image,
     cells,
+    image_layers,
     labels_layers,
     labels_on_grid_of,
     layer_classes,
@@ -212,13 +214,33 @@ class EvaluateWidget(Dock):
         if pred is None:
             return
         if gt is not None and not same_layer(gt, pred) and tuple(gt.data.shape) == tuple(
-                pred.data.shape) and (belongs_to(gt, pred) or belongs_to(pred, gt)):
+                pred.data.shape) and self._related(gt, pred):
             return
         candidates = [ly for ly in self.gt_combo.layers() if not same_layer(ly, pred)
                       and tuple(ly.data.shape) == tuple(pred.data.shape)
-                      and (belongs_to(ly, pred) or belongs_to(pred, ly))]
+                      and self._related(ly, pred)]
         if candidates:
             self.gt_combo.set_layer(candidates[0])
+
+    def _images_of(self, a: Any, b: Any) -> tuple[Any, Any]:
+        images = image_layers(self.viewer)
+        return image_for(a, images), image_for(b, images)
+
+    def _related(self, a: Any, b: Any) -> bool:
+        """Whether two Labels layers are of the same image: the images they were drawn on (or
+        whose names they carry) when both are known, else their grids (and names)."""
+        image_a, image_b = self._images_of(a, b)
+        if image_a is not None and image_b is not None:
+            return same_layer(image_a, image_b)
+        return belongs_to(a, b) or belongs_to(b, a)
+
+    def _other_images_warning(self, pred: Any, gt: Any) -> str:
+        """A warning when the two layers chosen belong to two different images (else "")."""
+        image_a, image_b = self._images_of(pred, gt)
+        if image_a is None or image_b is None or same_layer(image_a, image_b):
+            return ""
+        return (f"'{pred.name}' is of {image_a.name} and '{gt.name}' of {image_b.name}: "
+                "two different images")
 
     def _pair(self) -> tuple[Any, Any, np.ndarray, np.ndarray]:
         """The prediction and ground-truth layers, and both label maps in the ground truth's
@@ -254,9 +276,16 @@ class EvaluateWidget(Dock):
         self._update_buttons()
         columns = planar_columns(spacing_known(gt)) if flat else METRIC_COLUMNS
 
+        other = self._other_images_warning(pred, gt)
+        if other:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"Compute metrics: {other}.")
+
         def done(results: dict[str, dict[str, float]]) -> None:
             self.show_results(results, columns)
-            self.status.setText(f"'{pred.name}' vs '{gt.name}': {len(results)} classes.")
+            self.status.setText((f"⚠ {other}. " if other else "")
+                                + f"'{pred.name}' vs '{gt.name}': {len(results)} classes.")
 
         def finished() -> None:
             self._computing = False

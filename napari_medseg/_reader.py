@@ -156,20 +156,31 @@ def is_label_picture(volume: Any, path: str | os.PathLike[str] | None = None) ->
 
 
 def picture_mask_values(array: np.ndarray) -> tuple[np.ndarray, dict[str, int] | None]:
-    """Map a 0/255 (or 16-bit 0/65535) mask to 0/1; other label pictures stay unchanged.
+    """Map a mask stored as grey levels to label values 1, 2, ...; label pictures stay as
+    they are.
+
+    A 0/255 (or 16-bit 0/65535) mask becomes 0/1. A mask whose brightest value is white
+    (255 / 65535: never a label value here, 255 marks unannotated voxels) with a few grey
+    levels below it (``{0, 128, 255}``) holds one class per grey level: they become 1, 2, ...
+    from dark to bright.
 
     Returns
     -------
     (np.ndarray, dict or None)
-        The label array and the value mapping applied (``{"255": 1}``), or ``None``.
+        The label array and the value mapping applied (``{"128": 1, "255": 2}``), or ``None``.
     """
     array = np.asarray(array)
     if array.dtype.kind not in "ui":
         return array, None
-    counts = _value_counts(array, 2) or {}
+    counts = _value_counts(array, _PICTURE_LABEL_VALUES[1]) or {}
+    values = sorted(v for v in counts if v != 0)
     for top in (255, 65535):
-        if top in counts and set(counts) <= {0, top}:
-            return (array == top).astype(np.uint8), {str(top): 1}
+        if values and values[-1] == top and (len(values) == 1 or values[0] > 1):
+            mapping = {v: i + 1 for i, v in enumerate(values)}
+            out = np.zeros(array.shape, np.uint8 if len(values) < 255 else np.uint16)
+            for v, label in mapping.items():
+                out[array == v] = label
+            return out, {str(v): label for v, label in mapping.items()}
     return array, None
 
 
@@ -180,8 +191,11 @@ def _mask_as_labels(volume: Any) -> Any:
         return volume
     metadata = dict(volume.metadata)
     metadata["label_values_mapped"] = value_map
+    stored = ", ".join(value_map)
+    labels = ", ".join(str(v) for v in value_map.values())
     metadata["warnings"] = [*metadata.get("warnings", []),
-                            f"Mask values {next(iter(value_map))} were read as label 1."]
+                            f"Mask values {stored} were read as label{'s' if len(value_map) > 1 else ''} "
+                            f"{labels}."]
     out = volume.with_array(mapped)
     out.metadata = metadata
     return out

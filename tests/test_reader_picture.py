@@ -114,6 +114,25 @@ def test_zero_255_mask_opens_as_label_one_with_a_note(tmp_path: Path) -> None:
     assert any("255" in w for w in source["warnings"])
 
 
+def test_grey_level_mask_becomes_one_label_per_grey_level(tmp_path: Path) -> None:
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:15, 10:30], mask[20:25, 5:35] = 128, 255  # 255 would be "not annotated" as a label
+    Image.fromarray(mask).save(tmp_path / "us_00_mask.png")
+    [(data, kwargs, layer_type)] = _read(tmp_path / "us_00_mask.png")
+    assert layer_type == "labels"
+    expected = np.select([mask == 128, mask == 255], [1, 2], 0)
+    np.testing.assert_array_equal(data, expected)
+    source = kwargs["metadata"]["medseg"]["source"]
+    assert source["label_values_mapped"] == {"128": 1, "255": 2}
+    assert "Mask values 128, 255 were read as labels 1, 2." in source["warnings"]
+    assert set(kwargs["metadata"]["medseg"]["classes"]) == {1, 2}
+    keeps = np.zeros((20, 20), np.uint8)
+    keeps[2:6, 2:6], keeps[10:14, 10:14] = 1, 255  # label 1 and unannotated pixels: kept
+    Image.fromarray(keeps).save(tmp_path / "labels_sparse.png")
+    [(data, _, _)] = _read(tmp_path / "labels_sparse.png")
+    assert set(np.unique(data).tolist()) == {0, 1, 255}
+
+
 def test_multi_class_mask_keeps_its_values(tmp_path: Path) -> None:
     mask = np.zeros((20, 20), np.uint8)
     mask[2:6, 2:6], mask[10:14, 10:14] = 1, 2
@@ -138,8 +157,10 @@ def test_label_picture_rules_table() -> None:
     assert not is_label_picture(in_folder, "imagesTr/case_001.png")  # 1/3 zeros, no hint
     np.testing.assert_array_equal(picture_mask_values(np.array([[0, 65535]], np.uint16))[0],
                                   [[0, 1]])
-    unchanged, mapping = picture_mask_values(np.array([[0, 128, 255]], np.uint8))
-    assert mapping is None and unchanged.tolist() == [[0, 128, 255]]
+    ranked, mapping = picture_mask_values(np.array([[0, 128, 255]], np.uint8))
+    assert mapping == {"128": 1, "255": 2} and ranked.tolist() == [[0, 1, 2]]
+    unchanged, mapping = picture_mask_values(np.array([[0, 1, 2, 7]], np.uint8))
+    assert mapping is None and unchanged.tolist() == [[0, 1, 2, 7]]
 
 
 def test_known_spacing_becomes_the_layer_scale(tmp_path: Path) -> None:

@@ -651,6 +651,7 @@ def edit_labels(
     busy: Callable[[bool], None] | None = None,
     *,
     background: bool | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> Any:
     """Run ``compute(labels_array) -> new_array`` and write the result as one undo step.
 
@@ -676,6 +677,9 @@ def edit_labels(
     background : bool, optional
         True: always in a worker (slow whatever the size); None: by size
         (:data:`BACKGROUND_VOXELS`).
+    on_error : callable, optional
+        Receives the one-line message of a background failure (also notified), e.g. for the
+        dock's status line, which would otherwise still say it is working.
 
     Returns
     -------
@@ -698,7 +702,9 @@ def edit_labels(
 
     def failed(exc: BaseException) -> None:
         idle()
-        show_error_message(exc, action)
+        message = show_error_message(exc, action)
+        if on_error is not None:
+            on_error(message)
 
     def returned(edit: Any) -> None:
         def done(n: int) -> None:
@@ -708,8 +714,8 @@ def edit_labels(
         EditWriter(layer, edit, done, failed).start()
 
     def errored(exc: BaseException) -> bool:
-        idle()
-        return False  # and the notification
+        failed(exc)
+        return True  # notified
 
     if busy is not None:
         busy(True)

@@ -303,7 +303,7 @@ class PresegmentSection(QGroupBox):
                             "labelled (Ctrl+Z undoes it).")
 
         dock.worker = edit_labels(layer, compute, done, "Pre-segmentation", dock.set_busy,
-                                  background=slow)
+                                  background=slow, on_error=dock.show_error)
         return dock.worker
 
     def _add_presegmentation(self, image: Any, method: str, result: np.ndarray,

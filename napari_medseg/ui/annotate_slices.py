@@ -102,7 +102,7 @@ class SlicesSection(QGroupBox):
 
         self.dock.worker = edit_labels(
             layer, lambda a: interpolate_slices(a, label, axis, spacing=spacing), done,
-            "Interpolate", self.dock.set_busy)
+            "Interpolate", self.dock.set_busy, on_error=self.dock.show_error)
         return self.dock.worker
 
     def _grid_ndim(self) -> int | None:

@@ -175,6 +175,15 @@ class AnnotateWidget(Dock):
         """Show ``text`` in the dock's status line (under the Save buttons)."""
         self.save_label.setText(text)
 
+    def show_error(self, message: str) -> None:
+        """A background step failed: its one-line message replaces "Working …"."""
+        from napari_medseg.ui._notify import short_message
+
+        try:
+            self.set_status(f"⚠ {short_message(message)}")
+        except RuntimeError:  # the dock was closed meanwhile
+            pass
+
     def set_busy(self, busy: bool) -> None:
         """A worker starts or ends: disable what must not run twice, say so in the status."""
         if not busy and self.save_label.text().startswith("Working"):

@@ -164,7 +164,7 @@ class PreviewRow(QWidget):
         self.discard()
         dock = self.dock
         dock.worker = edit_labels(layer, merge, lambda n: dock._report(what, n),
-                                  "Apply preview", dock._set_busy)
+                                  "Apply preview", dock._set_busy, on_error=dock._report_error)
         return dock.worker
 
     def discard(self, *_: Any) -> None:

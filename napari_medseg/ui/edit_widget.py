@@ -206,7 +206,7 @@ class EditWidget(Dock):
                 return self._preview(layer, compute, what, action)
             self._on_discard_preview()
             self.worker = edit_labels(layer, compute, lambda n: self._report(what, n), action,
-                                      self._set_busy)
+                                      self._set_busy, on_error=self._report_error)
             return self.worker
         return None
 
@@ -262,6 +262,15 @@ class EditWidget(Dock):
         self.status.setText(f"{what}: {n} {getattr(self, '_cells', 'voxels')} changed. "
                             "Ctrl+Z undoes it.")
 
+    def _report_error(self, message: str) -> None:
+        """A background edit failed: the status says so (not "Working …" for good)."""
+        from napari_medseg.ui._notify import short_message
+
+        try:
+            self.status.setText(f"⚠ {short_message(message)}")
+        except RuntimeError:  # the dock was closed meanwhile
+            pass
+
     def _set_busy(self, busy: bool) -> None:
         self.operations.set_busy(busy)
         self.combine_button.setEnabled(not busy and self.other_label_combo.count() > 0
@@ -303,17 +312,27 @@ class EditWidget(Dock):
         self.worker = edit_labels(
             layer, lambda arr: combine_labels(arr, a, b, op, overwrite=overwrite),
             lambda n: self._report(f"{op} label {b} with {a}", n), "Combine labels",
-            self._set_busy)
+            self._set_busy, on_error=self._report_error)
         return self.worker
 
     # ------------------------------------------------------------------ history
     @catch_errors("Undo")
     def _on_undo(self) -> None:
-        self.labels_combo.require("Labels layer").undo()
+        layer = self.labels_combo.require("Labels layer")
+        if not getattr(layer, "_undo_history", True):
+            self.status.setText(f"Nothing to undo in '{layer.name}'.")
+            return
+        layer.undo()
+        self.status.setText(f"Undid the last change of '{layer.name}' (Redo brings it back).")
 
     @catch_errors("Redo")
     def _on_redo(self) -> None:
-        self.labels_combo.require("Labels layer").redo()
+        layer = self.labels_combo.require("Labels layer")
+        if not getattr(layer, "_redo_history", True):
+            self.status.setText(f"Nothing to redo in '{layer.name}'.")
+            return
+        layer.redo()
+        self.status.setText(f"Redid the last undone change of '{layer.name}'.")
 
     # ------------------------------------------------------------------ analysis
     @catch_errors("Contours")

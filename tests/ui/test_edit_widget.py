@@ -325,3 +325,26 @@ def test_values_painted_in_a_large_layer_are_listed_a_turn_later(make_napari_vie
     qtbot.waitUntil(lambda: 7 in widget.options.names, timeout=3000)
     assert 4 in widget.options.names
     assert widget.options.selected_label() == 4
+
+
+def test_a_failed_background_edit_clears_working_and_undo_says_what_it_did(setup, qtbot,
+                                                                          monkeypatch):
+    from napari_medseg.ui import _controls
+
+    monkeypatch.setattr(_controls, "BACKGROUND_VOXELS", 0)  # treat the volume as "large"
+    _viewer, widget, _image, labels = setup
+    labels.data = np.where(labels.data == 1, 0, labels.data)  # label 1 is gone
+    widget.set_label(1)
+    widget.op_buttons["keep_largest"].click()
+    qtbot.waitUntil(lambda: widget.op_buttons["shrink_label"].isEnabled(), timeout=20000)
+    qtbot.wait(50)
+    assert "Working" not in widget.status.text()
+    assert widget.status.text().startswith("⚠ Keep largest failed")
+    assert "Keep largest failed" in error_messages()[-1]
+    widget.undo_button.click()  # the data assignment above is not an undoable edit
+    assert "Nothing to undo" in widget.status.text()
+    labels.paint((10, 20, 20), 3)
+    widget.undo_button.click()
+    assert widget.status.text().startswith("Undid the last change")
+    widget.redo_button.click()
+    assert widget.status.text().startswith("Redid")

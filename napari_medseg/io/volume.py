@@ -383,8 +383,8 @@ class Volume:
         [8, 4, 0]
         """
         if self.rgb or self.ndim != reference.ndim:  # a colour reference: its pixel grid
-            raise ValueError(f"{what} ({self.ndim}D) and {onto} ({reference.ndim}D) are not "
-                             "on the same grid.")
+            raise ValueError(f"{what} is not on the same grid as {onto} ({self.ndim}D vs "
+                             f"{reference.ndim}D).")
         mapping = np.linalg.solve(reference.affine, self.affine)  # own index -> reference index
         rot, shift = mapping[:3, :3], mapping[:3, 3]
         off = 3 - self.ndim  # a 2D volume's affine has a unit first axis
@@ -400,9 +400,9 @@ class Volume:
             start = 0.0 if sign > 0 else n - 1.0
             if not ok or abs(shift[j] - start) > tol * max(n, 1) + tol                     or n != reference.shape[j - off]:
                 raise ValueError(
-                    f"{what} {self.shape} and {onto} {reference.shape} are not on the same "
-                    "grid: their voxels lie at other places in the patient (spacing, position "
-                    "or extent differ); resample one onto the other first.")
+                    f"{what} is not on the same grid as {onto} (spacing, position or extent "
+                    f"differ: {self.shape} vs {reference.shape}); resample one onto the other "
+                    "first.")
             axes.append(i - off)
             flips.append(sign < 0)
         out = array.transpose(axes)

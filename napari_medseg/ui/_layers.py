@@ -256,9 +256,14 @@ def labels_on_grid_of(labels_layer: Any, reference: Any, array: np.ndarray | Non
         return volume_from_layer(labels_layer).with_array(data).on_grid_of(
             volume_from_layer(reference), what, onto)
     if data.shape != spatial_shape(reference):
-        raise ValueError(f"{what} {data.shape} and {onto} {spatial_shape(reference)} are on "
-                         "different grids.")
+        raise ValueError(f"{what} is not on the same grid as {onto} ({_size(data.shape)} vs "
+                         f"{_size(spatial_shape(reference))}).")
     return data
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    """``(300, 420)`` as "300 x 420"."""
+    return " x ".join(str(int(n)) for n in shape)
 
 
 def cells(layer_or_ndim: Any) -> str:

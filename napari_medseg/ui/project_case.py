@@ -111,13 +111,20 @@ def add_to_pool(project: Any, paths: list[Path]
 
 def pool_summary(added: list[str], known: int, skipped: list[tuple[str, str]]) -> str:
     """One line for the Current case box after adding images to the pool."""
+    from html import escape
+
     parts = [f"Added {len(added)} image(s) to the pool"]
     if known:
         parts.append(f"{known} already in the project")
     if skipped:
         parts.append(f"skipped {len(skipped)}: " + ", ".join(n for n, _ in skipped[:3])
                      + (" …" if len(skipped) > 3 else ""))
-    return "; ".join(parts) + "."
+    text = "; ".join(parts) + "."
+    for name, reason in skipped[:5]:  # why, file by file (the notification is one line)
+        text += f"<br>• {escape(name)}: {escape(reason)}"
+    if len(skipped) > 5:
+        text += f"<br>• … and {len(skipped) - 5} more"
+    return text
 
 
 class CaseBox(QGroupBox):
@@ -258,10 +265,12 @@ class CaseBox(QGroupBox):
             added, known, skipped = result
             self.case_label.setText(pool_summary(added, known, skipped))
             self.state.changed.emit()
-            if skipped:
-                name, reason = skipped[0]
-                more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
-                show_error_message(ValueError(f"skipped {name}{more}: {reason}"), "Add images")
+            if len(skipped) == 1:
+                show_error_message(ValueError(f"skipped {skipped[0][0]}: {skipped[0][1]}"),
+                                   "Add images")
+            elif skipped:
+                show_error_message(ValueError(f"skipped {len(skipped)} files (why: in the "
+                                              "Current case box)"), "Add images")
 
         return self.state.run(work, done, "Add images")
 

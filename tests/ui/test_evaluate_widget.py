@@ -110,7 +110,7 @@ def test_bad_choices_notify(setup, make_napari_viewer):
     widget.gt_combo.set_layer(other)  # different grid
     widget.diff_button.click()
     assert len(error_messages()) == n + 2
-    assert "different grids" in error_messages()[-1]
+    assert "not on the same grid" in error_messages()[-1]
 
 
 def test_default_choices_follow_workflow(make_napari_viewer, qtbot, hippo_cases, plugin_dock):
@@ -138,6 +138,6 @@ def test_buttons_wait_for_two_layers_and_an_old_error_goes_when_they_change(
     widget.gt_combo.set_layer(small)
     assert widget.diff_button.isEnabled()
     widget.diff_button.click()  # other grids: an error on the status line
-    assert widget.status.text().startswith("⚠ ") and "different grids" in widget.status.text()
+    assert widget.status.text().startswith("⚠ ") and "not on the same grid" in widget.status.text()
     widget.pred_combo.set_layer(viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="c"))
     assert not widget.status.text().startswith("⚠")

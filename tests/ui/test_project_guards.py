@@ -132,7 +132,10 @@ def test_add_images_keeps_the_good_files_and_names_the_skipped(make_napari_viewe
     text = widget.case_label.text()
     assert text.startswith("Added 2 image(s) to the pool; 1 already in the project; skipped 2")
     assert "broken.nii.gz" in text and "hippocampus_001.nii.gz" in text
-    assert "Add images failed: skipped broken.nii.gz (and 1 more)" in error_messages()[-1]
+    assert "• hippocampus_001.nii.gz: it holds a label map, not an image" in text  # each why
+    assert "• broken.nii.gz: " in text
+    assert "Add images failed: skipped 2 files (why: in the Current case box)" in \
+        error_messages()[-1]
     assert widget.next_case_button.isEnabled()  # the pool is no longer empty
     assert "2 image(s) in the pool" in widget.project_label.text()
 

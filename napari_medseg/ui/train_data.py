@@ -89,6 +89,13 @@ def find_training_pairs(viewer: Any) -> list[tuple[Any, Any]]:
     return pairs
 
 
+def _name_class(names: dict[int, str], value: int, name: str) -> None:
+    """Record ``name`` for label ``value``: a name the user gave (on any pair) wins over the
+    placeholder "label N" another pair still has."""
+    placeholder = f"label {value}"
+    if value not in names or (names[value] in ("", placeholder) and name not in ("", placeholder)):
+        names[value] = name
+
 class DataSection(QGroupBox):
     """Group box *Training data*: open pairs (with extra channels) or a dataset folder.
 
@@ -330,7 +337,7 @@ class DataSection(QGroupBox):
             if annotated.size == 0 or annotated.max() == 0:
                 raise ValueError(f"labels '{labels_layer.name}' contain no annotation yet")
             for value, entry in layer_classes(labels_layer).items():
-                names.setdefault(int(value), entry["name"])
+                _name_class(names, int(value), str(entry["name"]))
             for value in annotated:
                 if int(value) != 0:
                     names.setdefault(int(value), f"label {int(value)}")

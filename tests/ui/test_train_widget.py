@@ -375,3 +375,20 @@ def test_pairs_ticked_by_default_are_one_annotation_per_image(make_napari_viewer
     data.pair_list.item(row).setCheckState(Qt.Checked)
     data.refresh_pairs()
     assert [lab.name for _im, lab in data.checked_pairs()] == [truth.name, prediction.name]
+
+
+def test_a_class_named_on_any_pair_names_it_in_the_model(make_napari_viewer, qtbot, hippo_cases):
+    from napari_medseg.ui._layers import update_medseg_metadata
+
+    viewer = make_napari_viewer()
+    _open_pairs(viewer, hippo_cases, 2)
+    first, second = viewer.layers["hippocampus_001 labels"], viewer.layers["hippocampus_003 labels"]
+    update_medseg_metadata(first, classes={1: {"name": "label 1", "color": "#e6194b"},
+                                           2: {"name": "Posterior", "color": "#3cb44b"}})
+    update_medseg_metadata(second, classes={1: {"name": "Anterior hippocampus",
+                                                "color": "#e6194b"},
+                                            2: {"name": "Tail", "color": "#3cb44b"}})
+    widget = _widget(viewer, qtbot)
+    names = widget._collect_cases().label_names
+    assert names[1] == "Anterior hippocampus"  # the placeholder of the first pair gives way
+    assert names[2] == "Posterior"  # two given names: the first pair's

@@ -196,8 +196,14 @@ def evaluate_case(
     labels: Sequence[int] | dict[int, str] | None = None,
     surface: bool = True,
     roi: np.ndarray | None = None,
+    spacing_known: bool = True,
 ) -> dict[str, dict[str, float]]:
     """All metrics for every foreground class of one case.
+
+    A volume gets distances in mm and volumes in mL. A 2D label map (a picture) gets areas
+    and distances in pixels (``area_pred_px``, ``area_gt_px``, ``hd95_px``, ``assd_px``),
+    plus in mm² and mm (``area_pred_mm2``, ``area_gt_mm2``, ``hd95``, ``assd``) only when its
+    pixel size is known; never millilitres.
 
     Parameters
     ----------
@@ -213,13 +219,23 @@ def evaluate_case(
     roi : np.ndarray of bool, optional
         Region of interest (e.g. a fundus camera's field of view): only voxels inside count,
         in every metric (specificity's true negatives included).
+    spacing_known : bool
+        False when the file gave no pixel size (``spacing`` is a placeholder of 1 per
+        pixel): a 2D map then gets no mm or mm² values.
 
     Returns
     -------
     dict
         ``{class name: {"label": value, "dice": ..., "jaccard": ..., "sensitivity": ...,
         "specificity": ..., "precision": ..., "hd95": mm, "assd": mm, "volume_pred_ml": ...,
-        "volume_gt_ml": ...}}``.
+        "volume_gt_ml": ...}}``; 2D maps have the picture keys above instead of the volumes.
+
+    Examples
+    --------
+    >>> gt = np.zeros((4, 5), np.uint8); gt[1:3, 1:4] = 1
+    >>> row = evaluate_case(gt, gt, (1.0, 1.0), surface=False, spacing_known=False)["1"]
+    >>> row["area_gt_px"], "area_gt_mm2" in row, "volume_gt_ml" in row
+    (6, False, False)
     """
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
@@ -249,14 +265,34 @@ def evaluate_case(
             "sensitivity": sensitivity(pi, gi),
             "specificity": specificity(pi, gi),
             "precision": precision(pi, gi),
-            "volume_pred_ml": volume_ml(p, spacing),
-            "volume_gt_ml": volume_ml(g, spacing),
         }
+        if pred.ndim == 2:
+            row.update(_picture_metrics(p, g, spacing, surface, spacing_known))
+        else:
+            row.update(volume_pred_ml=volume_ml(p, spacing), volume_gt_ml=volume_ml(g, spacing))
+            if surface:
+                row["hd95"] = hausdorff95(p, g, spacing)
+                row["assd"] = average_surface_distance(p, g, spacing)
+        out[name] = row
+    return out
+
+
+def _picture_metrics(p: np.ndarray, g: np.ndarray, spacing: Sequence[float], surface: bool,
+                     spacing_known: bool) -> dict[str, float]:
+    """Areas (px, and mm² when the pixel size is known) and surface distances (px, and mm)
+    of one class of a 2D map."""
+    n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
+    row: dict[str, float] = {"area_pred_px": n_p, "area_gt_px": n_g}
+    if surface:
+        row["hd95_px"] = hausdorff95(p, g, (1.0, 1.0))
+        row["assd_px"] = average_surface_distance(p, g, (1.0, 1.0))
+    if spacing_known:
+        pixel_mm2 = float(np.prod(spacing))
+        row.update(area_pred_mm2=n_p * pixel_mm2, area_gt_mm2=n_g * pixel_mm2)
         if surface:
             row["hd95"] = hausdorff95(p, g, spacing)
             row["assd"] = average_surface_distance(p, g, spacing)
-        out[name] = row
-    return out
+    return row
 
 
 def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -284,7 +320,7 @@ def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dic
 
 
 def write_csv(per_case: dict[str, dict[str, dict[str, float]]], csv_path: str | os.PathLike) -> Path:
-    """One row per case and class (atomic write)."""
+    """One row per case and class (atomic write); a column per metric present in the rows."""
     import io
 
     from napari_medseg.io.atomic import atomic_write_bytes
@@ -292,9 +328,10 @@ def write_csv(per_case: dict[str, dict[str, dict[str, float]]], csv_path: str | 
     csv_path = Path(csv_path)
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    extra = sorted({k for classes in per_case.values() for row in classes.values() for k in row}
-                   - set(METRIC_NAMES) - {"label"})  # e.g. pixel distances of 2D pictures
-    columns = [*METRIC_NAMES, *extra]
+    present = {k for classes in per_case.values() for row in classes.values() for k in row}
+    extra = sorted(present - set(METRIC_NAMES) - {"label"})  # e.g. pixel areas of pictures
+    # only the metrics computed: a picture has no mL column, one without pixel size no mm
+    columns = [*(m for m in METRIC_NAMES if m in present), *extra]
     writer.writerow(["case", "class", "label", *columns])
     for case, classes in per_case.items():
         for name, row in classes.items():

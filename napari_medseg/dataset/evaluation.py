@@ -78,7 +78,11 @@ def evaluate_folders(
     Returns
     -------
     dict
-        ``{"cases": {case: evaluate_case(...)}, "summary": summarise(...)}``.
+        ``{"cases": {case: evaluate_case(...)}, "summary": summarise(...),
+        "missing_predictions": [...], "distance_unit": "mm" | "px"}``. Pictures whose files
+        give no pixel size are scored in pixels (areas ``area_*_px``, distances
+        ``hd95_px``/``assd_px``; no mm, mm² or mL); the summary's ``hd95_*``/``assd_*`` are
+        then in pixels too (``distance_unit``). The CSV has a column per metric computed.
 
     Raises
     ------
@@ -129,11 +133,20 @@ def evaluate_folders(
         else:
             pred_arr = pred.array
         roi = read_roi_mask(rois[case], case) if case in rois else None
-        spacing_known &= bool((gt.metadata or {}).get("spacing_known", True))
+        known = bool((gt.metadata or {}).get("spacing_known", True))
+        spacing_known &= known
         gt_arr = np.rint(gt.array).astype(np.int32)
         per_case[case] = evaluate_case(np.rint(pred_arr).astype(np.int32), gt_arr, gt.spacing,
-                                       labels, surface, roi=roi)
-    result = {"cases": per_case, "summary": summarise(per_case),
+                                       labels, surface, roi=roi, spacing_known=known)
+    summary = summarise(per_case)
+    if not spacing_known:
+        # the summary's hd95 / assd are in ``distance_unit``: pixels, for every picture
+        for entry in summary.values():
+            for key in ("hd95", "assd"):
+                for stat in ("mean", "std"):
+                    if f"{key}_px_{stat}" in entry:
+                        entry[f"{key}_{stat}"] = entry[f"{key}_px_{stat}"]
+    result = {"cases": per_case, "summary": summary,
               "missing_predictions": sorted(set(gts) - set(preds)),
               # pictures without a stated pixel size: distances are in pixels
               "distance_unit": "mm" if spacing_known else "px"}

@@ -286,7 +286,10 @@ def component_table(
         label, also those left out by ``max_pieces``), ``voxels``, ``volume_mm3``,
         ``volume_ml``, ``centroid_voxel`` (tuple, array order), ``centroid_mm`` (tuple, array
         order, or world ``(x, y, z)`` with ``affine``) and ``bbox`` (tuple of ``(start, stop)``
-        voxel index pairs, stop exclusive).
+        voxel index pairs, stop exclusive). A 2D label map (a picture) also gets the centre in
+        the picture's own axes, x along the columns and y down the rows:
+        ``centroid_xy_px`` (pixels from the first pixel's centre) and ``centroid_xy_mm``
+        (``origin + index * spacing``, mm; the picture's plane, not the patient).
 
     Notes
     -----
@@ -337,10 +340,23 @@ def component_table(
                 "volume_ml": float(sizes[i]) * voxel_mm3 / 1000.0,
                 "centroid_voxel": c_vox,
                 "centroid_mm": c_mm,
+                **_picture_centre(c_vox, org, sp),
                 "bbox": tuple((int(a + o), int(b + o + 1))
                               for a, b, o in zip(first[i], last[i], offset, strict=True)),
             })
     return rows
+
+
+def _picture_centre(c_vox: tuple[float, ...], origin: np.ndarray, spacing: Sequence[float]
+                    ) -> dict[str, tuple[float, float]]:
+    """``centroid_xy_px`` / ``centroid_xy_mm`` of a piece of a 2D map (x = column, y = row);
+    nothing for a volume."""
+    if len(c_vox) != 2:
+        return {}
+    row, col = c_vox
+    return {"centroid_xy_px": (float(col), float(row)),
+            "centroid_xy_mm": (float(origin[1] + col * spacing[1]),
+                               float(origin[0] + row * spacing[0]))}
 
 
 def _piece_statistics(comp: np.ndarray, n: int

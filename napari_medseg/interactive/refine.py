@@ -32,10 +32,49 @@ from napari_medseg.interactive.seeds import grow_from_seeds
 from napari_medseg.io.volume import Volume
 
 DEFAULT_CROP_MARGIN_MM = 15.0
+#: Pictures without a pixel size: the default margin is this share of the picture's longer
+#: in-plane side, in pixels (15 "mm" read as 15 px reaches a tenth of a 100-px lesion).
+DEFAULT_CROP_SHARE = 0.2
 #: Logit head start of the clicked answer at a click (see :func:`refine_with_clicks`).
 DEFAULT_CLICK_PRIOR = 8.0
 
-__all__ = ["DEFAULT_CLICK_PRIOR", "DEFAULT_CROP_MARGIN_MM", "MAX_CROP_VOXELS", "MAX_CROP_WINDOWS", "crop_around", "refine_with_clicks"]
+__all__ = ["DEFAULT_CLICK_PRIOR", "DEFAULT_CROP_MARGIN_MM", "DEFAULT_CROP_SHARE", "MAX_CROP_VOXELS",
+           "MAX_CROP_WINDOWS", "crop_around", "default_crop_margin", "refine_with_clicks"]
+
+
+def default_crop_margin(shape: Sequence[int], spacing_known: bool = True) -> float:
+    """Default reach of a click: how far beyond the clicks and the label a click may change.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The image grid, ``(Z, Y, X)`` or ``(Y, X)`` (a colour axis excluded).
+    spacing_known : bool
+        Whether the file gave the pixel size. False: the grid's spacing 1 is a placeholder.
+
+    Returns
+    -------
+    float
+        :data:`DEFAULT_CROP_MARGIN_MM` (mm) when the spacing is known; otherwise a share
+        (:data:`DEFAULT_CROP_SHARE`) of the longer in-plane side, in pixels (at least 2).
+
+    Examples
+    --------
+    >>> default_crop_margin((300, 420), spacing_known=False)
+    84.0
+    >>> default_crop_margin((300, 420))
+    15.0
+    """
+    if spacing_known:
+        return DEFAULT_CROP_MARGIN_MM
+    in_plane = [int(n) for n in tuple(shape)[-2:]]
+    return float(max(2, round(DEFAULT_CROP_SHARE * max(in_plane, default=8))))
+
+
+def _spacing_known(image: Any) -> bool:
+    """False for a Volume whose file gave no pixel size (``metadata["spacing_known"]``)."""
+    return not (isinstance(image, Volume) and
+                (image.metadata or {}).get("spacing_known") is False)
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
@@ -325,7 +364,7 @@ def refine_with_clicks(
     current_labels: np.ndarray,
     label: int,
     clicks: Sequence[Click | tuple],
-    crop_margin_mm: float = DEFAULT_CROP_MARGIN_MM,
+    crop_margin_mm: float | None = None,
     spacing: Sequence[float] | None = None,
     device: str | torch.device = "cpu",
     fallback: str = "random_walker",
@@ -350,8 +389,10 @@ def refine_with_clicks(
         The label being edited (> 0).
     clicks : sequence of (coord, is_positive)
         All clicks of this interaction so far, voxel indices in array order.
-    crop_margin_mm : float
-        Margin around the label's current extent and the clicks. With a guided model the crop
+    crop_margin_mm : float, optional
+        Margin around the label's current extent and the clicks, in mm (in pixels on a
+        picture whose file gives no pixel size); default :func:`default_crop_margin` (15 mm,
+        or a fifth of such a picture's longer side). With a guided model the crop
         is at least one network window, and exactly one (centred on the object) when the
         object and the clicks fit in it: one forward pass per click.
     spacing : sequence of float, optional
@@ -383,6 +424,8 @@ def refine_with_clicks(
         image_volume = image_volume.for_channels(card.in_channels)  # grey stored as RGB
     label, channels, labels, sp = _checked_prompt_inputs(image_volume, current_labels, label,
                                                          spacing, "to edit with clicks")
+    if crop_margin_mm is None:
+        crop_margin_mm = default_crop_margin(labels.shape, _spacing_known(image_volume))
     clicks = [Click(tuple(int(round(c)) for c in coord), bool(p)) for coord, p in clicks]
     if not clicks:
         raise ValueError("Click on the image first (a positive click inside the object).")

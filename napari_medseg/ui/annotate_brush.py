@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabe
 
 from napari_medseg.ui._controls import button, double_spin, layer_key, same_layer
 from napari_medseg.ui._layers import (
+    cells,
     is_rgb_layer,
     length_unit,
     luminance,
@@ -124,12 +125,17 @@ class BrushSection(QGroupBox):
         self.brush_mm.setSuffix(f" {unit}")
         px = max(1, int(round(mm / in_plane)))
         layer.brush_size = px
-        self.brush_px.setText(f"= {px} voxels" if unit == "mm" else f"= {px} pixels")
+        self._show_cells(layer, px)
+
+    def _show_cells(self, layer: Any, px: int) -> None:
+        """``= 12 pixels`` (2D pictures) or ``= 12 voxels`` beside the size in mm (or px)."""
+        unit = length_unit(layer)
+        self.brush_px.setText(f"= {px} {cells(layer)}")
         self.brush_px.setToolTip("" if unit == "mm" else "The file gives no pixel size: "
                                  "sizes are in pixels")
 
     def _on_layer_brush_size(self, event: Any = None) -> None:
-        """napari's brush slider moved: show the new size in mm too."""
+        """napari's brush slider moved: show the new size in mm (px without a pixel size)."""
         try:
             layer = self.labels_combo.layer()
             if layer is None or (event is not None and not same_layer(event.source, layer)):
@@ -137,9 +143,10 @@ class BrushSection(QGroupBox):
             in_plane = min(volume_from_layer(layer).spacing[-2:])
             px = int(layer.brush_size)
             self.brush_mm.blockSignals(True)
+            self.brush_mm.setSuffix(f" {length_unit(layer)}")
             self.brush_mm.setValue(px * in_plane)
             self.brush_mm.blockSignals(False)
-            self.brush_px.setText(f"= {px} voxels")
+            self._show_cells(layer, px)
         except RuntimeError:  # widget already deleted
             pass
 

@@ -28,6 +28,20 @@ from napari_medseg.ui._layers import layer_classes
 COMPONENT_COLUMNS = ("Label", "Piece", "Volume (mL)", "Centroid (RAS mm)")
 
 
+def centre_title(flat: bool, unit: str) -> str:
+    """Title of the centre column: picture axes on 2D maps, patient RAS mm on volumes."""
+    if flat:
+        return f"Centre (x, y {unit})"
+    return "Centre (z, y, x voxel)" if unit == "px" else COMPONENT_COLUMNS[3]
+
+
+def centre_of(row: dict[str, Any], flat: bool, unit: str) -> tuple[float, ...]:
+    """The centre of a component row in the unit :func:`centre_title` names."""
+    if flat and "centroid_xy_px" in row:
+        return row["centroid_xy_px"] if unit == "px" else row["centroid_xy_mm"]
+    return row["centroid_voxel"] if unit == "px" else row["centroid_mm"]
+
+
 def contours_to_shapes(viewer: Any, layer: Any, label: int, axis: int) -> Any:
     """Add the outlines of ``label`` in ``layer`` (slices along ``axis``) as a Shapes layer.
 
@@ -88,12 +102,16 @@ class ComponentTable(QTableWidget):
         self.units = (False, "mm")
 
     def describe_units(self, flat: bool, unit: str) -> None:
-        """Area in mm² on pictures, pixels (and a pixel centre) when there is no pixel size."""
+        """Area in mm² on pictures, pixels (and a pixel centre) when there is no pixel size.
+
+        The centre of a piece of a picture is given in the picture's axes (x along the
+        columns, y down the rows), in mm or in pixels; of a volume, in patient RAS mm (or as
+        a voxel index when the spacing is unknown).
+        """
         self.units = (flat, unit)
         area = "Area (px)" if unit == "px" else "Area (mm²)" if flat else "Volume (mL)"
         self.setHorizontalHeaderItem(2, QTableWidgetItem(area))
-        self.setHorizontalHeaderItem(
-            3, QTableWidgetItem("Centre (y, x px)" if unit == "px" else COMPONENT_COLUMNS[3]))
+        self.setHorizontalHeaderItem(3, QTableWidgetItem(centre_title(flat, unit)))
 
     def show_rows(self, rows: list[dict[str, Any]]) -> None:
         """Fill the table with the core's component rows."""
@@ -102,7 +120,7 @@ class ComponentTable(QTableWidget):
         try:
             self.setRowCount(len(rows))
             for r, row in enumerate(rows):
-                where = row["centroid_voxel"] if unit == "px" else row["centroid_mm"]
+                where = centre_of(row, flat, unit)
                 centroid = ", ".join(f"{c:.1f}" for c in where)
                 size = (str(row["voxels"]) if unit == "px" else
                         f"{row['volume_mm3']:.1f}" if flat else f"{row['volume_ml']:.3f}")

@@ -15,7 +15,8 @@ import numpy as np
 #: is imported lazily: it pulls in torch, which would slow the dock's start by seconds).
 BACKGROUND_SEED = 1
 
-#: Default crop margin of a click (``interactive.refine.DEFAULT_CROP_MARGIN_MM``).
+#: Default crop margin of a click (``interactive.refine.DEFAULT_CROP_MARGIN_MM``); pictures
+#: without a pixel size get one in pixels (``interactive.refine.default_crop_margin``).
 DEFAULT_REACH_MM = 15.0
 
 #: Combo entry of the training-free method (no model).

@@ -36,8 +36,13 @@ class PromptsMixin:
     viewer: Any
     status: Any
     generation: int
+    reach_spin: Any
     _press: dict[str, Any]
     _models: dict[str, Any]
+    #: Reach bookkeeping: the default last set, its unit and the image it was set for.
+    _reach_default: float
+    _reach_unit: str
+    _reach_for: Any
 
     # ------------------------------------------------------------------ clicks layer
     def _image(self) -> Any:
@@ -83,11 +88,38 @@ class PromptsMixin:
                            overwrite=True)
             self.clicks_layer = layer
         self._update_defaults()
-        self.reach_spin.setSuffix(f" {length_unit(image)}")
+        self.update_reach(image)
         self.viewer.layers.selection.active = layer
         layer.mode = "add"
         self.status.setText("Click on the image (Shift+click removes).")
         return layer
+
+    def update_reach(self, image: Any) -> None:
+        """Reach in the image's unit: mm, or pixels on a picture whose file gives no pixel size.
+
+        A new image gets the default reach for it
+        (:func:`~napari_medseg.interactive.refine.default_crop_margin`: 15 mm, or a fifth of
+        the picture's longer side in pixels) unless the user changed the reach and the unit is
+        the same; a value in mm is never kept as pixels or the other way round.
+        """
+        unit = length_unit(image)
+        key = (layer_key(image), unit, spatial_shape(image))
+        if key == self._reach_for:
+            return
+        from napari_medseg.interactive.refine import default_crop_margin
+
+        default = default_crop_margin(spatial_shape(image), unit == "mm")
+        spin = self.reach_spin
+        edited = abs(spin.value() - self._reach_default) > 1e-9
+        if unit != self._reach_unit or not edited:
+            spin.setMaximum(max(500.0, 4.0 * default))
+            spin.setValue(default)
+            self._reach_default = default
+        spin.setSuffix(f" {unit}")
+        where = "pixels (the file gives no pixel size)" if unit == "px" else "mm"
+        spin.setToolTip(f"How far ({where}) beyond the clicks and the class's current extent "
+                        "a click may change labels (the crop that is computed)")
+        self._reach_unit, self._reach_for = unit, key
 
     def _update_defaults(self) -> None:
         """New points take the current polarity and class."""
@@ -202,6 +234,7 @@ class PromptsMixin:
         data = labels.data
         path = self.model_path()
         refine = self.refine
+        self.update_reach(image)
         reach = float(self.reach_spin.value())
         if refine is None:
             from napari_medseg.interactive import refine_with_clicks as refine

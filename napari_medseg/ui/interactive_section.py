@@ -139,6 +139,8 @@ class InteractiveSection(ModelChooserMixin, PromptsMixin, QGroupBox):
         self.reach_spin = double_spin(DEFAULT_REACH_MM, 2.0, 500.0, "How far (mm) beyond the "
                                       "clicks and the class's current extent a click may "
                                       "change labels (the crop that is computed)", " mm")
+        # in pixels on a picture without pixel size; set per image by ``update_reach``
+        self._reach_default, self._reach_unit, self._reach_for = DEFAULT_REACH_MM, "mm", None
         form.addRow("Reach", self.reach_spin)
         self.box_button = button("Draw a box", "Create (or show) the 'box' layer in rectangle "
                                  "mode: drag a box around one object (on the current slice of "

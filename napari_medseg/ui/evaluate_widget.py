@@ -79,28 +79,6 @@ def planar_columns(spacing_known: bool) -> tuple[tuple[str, str, str], ...]:
     return tuple(rows)
 
 
-def evaluate_planar(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, ...],
-                    labels: dict[int, str] | None, surface: bool) -> dict[str, dict[str, float]]:
-    """:func:`~napari_medseg.metrics.evaluate_case` plus pixel units for 2D label maps.
-
-    Adds ``hd95_px``/``assd_px`` (surface distances in pixels), ``area_pred_px``/
-    ``area_gt_px`` and ``area_pred_mm2``/``area_gt_mm2`` to every class row.
-    """
-    from napari_medseg.metrics import average_surface_distance, evaluate_case, hausdorff95
-
-    results = evaluate_case(pred, gt, spacing, labels=labels, surface=surface)
-    pixel_mm2 = float(np.prod(spacing))
-    for row in results.values():
-        p, g = pred == row["label"], gt == row["label"]
-        n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
-        row.update(area_pred_px=n_p, area_gt_px=n_g, area_pred_mm2=n_p * pixel_mm2,
-                   area_gt_mm2=n_g * pixel_mm2)
-        if surface:
-            row["hd95_px"] = hausdorff95(p, g, (1.0, 1.0))
-            row["assd_px"] = average_surface_distance(p, g, (1.0, 1.0))
-    return results
-
-
 #: Difference overlay classes: value -> name and colour.
 DIFFERENCE_CLASSES = {
     1: {"name": "false positive (predicted, not in truth)", "color": "#ff3b30"},
@@ -260,7 +238,7 @@ class EvaluateWidget(Dock):
         volume = volume_from_layer(gt)
         classes = layer_classes(gt) or layer_classes(pred)
         flat = volume.ndim == 2
-        score = evaluate_planar if flat else evaluate_case
+        known = spacing_known(gt)
         surface = self.surface_check.isChecked()
 
         def job() -> dict[str, dict[str, float]]:
@@ -268,13 +246,13 @@ class EvaluateWidget(Dock):
             present = np.union1d(np.unique(pred_array), np.unique(gt_array))
             names = {int(v): classes.get(int(v), {}).get("name", f"label {int(v)}")
                      for v in present if v != 0}
-            return score(pred_array, gt_array, volume.spacing, labels=names or None,
-                         surface=surface)
+            return evaluate_case(pred_array, gt_array, volume.spacing, labels=names or None,
+                                 surface=surface, spacing_known=known)
 
         self.status.setText("Computing …")
         self._computing = True
         self._update_buttons()
-        columns = planar_columns(spacing_known(gt)) if flat else METRIC_COLUMNS
+        columns = planar_columns(known) if flat else METRIC_COLUMNS
 
         other = self._other_images_warning(pred, gt)
         if other:

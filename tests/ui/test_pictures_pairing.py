@@ -74,3 +74,30 @@ def test_docks_pair_each_photo_with_its_own_mask(make_napari_viewer, qtbot, tmp_
                 if str(n.severity).lower().endswith("warning")]
     assert any("two different images" in m for m in warnings)
     assert not error_messages()
+
+
+def test_evaluate_a_picture_without_pixel_size_reports_pixels_only(make_napari_viewer, qtbot,
+                                                                   tmp_path):
+    viewer = make_napari_viewer()
+    paths = _pictures(tmp_path)
+    image, mask = paths["photo_a"]
+    viewer.open(str(image), plugin="napari-medseg")
+    viewer.open(str(mask), plugin="napari-medseg")
+    truth = viewer.layers["photo_a_mask"]
+    pred_data = np.array(truth.data, copy=True)
+    pred_data[10:30, 10:15] = 0
+    from napari_medseg.ui._layers import add_labels_for_image
+
+    add_labels_for_image(viewer, viewer.layers["photo_a"], pred_data, name="photo_a pred")
+    _dock, evaluate = viewer.window.add_plugin_dock_widget("napari-medseg", "Evaluate")
+    evaluate.pred_combo.set_layer(viewer.layers["photo_a pred"])
+    evaluate.gt_combo.set_layer(truth)
+    worker = evaluate._on_compute()
+    qtbot.waitUntil(lambda: worker.is_running is False and bool(evaluate.results),
+                    timeout=10000)
+    header = evaluate.export_csv(tmp_path / "m.csv").read_text().splitlines()[0]
+    assert "area_gt_px" in header and "hd95_px" in header
+    assert "mm2" not in header and "_ml" not in header, header
+    row = next(iter(evaluate.results.values()))
+    assert row["area_gt_px"] == int((truth.data == 1).sum())
+    assert not error_messages()

@@ -2,42 +2,40 @@
 
 No Qt, no napari: the Annotate dock calls these functions from a background worker and applies
 the returned patches to its Labels layer as one undoable edit.
+
+The names below are loaded on first use (PEP 562), so that the GUI thread can import a light
+module of this package (e.g. :mod:`~napari_medseg.interactive.clicks`) without importing torch,
+which the click-guided model needs and a first import takes seconds to load.
 """
 
-from napari_medseg.interactive.box import refine_with_box
-from napari_medseg.interactive.clicks import Click, next_click, noc, simulate_session
-from napari_medseg.interactive.guidance import (
-    GUIDANCE_TYPE,
-    ZeroGuidance,
-    add_guidance_channels,
-    click_maps,
-    guidance_channels,
-    guidance_of,
-)
-from napari_medseg.interactive.refine import crop_around, refine_with_clicks
-from napari_medseg.interactive.seeds import (
-    BACKGROUND_SEED,
-    grow_from_seeds,
-    seed_box,
-    seed_labels_to_classes,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BACKGROUND_SEED",
-    "GUIDANCE_TYPE",
-    "Click",
-    "ZeroGuidance",
-    "add_guidance_channels",
-    "click_maps",
-    "crop_around",
-    "grow_from_seeds",
-    "guidance_channels",
-    "guidance_of",
-    "next_click",
-    "noc",
-    "refine_with_box",
-    "refine_with_clicks",
-    "seed_box",
-    "seed_labels_to_classes",
-    "simulate_session",
-]
+import importlib
+from typing import Any
+
+#: Public name -> the submodule that defines it.
+_WHERE = {
+    "refine_with_box": "box",
+    "Click": "clicks", "default_crop_margin": "clicks", "next_click": "clicks", "noc": "clicks",
+    "simulate_session": "clicks",
+    "GUIDANCE_TYPE": "guidance", "ZeroGuidance": "guidance", "add_guidance_channels": "guidance",
+    "click_maps": "guidance", "guidance_channels": "guidance", "guidance_of": "guidance",
+    "crop_around": "refine", "refine_with_clicks": "refine",
+    "BACKGROUND_SEED": "seeds", "grow_from_seeds": "seeds", "seed_box": "seeds",
+    "seed_labels_to_classes": "seeds",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

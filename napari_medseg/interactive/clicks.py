@@ -21,7 +21,44 @@ from napari_medseg.metrics import dice
 #: NoC when the threshold is never reached (the literature's convention: 20 clicks).
 NOC_NEVER = 20
 
-__all__ = ["NOC_NEVER", "Click", "error_regions", "next_click", "noc", "simulate_session"]
+__all__ = ["DEFAULT_CROP_MARGIN_MM", "DEFAULT_CROP_SHARE", "NOC_NEVER", "Click",
+           "default_crop_margin", "error_regions", "next_click", "noc", "simulate_session"]
+
+
+#: Default reach of a click (mm) beyond the clicks and the label.
+DEFAULT_CROP_MARGIN_MM = 15.0
+#: Pictures without a pixel size: the default margin is this share of the picture's longer
+#: in-plane side, in pixels (15 "mm" read as 15 px reaches a tenth of a 100-px lesion).
+DEFAULT_CROP_SHARE = 0.2
+
+
+def default_crop_margin(shape: Sequence[int], spacing_known: bool = True) -> float:
+    """Default reach of a click: how far beyond the clicks and the label a click may change.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The image grid, ``(Z, Y, X)`` or ``(Y, X)`` (a colour axis excluded).
+    spacing_known : bool
+        Whether the file gave the pixel size. False: the grid's spacing 1 is a placeholder.
+
+    Returns
+    -------
+    float
+        :data:`DEFAULT_CROP_MARGIN_MM` (mm) when the spacing is known; otherwise a share
+        (:data:`DEFAULT_CROP_SHARE`) of the longer in-plane side, in pixels (at least 2).
+
+    Examples
+    --------
+    >>> default_crop_margin((300, 420), spacing_known=False)
+    84.0
+    >>> default_crop_margin((300, 420))
+    15.0
+    """
+    if spacing_known:
+        return DEFAULT_CROP_MARGIN_MM
+    in_plane = [int(n) for n in tuple(shape)[-2:]]
+    return float(max(2, round(DEFAULT_CROP_SHARE * max(in_plane, default=8))))
 
 
 class Click(NamedTuple):

@@ -20,7 +20,12 @@ import torch
 from scipy import ndimage
 
 from napari_medseg.editing.patches import EditPatch
-from napari_medseg.interactive.clicks import Click
+from napari_medseg.interactive.clicks import (
+    DEFAULT_CROP_MARGIN_MM,
+    DEFAULT_CROP_SHARE,
+    Click,
+    default_crop_margin,
+)
 from napari_medseg.interactive.guidance import (
     DEFAULT_RADIUS_MM,
     channels_per_class,
@@ -31,44 +36,11 @@ from napari_medseg.interactive.guidance import (
 from napari_medseg.interactive.seeds import grow_from_seeds
 from napari_medseg.io.volume import Volume
 
-DEFAULT_CROP_MARGIN_MM = 15.0
-#: Pictures without a pixel size: the default margin is this share of the picture's longer
-#: in-plane side, in pixels (15 "mm" read as 15 px reaches a tenth of a 100-px lesion).
-DEFAULT_CROP_SHARE = 0.2
 #: Logit head start of the clicked answer at a click (see :func:`refine_with_clicks`).
 DEFAULT_CLICK_PRIOR = 8.0
 
 __all__ = ["DEFAULT_CLICK_PRIOR", "DEFAULT_CROP_MARGIN_MM", "DEFAULT_CROP_SHARE", "MAX_CROP_VOXELS",
            "MAX_CROP_WINDOWS", "crop_around", "default_crop_margin", "refine_with_clicks"]
-
-
-def default_crop_margin(shape: Sequence[int], spacing_known: bool = True) -> float:
-    """Default reach of a click: how far beyond the clicks and the label a click may change.
-
-    Parameters
-    ----------
-    shape : sequence of int
-        The image grid, ``(Z, Y, X)`` or ``(Y, X)`` (a colour axis excluded).
-    spacing_known : bool
-        Whether the file gave the pixel size. False: the grid's spacing 1 is a placeholder.
-
-    Returns
-    -------
-    float
-        :data:`DEFAULT_CROP_MARGIN_MM` (mm) when the spacing is known; otherwise a share
-        (:data:`DEFAULT_CROP_SHARE`) of the longer in-plane side, in pixels (at least 2).
-
-    Examples
-    --------
-    >>> default_crop_margin((300, 420), spacing_known=False)
-    84.0
-    >>> default_crop_margin((300, 420))
-    15.0
-    """
-    if spacing_known:
-        return DEFAULT_CROP_MARGIN_MM
-    in_plane = [int(n) for n in tuple(shape)[-2:]]
-    return float(max(2, round(DEFAULT_CROP_SHARE * max(in_plane, default=8))))
 
 
 def _spacing_known(image: Any) -> bool:

@@ -106,7 +106,7 @@ class PromptsMixin:
         key = (layer_key(image), unit, spatial_shape(image))
         if key == self._reach_for:
             return
-        from napari_medseg.interactive.refine import default_crop_margin
+        from napari_medseg.interactive.clicks import default_crop_margin
 
         default = default_crop_margin(spatial_shape(image), unit == "mm")
         spin = self.reach_spin

@@ -341,6 +341,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from napari_medseg.io.errors import MultipleChannelsError, MultipleSeriesError
 
     written = []
+    skipped: list[dict[str, str]] = []  # inputs that could not be segmented (the others were)
     with tqdm(total=len(files), desc="predict", unit="image", file=sys.stderr,
               disable=args.quiet, dynamic_ncols=True, delay=0.5) as bar:
         try:
@@ -351,6 +352,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                         channel=args.channel):
                 if event.kind == "step":
                     bar.update(1)
+                elif event.kind == "message" and isinstance(event.result, dict) and (
+                        "skipped" in event.result):
+                    bar.update(1)
+                    skipped.append(event.result)
                 elif event.kind == "finished":
                     written = event.result
         except MultipleSeriesError as exc:  # say how to choose, in this command's words
@@ -362,6 +367,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              ) from exc
     for path in written:
         print(path)
+    for item in skipped:  # one line each, after the progress bar; stdout keeps only paths
+        print(f"warning: skipped {item['skipped']}: {item['reason']}", file=sys.stderr)
+    if skipped:
+        print(f"warning: {len(skipped)} of {len(files)} image(s) skipped, the others written",
+              file=sys.stderr)
+        return 1
     return 0
 
 

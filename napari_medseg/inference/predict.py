@@ -499,9 +499,21 @@ def predict_folder(
         Which image series of a DICOM folder holding several, which channel / time point of
         a 4D NIfTI (see :func:`~napari_medseg.io.read_volume`).
 
-    Each output has the input's shape and geometry and is written atomically (temp + rename);
-    an input that does not fit (channels, dimensionality, format) stops the run before anything
-    is written for it. Yields one ``"step"`` per finished image; returns the written paths.
+    Each output has the input's shape and geometry and is written atomically (temp + rename).
+    An input that cannot be segmented (unreadable, or it does not fit the model: channels,
+    dimensionality, format) is skipped and the others still run: each skipped input yields one
+    ``"message"`` event (``level="warning"``, ``result={"skipped": name, "reason": text}``,
+    ``message="Skipped <name>: <reason>"``) and the ``"finished"`` message names the skipped
+    ones. When nothing could be written, the (first) reason is raised instead, so a single
+    input fails exactly as it would alone. Problems of the output folder itself stop the run.
+    Yields one ``"step"`` per segmented image (``result``: the paths it wrote); returns all
+    written paths.
+
+    Raises
+    ------
+    ValueError
+        No input could be segmented (one input: its own error; several: how many, and the
+        first reason), or inputs and outputs clash.
     """
     from napari_medseg.dataset.msd import read_image
     from napari_medseg.inference.outputs import (
@@ -535,6 +547,7 @@ def predict_folder(
     yield Event("start", step=0, total=len(files),
                 message=f"Segmenting {len(files)} image(s) with {loaded[1].describe()}")
     written: list[Path] = []
+    skipped: list[tuple[str, Exception]] = []
     t0 = time.perf_counter()
     for i, (stem, src) in enumerate(stems.items(), start=1):
         if stop is not None and stop():
@@ -542,16 +555,19 @@ def predict_folder(
                         message="Prediction cancelled.")
             return written
         try:
-            volume = read_image(src, series_uid=series_uid, channel=channel)
-        except ValueError as exc:
-            if src.name in str(exc):
-                raise  # the reader's message already names the file
-            raise ValueError(f"Cannot read {src.name}: {exc}") from exc
-        fmt = resolve_output_format(output_format, volume, src)  # e.g. a 3D volume as PNG
-        result = predict_volume(loaded, volume, tta=tta, device=dev,
-                                return_probabilities=bool(probabilities),
-                                return_entropy=False, keep_largest=keep_largest,
-                                should_stop=stop, **kwargs)
+            volume = _read_input(read_image, src, series_uid, channel)
+            fmt = resolve_output_format(output_format, volume, src)  # e.g. a 3D volume as PNG
+            result = predict_volume(loaded, volume, tta=tta, device=dev,
+                                    return_probabilities=bool(probabilities),
+                                    return_entropy=False, keep_largest=keep_largest,
+                                    should_stop=stop, **kwargs)
+        except (ValueError, OSError) as exc:  # this input only: say so, go on with the others
+            skipped.append((src.name, exc))
+            reason = _one_line(exc)
+            yield Event("message", step=i, total=len(files), level="warning",
+                        result={"skipped": src.name, "reason": reason},
+                        message=f"Skipped {src.name}: {reason}")
+            continue
         if result is None:  # cancelled inside this image
             yield Event("cancelled", step=i - 1, total=len(files),
                         result=[str(p) for p in written], message="Prediction cancelled.")
@@ -560,7 +576,34 @@ def predict_folder(
         written.extend(paths)
         elapsed = time.perf_counter() - t0
         yield Event("step", step=i, total=len(files), eta_s=elapsed / i * (len(files) - i),
-                    message=f"{src.name} -> {paths[0].name}")
+                    message=f"{src.name} -> {paths[0].name}", result=[str(p) for p in paths])
+    if skipped and len(skipped) == len(stems):
+        name, first = skipped[0]
+        if len(stems) == 1:
+            raise first  # one input: its own error, as when it was the only file
+        raise ValueError(f"None of the {len(stems)} images could be segmented; the first, "
+                         f"{name}: {_one_line(first)}") from first
+    message = f"Wrote {len(stems) - len(skipped)} segmentation(s) to {out}"
+    if skipped:
+        message += (f"; skipped {len(skipped)}: {', '.join(n for n, _ in skipped)} "
+                    f"(first reason: {_one_line(skipped[0][1])})")
     yield Event("finished", step=len(files), total=len(files), result=[str(p) for p in written],
-                message=f"Wrote {len(stems)} segmentation(s) to {out}")
+                message=message)
     return written
+
+
+def _read_input(read_image: Callable[..., Volume], src: Path, series_uid: str | None,
+                channel: int | None) -> Volume:
+    """Read one input of a folder run; a reader error names the file."""
+    try:
+        return read_image(src, series_uid=series_uid, channel=channel)
+    except ValueError as exc:
+        if src.name in str(exc):
+            raise  # the reader's message already names the file
+        raise ValueError(f"Cannot read {src.name}: {exc}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line (its first line; the error's type when empty)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

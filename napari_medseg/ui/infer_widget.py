@@ -52,6 +52,17 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
+def folder_summary(written: list[str], skipped: list[dict[str, str]], out: Any) -> str:
+    """One sentence on a folder run: how many label files were written where, and which
+    inputs were skipped (with the first one's reason)."""
+    text = f"Wrote {len(written)} label file(s) to {out}."
+    if skipped:
+        names = ", ".join(item["skipped"] for item in skipped)
+        text += (f" Skipped {len(skipped)} image(s): {names} (first reason: "
+                 f"{skipped[0]['reason']})")
+    return text
+
+
 class InferWidget(Dock):
     """Segment images with a trained model.
 
@@ -61,6 +72,9 @@ class InferWidget(Dock):
         Layers added by the last run (labels first).
     last_event : Event or None
         Terminal event of the last run.
+    last_written, last_skipped : list
+        Files written by the last folder run (paths), and the inputs it skipped
+        (``{"skipped": name, "reason": text}``).
     model_section, image_section, folder_section : the dock's group boxes; their controls are
         also attributes of the dock (``model_combo``, ``tta_check``, ``run_button``,
         ``input_edit`` ...).
@@ -74,6 +88,7 @@ class InferWidget(Dock):
         self.last_layers: list[Any] = []
         self.last_event: Event | None = None
         self.last_written: list[str] = []
+        self.last_skipped: list[dict[str, str]] = []
         self.export_worker: Any = None
         self._pending: dict[str, Any] = {}
         self.runner = JobRunner(self)
@@ -240,7 +255,7 @@ class InferWidget(Dock):
         job = ProcessJob(predict_folder, str(entry.path), src, dst,
                          tta=self.tta_check.isChecked(), device=self.device_combo.currentText(),
                          what="Segmentation")
-        self.last_written = []
+        self.last_written, self.last_skipped = [], []
         self.status_label.setText(f"Segmenting the images in {src}…")
         self.runner.start(job, f"Segmenting folder {Path(src).name}")
 
@@ -253,6 +268,9 @@ class InferWidget(Dock):
 
     def _on_event(self, ev: Event) -> None:
         """Status line and progress bar: windows done / total and the time left."""
+        if ev.kind == "step" and self._pending.get("kind") == "folder" and isinstance(
+                ev.result, list):
+            self.last_written.extend(ev.result)  # known even when a later image fails
         if ev.kind == "step" and ev.total:
             if self._pending.get("kind") == "image":
                 text = f"{ev.step}/{ev.total} windows"
@@ -264,11 +282,14 @@ class InferWidget(Dock):
                 text += f" · ~{_format_eta(ev.eta_s)} left"
             self.status_label.setText(text)
             self.runner.describe(text)
+        elif ev.kind == "message" and isinstance(ev.result, dict) and "skipped" in ev.result:
+            self.last_skipped.append(ev.result)  # said once at the end, logged one per file
+            logger.warning("Segment folder: %s", ev.message)
         elif ev.kind in ("start", "message") and ev.message:
             self.status_label.setText(ev.message)
 
     def _on_done(self, ev: Event) -> None:
-        from napari.utils.notifications import show_error, show_info
+        from napari.utils.notifications import show_error, show_info, show_warning
 
         self.last_event = ev
         pending, self._pending = self._pending, {}
@@ -276,11 +297,19 @@ class InferWidget(Dock):
             tb = ev.result.get("traceback") if isinstance(ev.result, dict) else None
             if tb:
                 logger.debug("inference failed in the child process:\n%s", tb)
-            self.status_label.setText(ev.message)
-            show_error(ev.message)
+            text = ev.message
+            if pending.get("kind") == "folder" and self.last_written:
+                text += (f" ({len(self.last_written)} label file(s) had been written to "
+                         f"{pending.get('out')}.)")
+            self.status_label.setText(text)
+            show_error(text)
             return
         if ev.kind == "cancelled":
-            self.status_label.setText("Segmentation cancelled.")
+            text = "Segmentation cancelled."
+            if pending.get("kind") == "folder" and self.last_written:
+                text += (f" {len(self.last_written)} label file(s) had been written to "
+                         f"{pending.get('out')}.")
+            self.status_label.setText(text)
             return
         result = self.runner.last_result
         if result is None:
@@ -290,9 +319,9 @@ class InferWidget(Dock):
                 self._add_result_layers(result, pending)
             else:
                 self.last_written = [str(p) for p in (result or [])]
-                text = f"Wrote {len(self.last_written)} label file(s) to {pending.get('out')}."
+                text = folder_summary(self.last_written, self.last_skipped, pending.get("out"))
                 self.status_label.setText(text)
-                show_info(text)
+                (show_warning if self.last_skipped else show_info)(text)
         except Exception as exc:  # noqa: BLE001 - one notification, never a traceback wall
             from napari_medseg.ui._notify import show_error_message
 

@@ -55,10 +55,20 @@ from napari_medseg.training.planning import (
     _plan,
 )
 from napari_medseg.training.sampling import PatchSampler
-from napari_medseg.training.validation import validate
+from napari_medseg.training.validation import (
+    estimate_validation_s,
+    validate,
+    validation_pixels,
+)
 
 #: Consecutive NaN/inf steps after which training stops with an error (updates are skipped).
 MAX_NONFINITE_STEPS = 50
+#: Under a time budget, the last validation is paid for (training stops early to leave it
+#: time) only when it costs at most this share of the time left after preparation; a dearer
+#: one (whole photographs on a CPU, a short budget) is skipped and training uses the time.
+MAX_VALIDATION_SHARE = 0.5
+#: A validation is skipped when it would end the run more than this share past its budget.
+BUDGET_TOLERANCE = 0.03
 
 class _WeightAverage:
     """Exponential moving average of a model's weights (a copy of the model).
@@ -239,6 +249,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     validated = ZeroGuidance(kept, guidance_channels(card)) if guidance else kept
     val_images = [plan.images[c] for c in plan.val_ids]
     val_labels = [plan.labels[c] for c in plan.val_ids]
+    val_pixels = validation_pixels(val_images, patch, dims, config.val_overlap)
     label_names = plan.dataset.label_names
     total_steps = config.max_epochs * config.steps_per_epoch
     budget = config.time_budget_s
@@ -259,6 +270,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     step_time, val_time = 0.0, 0.0
     last_validated = time.perf_counter()
     saved = False
+    said_skip = False  # "validation skipped" said once per run
     status, reason = "finished", "max_epochs"
     current_lr = lr
 
@@ -270,6 +282,20 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             p = max(p, elapsed / budget)
         return min(p, 1.0)
 
+    def validation_cost() -> float:
+        # seconds the next validation takes: measured once one ran, before that estimated
+        # from the validation images' windows and the training steps' speed
+        if val_time:
+            return val_time
+        return estimate_validation_s(val_pixels, patch, step_time, plan.batch_size)
+
+    def reserve_for_validation() -> float:
+        # time kept free at the end of a budget for the last validation, if it is worth it
+        cost = validation_cost()
+        if budget and cost > MAX_VALIDATION_SHARE * max(budget - prepared_s, 0.0):
+            return 0.0  # it would eat most of the run: train instead, skip it at the end
+        return 1.2 * cost
+
     def predict_for_clicks(inputs: torch.Tensor) -> torch.Tensor:
         # the network's own prediction (no gradient; the unwrapped module, so that DDP's
         # gradient bookkeeping is untouched) where simulated clicks go to its errors
@@ -279,6 +305,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                                              enabled=amp_dtype is not None):
             return model(inputs).argmax(1)
 
+    prepared_s = time.perf_counter() - t0  # reading, normalising, planning, building
     while epoch < config.max_epochs:
         net.train()
         losses: list[float] = []
@@ -288,7 +315,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             now = time.perf_counter() - t0
             if stop_requested():
                 local = 2
-            elif budget and now + 1.2 * val_time + step_time > budget:
+            elif budget and now + reserve_for_validation() + step_time > budget:
                 local = 1
             agreed = dist.agree_max([float(local), now])
             flag, elapsed = int(agreed[0]), agreed[1]
@@ -377,9 +404,23 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             # sliding windows over whole pictures cost many training steps: under a budget,
             # validate only late in the run and at most ~10 % of the time
             validate_now = (progress() >= config.dense_validation_from
-                            and time.perf_counter() - last_validated >= 9 * val_time)
+                            and time.perf_counter() - last_validated >= 9 * validation_cost())
         if dist.is_main:
-            if val_images and not validate_now:
+            cost = validation_cost()
+            left = budget - (time.perf_counter() - t0) if budget else math.inf
+            if budget and val_images and validate_now and cost > left + BUDGET_TOLERANCE * budget:
+                # the budget cannot pay for it: keep the time, say so once
+                validate_now = False
+                improved = float(best == -math.inf)  # none validated yet: keep the latest
+                if not said_skip:
+                    said_skip = True
+                    kept_text = ("the best model so far is kept" if best > -math.inf else
+                                 "the latest weights are saved without a validation Dice")
+                    yield Event("message", level="warning", message=(
+                        f"Validation skipped: scoring {len(val_images)} held-out image(s) "
+                        f"would take about {cost:.0f} s and the time budget has "
+                        f"{max(left, 0.0):.0f} s left; {kept_text}."))
+            elif val_images and not validate_now:
                 improved = 0.0
             elif val_images:
                 tv = time.perf_counter()
@@ -405,7 +446,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                  "time_s": round(time.perf_counter() - t0, 2), **metrics}
         history.append(entry)
         message = ""
-        if not validate_now and val_images:
+        if not validate_now and val_images and not improved:
             pass  # no validation this epoch: neither better nor worse
         elif improved:
             since_best = 0
@@ -454,8 +495,28 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
         final.train_config = dict(final.train_config, stop_reason=reason, steps=step,
                                   world_size=dist.world_size)
         _write_card(out, final)
+    if step == 0 and reason == "time_budget" and budget:
+        message = budget_used_by_preparation(budget, prepared_s)
+    else:
+        message = (f"Training finished ({reason}); best validation Dice "
+                   + (f"{result.best_metric:.4f} at epoch {best_epoch}"
+                      if result.best_metric is not None else "n/a"))
     yield Event("finished", step=step, total=total_steps, epoch=epoch, result=result,
-                message=f"Training finished ({reason}); best validation Dice "
-                        + (f"{result.best_metric:.4f} at epoch {best_epoch}"
-                           if result.best_metric is not None else "n/a"))
+                message=message)
     return result
+
+
+def budget_used_by_preparation(budget_s: float, prepared_s: float) -> str:
+    """The sentence for a run whose time budget ran out before its first training step:
+    how long preparing took, and a budget (whole minutes) that leaves time to learn."""
+    enough_min = max(1, math.ceil((2.0 * prepared_s + 30.0) / 60.0))
+    return (f"No model was saved: the {_duration(budget_s)} time budget ran out while preparing "
+            f"the data and the plan ({_duration(prepared_s)} on this machine), before any "
+            f"training step. Give a budget of at least {enough_min} min.")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(float(seconds), 0.0)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"

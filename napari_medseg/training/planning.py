@@ -510,14 +510,16 @@ def _plan_2d(config: TrainConfig, median_shape: Sequence[float], n_channels: int
     spec = plan_network(2, n_channels, num_classes, ref_strides, config.architecture,
                         config.base_channels, config.max_channels, config.deep_supervision,
                         config.res_units, config.activation)
-    if measure:
+    spent = time.perf_counter() - t0
+    if measure and spent < budget:
         rate = _measure_pixels_per_s(spec, ref_patch, batch, device, config.amp)
         how = "timed"
-    else:
+    else:  # several processes, or no time left to time steps
         rate = _NOMINAL_PIXELS_PER_S.get(device.type, 1.0e6)
         how = "assumed"
     rate /= _STEP_OVERHEAD_2D
-    left = max(budget - (time.perf_counter() - t0), 0.0) * _TRAIN_SHARE_2D
+    spent = time.perf_counter() - t0
+    left = max(budget - spent, 0.0) * _TRAIN_SHARE_2D
     if config.batch_size:  # the batch is given: only the patch is planned for it
         patch, strides, _, steps = plan_2d_patch(
             median_shape, rate, left, batch_range=(config.batch_size, config.batch_size),
@@ -531,6 +533,11 @@ def _plan_2d(config: TrainConfig, median_shape: Sequence[float], n_channels: int
             min_side=min_side)
     whole = "the whole image" if all(p >= n for p, n in zip(patch, shape, strict=True)) \
         else f"patches of images {shape}"
+    if not steps:  # nothing left for training steps
+        return patch, strides, planned_batch, (
+            f"2D plan for {budget:g} s on {device.type}: the budget is used up by preparation "
+            f"({spent:.0f} s reading and normalising the images and planning); no training "
+            "step fits in it.")
     return patch, strides, planned_batch, (
         f"2D plan for {budget:g} s on {device.type}: {patch[0]}x{patch[1]} ({whole}), batch "
         f"{planned_batch or config.batch_size}, about {steps} steps ({how} "

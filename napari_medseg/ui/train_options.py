@@ -62,6 +62,11 @@ def _fit_spin_width(box: Any, longest: str) -> None:
     box.setMinimumWidth(box.fontMetrics().horizontalAdvance(longest + " ") + 36)
 
 
+#: Shortest time budget offered (minutes): preparing the images and timing the network take
+#: tens of seconds on a CPU, so a shorter budget would end before the first training step.
+MIN_BUDGET_MIN = 1.0
+
+
 class TrainOptions(QWidget):
     """The run options form: ``budget`` (minutes), ``epochs`` and ``device`` (magicgui value
     widgets, each with its ``label``), and ``device_label`` naming the processor.
@@ -76,9 +81,12 @@ class TrainOptions(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.budget = FloatSpinBox(
-            label="Time budget", value=float(get_setting("train/time_budget_min", 10.0)),
-            min=0.1, max=24 * 60.0, step=1.0,
-            tooltip="Wall-clock limit for training; the learning-rate schedule follows it")
+            label="Time budget",
+            value=max(float(get_setting("train/time_budget_min", 10.0)), MIN_BUDGET_MIN),
+            min=MIN_BUDGET_MIN, max=24 * 60.0, step=1.0,
+            tooltip="Wall-clock limit for training, preparation included (at least "
+                    f"{MIN_BUDGET_MIN:g} min: reading the images and planning take part of "
+                    "it); the learning-rate schedule follows it")
         self.budget.native.setDecimals(1)
         self.budget.native.setSuffix(" min")
         _fit_spin_width(self.budget.native, f"{24 * 60.0:.1f} min")

@@ -48,6 +48,8 @@ def outcome(ev: Event, result: Any) -> tuple[str, str]:
         score = f" (best validation Dice {best:.3f})" if best is not None else ""
         verdict = training_verdict(result)
         if not saved:
+            if getattr(result, "steps", None) == 0 and ev.message:
+                return ev.message, "warning"  # the core says why no step ran (e.g. budget)
             return "Training finished but no model was saved.", "warning"
         if not verdict.usable:
             return f"Model {Path(model_dir).name} is not usable yet. {verdict.message}", "warning"

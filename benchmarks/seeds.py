@@ -58,6 +58,7 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="split seed (no splits file)")
     p.add_argument("--write", action="store_true", help="write the figures to BENCHMARKS.md")
+    p.add_argument("--note", default="", help="a paragraph written under the figures")
     return p.parse_args(argv)
 
 
@@ -184,7 +185,8 @@ def main(argv=None) -> None:
             f"{args.ring_mm:g} mm outside them, on 1..{args.max_slices} slices through the "
             "structures, middle first), all structures grown at once with the Annotate "
             "dock's defaults; Dice per structure over the whole volume.",
-            "", *lines, "", timing + ".", "", f"Last line: `{last}`"])
+            "", *lines, "", "Time per grow (one case, every structure): " + timing + ".", "",
+            f"Last line: `{last}`", *(["", args.note] if args.note else [])])
         write_section("Grow from seeds: simulated scribbles (issue 16)", body)
     print(last)
 

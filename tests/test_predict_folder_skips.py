@@ -103,3 +103,31 @@ def test_cli_prints_the_written_paths_and_one_line_per_skipped_file(model, mixed
     assert err[1].startswith("warning: skipped d_grey.png: ") and "greyscale" in err[1]
     assert err[2] == "warning: 2 of 5 image(s) skipped, the others written"
     assert len(err) == 3 and "Traceback" not in captured.err
+
+
+def test_label_maps_are_not_segmented_as_images(model, tmp_path, capsys):
+    folder = tmp_path / "data"
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    Image.fromarray(photo(0)).save(folder / "imagesTr" / "a.png")
+    mask = np.zeros((H, W, 3), np.uint8)
+    mask[5:15, 5:20] = 1
+    Image.fromarray(mask).save(folder / "labelsTr" / "a.png")  # RGB, like a photo: by folder
+    code = main(["predict", "--model", str(model), str(folder / "labelsTr" / "a.png"),
+                 "--out", str(tmp_path / "out"), *CPU])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "a.png is a label map (it lies in labelsTr/), not an image" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+    # a NIfTI or DICOM SEG that the reader knows to be labels, in a folder: skipped, named
+    from napari_medseg.io import Volume, write_nifti
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.fromarray(photo(1)).save(mixed / "b.png")
+    labels = Volume(np.zeros((1, H, W), np.uint8), metadata={"is_labels": True})
+    labels.array[0, 3:9, 4:12] = 1
+    write_nifti(labels, mixed / "b_seg.nii.gz", labels=True)
+    events, written = run(predict_folder(model, mixed, tmp_path / "out2", device="cpu"))
+    assert [p.name for p in written] == ["b.png"]
+    skips = [e.result for e in events if e.kind == "message" and e.level == "warning"]
+    assert skips and skips[0]["skipped"] == "b_seg.nii.gz" and "label map" in skips[0]["reason"]

@@ -596,11 +596,35 @@ def _read_input(read_image: Callable[..., Volume], src: Path, series_uid: str | 
                 channel: int | None) -> Volume:
     """Read one input of a folder run; a reader error names the file."""
     try:
-        return read_image(src, series_uid=series_uid, channel=channel)
+        volume = read_image(src, series_uid=series_uid, channel=channel)
     except ValueError as exc:
         if src.name in str(exc):
             raise  # the reader's message already names the file
         raise ValueError(f"Cannot read {src.name}: {exc}") from exc
+    kind = _label_map_kind(volume, src)
+    if kind:
+        raise ValueError(f"{src.name} is {kind}, not an image to segment: give the image it "
+                         "was drawn on.")
+    return volume
+
+
+#: Folders that hold label maps in dataset layouts (MSD, nnU-Net).
+_LABEL_FOLDERS = ("labelstr", "labelsts", "labelsva")
+
+
+def _label_map_kind(volume: Volume, src: Path) -> str:
+    """What kind of label map ``volume`` is ("a DICOM SEG", "a label map" ...), or "" for an
+    image: segmenting a label map as if it were intensities gives nonsense silently."""
+    meta = volume.metadata or {}
+    if meta.get("format") == "dicom-seg":
+        return "a DICOM SEG"
+    if meta.get("format") == "rtstruct":
+        return "an RTSTRUCT"
+    if meta.get("is_labels") is True and np.asarray(volume.array).any():
+        return "a label map"  # (a blank image also "looks like" labels: left to the model)
+    if src.parent.name.lower() in _LABEL_FOLDERS:
+        return f"a label map (it lies in {src.parent.name}/)"
+    return ""
 
 
 def _one_line(exc: BaseException) -> str:

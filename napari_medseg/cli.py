@@ -394,8 +394,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_folders(args.pred_dir, args.gt_dir, csv_path=args.csv,
                               surface=not args.no_surface)
     summary = result["summary"]
+    notes = []  # said on stderr in both output modes
+    for name in _absent_from_truth(result["cases"]):
+        notes.append(f"warning: class {name} is in no ground-truth case, only in the "
+                     "predictions (its Dice is 0): a model of another task, or other label "
+                     "values?")
+    if result["missing_predictions"]:
+        notes.append(f"warning: {len(result['missing_predictions'])} ground-truth case(s) had "
+                     "no prediction and were skipped")
+    if args.csv:
+        notes.append(f"per-case metrics written to {args.csv}")
     if args.json:
         print(_dumps(summary, indent=2))
+        for line in notes:
+            print(line, file=sys.stderr)
         return 0
     columns = [("dice", "Dice"), ("jaccard", "Jaccard"), ("sensitivity", "Sens"),
                ("precision", "Prec")]
@@ -414,12 +426,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if dices:
         print(f"mean Dice over {len(dices)} class(es): {sum(dices) / len(dices):.4f} "
               f"({len(result['cases'])} case(s))")
-    if result["missing_predictions"]:
-        print(f"warning: {len(result['missing_predictions'])} ground-truth case(s) had no "
-              "prediction and were skipped", file=sys.stderr)
-    if args.csv:
-        print(f"per-case metrics written to {args.csv}", file=sys.stderr)
+    for line in notes:
+        print(line, file=sys.stderr)
     return 0
+
+
+def _absent_from_truth(cases: dict) -> list[str]:
+    """Classes scored in ``evaluate_folders``' cases whose ground truth is empty everywhere."""
+    totals: dict[str, float] = {}
+    for rows in cases.values():
+        for name, row in rows.items():
+            truth = row.get("volume_gt_ml", row.get("area_gt_px"))
+            if isinstance(truth, (int, float)):
+                totals[name] = totals.get(name, 0.0) + float(truth)
+    return [name for name, total in totals.items() if total == 0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -158,3 +158,23 @@ def test_evaluate_folders_compares_voxels_where_they_lie_in_the_patient(tmp_path
     write_nifti(Volume(labels, (2.0, 1.0, 1.0), shifted, metadata=ORIENTED), gt_dir / "c.nii.gz", labels=True)
     with pytest.raises(ValueError, match="c: the prediction .* not on the same grid"):
         evaluate_folders(pred_dir, gt_dir, labels={1: "a"})
+
+
+def test_cli_evaluate_warns_of_a_class_no_ground_truth_has_in_json_mode_too(tmp_path, capsys):
+    from napari_medseg.cli import main
+
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    gt = np.zeros((6, 7, 8), np.uint8)
+    gt[1:4, 2:5, 2:6] = 1
+    pred = gt.copy()
+    pred[4:6, 2:5, 2:6] = 2  # a 3-class model against 2-class labels
+    write_nifti(Volume(gt, (1.0, 1.0, 1.0)), gt_dir / "c0.nii.gz", labels=True)
+    write_nifti(Volume(pred, (1.0, 1.0, 1.0)), pred_dir / "c0.nii.gz", labels=True)
+    for extra in ([], ["--json"]):
+        assert main(["evaluate", str(pred_dir), str(gt_dir), "--no-surface",
+                     "--csv", str(tmp_path / "m.csv"), *extra]) == 0
+        err = capsys.readouterr().err.splitlines()
+        assert any(line.startswith("warning: class 2 is in no ground-truth case") for line in err)
+        assert f"per-case metrics written to {tmp_path / 'm.csv'}" in err

@@ -114,3 +114,20 @@ def test_cli_convert(tmp_path, series_and_flipped_nifti):
     run = _cli("convert", nifti, tmp_path / "x.seg.dcm")
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
     assert "--reference" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_image_given_as_the_label_map_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    scan = Volume(rng.integers(0, 140, (6, 20, 18)).astype(np.uint8), (1.0, 1.0, 1.0))
+    write_nifti(scan, tmp_path / "scan.nii.gz")
+    out = tmp_path / "out.nii.gz"
+    with pytest.raises(MedsegIOError, match=r"scan.nii.gz holds \d+ different values .*looks "
+                                            "like an image, not a label map"):
+        convert_labels(tmp_path / "scan.nii.gz", out)
+    assert not out.exists()
+    many = {v: f"structure {v}" for v in range(1, 140)}  # named: it is a label map after all
+    assert convert_labels(tmp_path / "scan.nii.gz", out, classes=many)
+    organs = np.zeros((6, 20, 18), np.uint8)
+    organs.reshape(-1)[:30] = np.arange(1, 31)  # 30 structures: more than 16, named *_seg
+    write_nifti(Volume(organs, (1.0, 1.0, 1.0)), tmp_path / "organs_seg.nii.gz", labels=True)
+    assert convert_labels(tmp_path / "organs_seg.nii.gz", tmp_path / "o.nrrd")  # name says so

@@ -107,6 +107,22 @@ def _integer_labels(volume: Volume, name: str) -> np.ndarray:
     return array.astype(np.uint8 if array.max(initial=0) <= 255 else np.uint16, copy=False)
 
 
+def _refuse_intensities(array: np.ndarray, name: str, table: dict) -> None:
+    """An image (an MR scan's whole numbers) given as the label map: refused in one line,
+    unless its classes are named (a class table for that many values says it is labels)."""
+    from napari_medseg.io.nifti import looks_like_label_map
+
+    if looks_like_label_map(array, name):
+        return
+    values = np.unique(array)
+    values = values[values != 0]
+    if values.size > len(table or {}):
+        raise MedsegIOError(
+            f"{name} holds {values.size} different values (up to {int(values.max())}): it "
+            "looks like an image, not a label map; name its classes with --classes if it "
+            "is one.")
+
+
 def _read_labels(path: Path, reference: Volume | None) -> Volume:
     """The label file as a Volume; a DICOM SEG / RTSTRUCT on the reference series when one is
     given (else on the series found beside it)."""
@@ -185,6 +201,8 @@ def convert_labels(
     labels = _read_labels(labels_path, grid)
     table = _class_table(labels_path, labels, classes)
     array = _integer_labels(labels, labels_path.name)
+    if kind not in ("dicom-seg", "rtstruct"):
+        _refuse_intensities(array, labels_path.name, table)
     if grid is None:
         grid = labels
     else:

@@ -251,6 +251,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         verdict = training_verdict(result)
         if not verdict.usable or verdict.weak:
             print(f"napari-medseg train: warning: {verdict.message}", file=sys.stderr)
+        _register_in_project(args, result, verdict.usable)
     if main and result is not None:
         summary = {k: getattr(result, k) for k in ("status", "model_dir", "best_metric",
                                                    "best_epoch", "epochs", "steps",
@@ -258,6 +259,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["elapsed_s"] = round(result.elapsed_s, 1)
         print(_dumps(summary))
     return 0
+
+
+def _register_in_project(args: argparse.Namespace, result: Any, usable: bool) -> None:
+    """Training on a project folder registers the model as the project's next version (the one
+    ``suggest`` and the Project dock use), as a retraining from the dock does; a model that
+    learnt too little does not replace a usable current one."""
+    from napari_medseg.dataset.project import Project
+
+    if getattr(result, "model_dir", None) is None or not Project.is_project(args.dataset):
+        return
+    project = Project.open(args.dataset)
+    current = project.current_model
+    parent = None
+    if args.init and current and Path(args.init).resolve() == project.model_dir(current).resolve():
+        parent = current
+    records = {m["version"]: m for m in project.models()}
+    current_usable = current is not None and (
+        (records.get(current, {}).get("metrics") or {}).get("usable", 1.0) != 0.0)
+    metrics = {"usable": 1.0 if usable else 0.0}
+    if result.best_metric is not None:
+        metrics["dice_mean"] = float(result.best_metric)
+    version = project.register_model(result.model_dir, metrics, parent=parent,
+                                     make_current=usable or not current_usable,
+                                     note="napari-medseg train")
+    now = project.current_model == version
+    print(f"napari-medseg train: registered in project {project.name} as {version}"
+          + (" (now its current model)" if now else f" ({current} stays its current model)"),
+          file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------

@@ -208,3 +208,22 @@ def test_small_option_and_path_mistakes_are_one_line(tmp_path, capsys):
     f.write_bytes(b"x")
     assert main(["evaluate", str(f), str(tmp_path)]) == 2
     assert "a.nii.gz is a file; give two folders" in capsys.readouterr().err
+
+
+def test_train_on_a_project_registers_the_model_as_its_next_version(tmp_path):
+    from napari_medseg.dataset.project import Project
+
+    project = Project.create(tmp_path / "proj", "Blobs", {1: "outer", 2: "inner"}, "MR")
+    for i in range(2):
+        case = _case(i)
+        project.accept_case(case.image, case.labels)
+    project.add_unlabelled(_case(2).image, "pool_1")
+    proc = cli("train", project.root, "--out", tmp_path / "m1", "--max-epochs", "1", *TINY)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "registered in project Blobs as v001 (now its current model)" in proc.stderr
+    again = Project.open(project.root)
+    assert again.current_model == "v001"
+    assert (again.model_dir("v001") / "model.pt").is_file()
+    assert (tmp_path / "m1" / "model.pt").is_file()  # --out keeps its copy
+    proc = cli("suggest", project.root)
+    assert proc.returncode == 0 and "no model yet" not in proc.stderr

@@ -162,7 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    read_dataset_json(args.dataset)  # fail fast with a clear message
+    meta = read_dataset_json(args.dataset)  # fail fast with a clear message
+    _refuse_other_task(args, str(meta.get("name") or ""))
     val_ids = None
     if args.split_file:
         _, val_ids = read_splits(args.split_file, args.fold)
@@ -259,6 +260,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["elapsed_s"] = round(result.elapsed_s, 1)
         print(_dumps(summary))
     return 0
+
+
+def _refuse_other_task(args: argparse.Namespace, task: str) -> None:
+    """``--out`` holding a model of another task is not silently replaced (``--overwrite``)."""
+    from napari_medseg.models.card import CARD_FILE, read_card
+
+    out = Path(args.out)
+    if args.overwrite or not (out / CARD_FILE).is_file():
+        return
+    if args.init and Path(args.init).resolve() == out.resolve():
+        return
+    try:
+        card = read_card(out)
+    except (OSError, ValueError):
+        return  # not readable as a model: training writes a new one
+    if task and card.task and card.task != task:
+        raise ValueError(f"{out} holds a model of another task ({card.task}, {card.dims}D); "
+                         "choose another --out, or add --overwrite to replace it.")
 
 
 def _register_in_project(args: argparse.Namespace, result: Any, usable: bool) -> None:
@@ -505,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or fine-tune a model on an MSD / project folder")
     p.add_argument("dataset", help="folder with dataset.json, imagesTr/, labelsTr/")
     p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a model of another task that --out already holds")
     p.add_argument("--time-budget-s", type=float, default=None, help="wall-clock limit (s)")
     p.add_argument("--max-epochs", type=int, default=1000)
     p.add_argument("--steps-per-epoch", type=int, default=50,

@@ -227,3 +227,21 @@ def test_train_on_a_project_registers_the_model_as_its_next_version(tmp_path):
     assert (tmp_path / "m1" / "model.pt").is_file()  # --out keeps its copy
     proc = cli("suggest", project.root)
     assert proc.returncode == 0 and "no model yet" not in proc.stderr
+
+
+def test_train_does_not_silently_replace_a_model_of_another_task(dataset, tmp_path):
+    import json
+
+    from test_predict_folder_skips import make_colour_model
+
+    other = make_colour_model(tmp_path / "spots")  # task "Spots", 2D colour
+    before = (other / "model.pt").read_bytes()
+    proc = cli("train", dataset, "--out", other, "--max-epochs", "1", *TINY)
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "holds a model of another task (Spots, 2D)" in line and "--overwrite" in line
+    assert (other / "model.pt").read_bytes() == before  # untouched
+    proc = cli("train", dataset, "--out", other, "--max-epochs", "1", "--overwrite", *TINY)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    card = json.loads((other / "model_card.json").read_text())
+    assert card["task"] != "Spots"

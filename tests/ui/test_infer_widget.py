@@ -294,5 +294,6 @@ def test_export_button_writes_a_torchscript_file(make_napari_viewer, qtbot, tmp_
     out = tmp_path / "exported.pt"
     worker = widget.export_model_to(out, "torchscript")
     qtbot.waitUntil(lambda: worker.is_running is False and out.is_file(), timeout=120_000)
+    # the worker's result reaches the status line on a later turn of the event loop
+    qtbot.waitUntil(lambda: "Exported" in widget.status_label.text(), timeout=10_000)
     assert out.with_name("exported.model_card.json").is_file()
-    assert "Exported" in widget.status_label.text()

@@ -53,12 +53,11 @@ def mixed_folder(tmp_path) -> Path:
 
 
 def run(gen):
+    """(events, return value) of a core job."""
+    from napari_medseg.cycle import run_to_end
+
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
+    return events, run_to_end(gen, events.append)
 
 
 def test_bad_files_are_skipped_named_and_the_rest_written(model, mixed_folder, tmp_path):

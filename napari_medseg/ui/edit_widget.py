@@ -318,21 +318,20 @@ class EditWidget(Dock):
     # ------------------------------------------------------------------ history
     @catch_errors("Undo")
     def _on_undo(self) -> None:
-        layer = self.labels_combo.require("Labels layer")
-        if not getattr(layer, "_undo_history", True):
-            self.status.setText(f"Nothing to undo in '{layer.name}'.")
-            return
-        layer.undo()
-        self.status.setText(f"Undid the last change of '{layer.name}' (Redo brings it back).")
+        self._step_history("undo", "Undid the last change of '{}' (Redo brings it back).")
 
     @catch_errors("Redo")
     def _on_redo(self) -> None:
+        self._step_history("redo", "Redid the last undone change of '{}'.")
+
+    def _step_history(self, which: str, done: str) -> None:
+        """Undo or redo on the chosen labels, and say what happened (or that nothing could)."""
         layer = self.labels_combo.require("Labels layer")
-        if not getattr(layer, "_redo_history", True):
-            self.status.setText(f"Nothing to redo in '{layer.name}'.")
+        if not getattr(layer, f"_{which}_history", True):
+            self.status.setText(f"Nothing to {which} in '{layer.name}'.")
             return
-        layer.redo()
-        self.status.setText(f"Redid the last undone change of '{layer.name}'.")
+        getattr(layer, which)()
+        self.status.setText(done.format(layer.name))
 
     # ------------------------------------------------------------------ analysis
     @catch_errors("Contours")

@@ -416,12 +416,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     for item in skipped:  # one line each, after the progress bar; stdout keeps only paths
-        print(f"warning: skipped {item['skipped']}: {item['reason']}", file=sys.stderr)
+        print(f"warning: skipped {item['skipped']}: {_how_to_choose(item)}", file=sys.stderr)
     if skipped:
         print(f"warning: {len(skipped)} of {len(files)} image(s) skipped, the others written",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _how_to_choose(item: dict[str, str]) -> str:
+    """A skipped input's reason, naming the option that chooses its series or channel."""
+    reason = item["reason"]
+    if item.get("choose") == "series":
+        return (f"{reason.rstrip('.')}: give --series UID (`napari-medseg info FOLDER` lists "
+                "them).")
+    if item.get("choose") == "channel":
+        return reason.replace("choose one with channel=", "choose one with --channel ")
+    return reason
 
 
 # --------------------------------------------------------------------------------------------

@@ -188,7 +188,8 @@ def test_predict_chooses_a_series_or_a_channel_when_told(trained, tmp_path, samp
     proc = cli("predict", mixed, "--model", model, "--out", tmp_path / "o2", "--series", uid,
                "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "o2" / "mixed.nii.gz").is_file()
+    # named after the folder and the series, so another series of it does not overwrite it
+    assert (tmp_path / "o2" / f"mixed_{uid.replace('.', '')[-8:]}.nii.gz").is_file()
     four_d = tmp_path / "four_d.nii.gz"
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((16, 16, 16, 2)).astype(np.float32),
                              np.eye(4)), four_d)

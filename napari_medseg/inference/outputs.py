@@ -26,6 +26,7 @@ half-written output behind.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -207,6 +208,25 @@ def label_path(out_dir: str | os.PathLike, stem: str, fmt: str | OutputFormat) -
     return Path(out_dir) / f"{stem}{out_format.suffix}"
 
 
+def is_probability_name(name: str, stem: str) -> bool:
+    """Whether ``name`` (a file name, or a stem) is ``<stem>_prob_<class value>``, optionally
+    followed by a file suffix: a probability map :func:`write_prediction` writes for ``stem``."""
+    return re.fullmatch(re.escape(stem) + r"_prob_\d+(\.[0-9A-Za-z]+)*", name) is not None
+
+
+def _remove_stale_probabilities(out: Path, stem: str, keep: list[Path]) -> None:
+    """Delete ``<stem>_prob_<value>.*`` files in ``out`` that this result did not write: maps
+    of an earlier prediction (another series, class table or run with probabilities) must not
+    lie beside the new labels as if they were theirs."""
+    kept = {p.name for p in keep}
+    for path in out.iterdir():
+        if path.name not in kept and is_probability_name(path.name, stem) and path.is_file():
+            try:
+                path.unlink()
+            except OSError:
+                pass  # a file we may not delete stays; the new files are written
+
+
 def write_prediction(
     result: PredictionResult,
     reference: Volume,
@@ -241,7 +261,10 @@ def write_prediction(
     Returns
     -------
     list of Path
-        The label file first, then any probability files.
+        The label file first, then any probability files. Probability maps of ``stem``
+        that an earlier prediction left in ``out_dir`` (``<stem>_prob_<value>.*``) and that
+        this one did not write again are deleted, so none of them lies beside labels they
+        do not belong to.
 
     Raises
     ------
@@ -289,6 +312,7 @@ def write_prediction(
             os.replace(path, out / path.name)
             final.append(out / path.name)
         done = True
+        _remove_stale_probabilities(out, stem, final)
         return final
     finally:
         shutil.rmtree(staging, ignore_errors=True)

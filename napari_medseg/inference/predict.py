@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -399,17 +400,21 @@ def predict_volume(model: ModelLike, volume: Volume | Sequence[Volume], **kwargs
 #: readers take but GIF (masks, not photographs).
 PICTURE_INPUT_SUFFIXES = tuple(s for s in PICTURE_SUFFIXES if s != ".gif")
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
-_STRIPPED_SUFFIXES = (*_NIFTI_SUFFIXES, *PICTURE_INPUT_SUFFIXES, ".gif", ".dcm", ".dicom", ".ima")
+_DICOM_INPUT_SUFFIXES = (".dcm", ".dicom", ".ima")
+_STRIPPED_SUFFIXES = (*_NIFTI_SUFFIXES, *PICTURE_INPUT_SUFFIXES, ".gif", *_DICOM_INPUT_SUFFIXES)
 
 
-def output_stem(path: str | os.PathLike) -> str:
+def output_stem(path: str | os.PathLike, series_uid: str | None = None) -> str:
     """Name of an input without its image suffix: ``case.nii.gz`` -> ``case``,
-    ``photo.JPG`` -> ``photo``; a DICOM folder keeps its name. The nnU-Net channel suffix of
-    the first channel goes too (``case_0000.png`` -> ``case``), so predictions pair with
-    ``labelsTr/case.png`` as nnU-Net writes them."""
+    ``photo.JPG`` -> ``photo``; a DICOM folder keeps its name, followed by the last 8 letters
+    and digits of ``series_uid`` when one series of it was chosen (``PGBM-002`` ->
+    ``PGBM-002_46185462``, a part ``<uid>#2`` of a split series adds ``_2``), so the series of
+    one folder do not overwrite each other. The nnU-Net channel suffix of the first channel
+    goes too (``case_0000.png`` -> ``case``), so predictions pair with ``labelsTr/case.png``
+    as nnU-Net writes them."""
     name = Path(path).name
     if Path(path).is_dir():
-        return name
+        return f"{name}_{series_tag(series_uid)}" if series_uid else name
     lower = name.lower()
     for suffix in _STRIPPED_SUFFIXES:
         if lower.endswith(suffix) and len(name) > len(suffix):
@@ -420,12 +425,30 @@ def output_stem(path: str | os.PathLike) -> str:
     return name
 
 
+def series_tag(series_uid: str) -> str:
+    """Short file-name tag of a DICOM series key or UID: its last 8 letters and digits (the
+    part of a UID that differs between series), plus ``_<n>`` for part ``#n`` of a split
+    series."""
+    uid, _, part = str(series_uid).partition("#")
+    tail = re.sub(r"[^0-9A-Za-z]", "", uid)[-8:] or "series"
+    part = re.sub(r"[^0-9A-Za-z]", "", part)
+    return f"{tail}_{part}" if part else tail
+
+
+def _is_dicom_file(path: Path) -> bool:
+    from napari_medseg.io import has_dicom_preamble
+
+    return path.suffix.lower() in _DICOM_INPUT_SUFFIXES or has_dicom_preamble(path)
+
+
 def list_input_images(input_path: str | os.PathLike) -> list[Path]:
     """Images to segment: a file; every NIfTI (``.nii``, ``.nii.gz``) and picture (PNG, JPEG,
     TIFF, BMP) file in a folder; or a DICOM folder.
 
     A folder without NIfTI or picture files but with DICOM files is one input (its single
-    image series).
+    image series). A folder holding both gives its NIfTI and picture files and, last, the
+    folder itself: its DICOM files (``.dcm`` or without a suffix) are one more input, the
+    series they form, never dropped silently.
     """
     from napari_medseg.io import folder_has_dicom
 
@@ -433,11 +456,14 @@ def list_input_images(input_path: str | os.PathLike) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir()
-                       if p.is_file() and p.name.lower().endswith(
-                           (*_NIFTI_SUFFIXES, *PICTURE_INPUT_SUFFIXES))
-                       and not p.name.startswith("."))
+        entries = sorted(p for p in path.iterdir()
+                         if p.is_file() and not p.name.startswith("."))
+        files = [p for p in entries
+                 if p.name.lower().endswith((*_NIFTI_SUFFIXES, *PICTURE_INPUT_SUFFIXES))]
         if files:
+            chosen = set(files)
+            if any(_is_dicom_file(p) for p in entries if p not in chosen):
+                files.append(path)  # the folder's DICOM series, one more input
             return files
         if folder_has_dicom(path):
             return [path]
@@ -480,9 +506,12 @@ def predict_folder(
     """Segment a file, every NIfTI image / picture in a folder, or a DICOM series into ``out_dir``.
 
     Outputs are named after the input without its suffix: ``<name>.nii.gz`` for volumes (a
-    DICOM folder gives ``<folder name>.nii.gz``) and ``<name>.png`` for 2D pictures (PNG, JPEG,
-    TIFF, BMP, 2D DICOM), unless ``output_format`` says otherwise (see
-    :mod:`napari_medseg.inference.outputs`).
+    DICOM folder gives ``<folder name>.nii.gz``, or ``<folder name>_<series tag>.nii.gz`` for
+    the series ``series_uid`` chooses: see :func:`output_stem`) and ``<name>.png`` for 2D
+    pictures (PNG, JPEG, TIFF, BMP, 2D DICOM), unless ``output_format`` says otherwise (see
+    :mod:`napari_medseg.inference.outputs`). The DICOM files of a folder that also holds NIfTI
+    or picture files are one more input (see :func:`list_input_images`), named
+    ``<folder name>/ (DICOM)`` when skipped.
 
     Parameters
     ----------
@@ -503,6 +532,7 @@ def predict_folder(
     An input that cannot be segmented (unreadable, or it does not fit the model: channels,
     dimensionality, format) is skipped and the others still run: each skipped input yields one
     ``"message"`` event (``level="warning"``, ``result={"skipped": name, "reason": text}``,
+    plus ``"choose": "series"`` / ``"channel"`` when it holds several of them,
     ``message="Skipped <name>: <reason>"``) and the ``"finished"`` message names the skipped
     ones. When nothing could be written, the (first) reason is raised instead, so a single
     input fails exactly as it would alone. Problems of the output folder itself stop the run.
@@ -518,6 +548,7 @@ def predict_folder(
     from napari_medseg.dataset.msd import read_image
     from napari_medseg.inference.outputs import (
         get_output_format,
+        is_probability_name,
         label_path,
         resolve_output_format,
         write_prediction,
@@ -533,17 +564,25 @@ def predict_folder(
     loaded = _as_model(model, dev)
     check_single_file_channels(loaded[1])
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"The output folder {out} is an existing file; choose another folder.")
     stems: dict[str, Path] = {}
     for src in files:
-        stem = output_stem(src)
+        stem = output_stem(src, series_uid)
         if stem in stems:
-            raise ValueError(f"{stems[stem].name} and {src.name} would both be written as "
-                             f"{stem}.*; rename one of them.")
+            raise ValueError(f"{_input_name(stems[stem])} and {_input_name(src)} would both be "
+                             f"written as {stem}.*; rename one of them.")
         stems[stem] = src
         for name in candidates:
             if label_path(out, stem, name).resolve() == src.resolve():
                 raise ValueError(f"The output {label_path(out, stem, name)} would overwrite its "
                                  "input; choose another --out.")
+    for stem, src in stems.items():  # "a_prob_1" would be taken for a probability map of "a"
+        owner = next((o for o in stems if is_probability_name(stem, o)), None)
+        if owner is not None:
+            raise ValueError(f"The output of {_input_name(src)} would be taken for a "
+                             f"probability map of {_input_name(stems[owner])} ({stem} = "
+                             f"{owner}_prob_<class>); rename one of them.")
     yield Event("start", step=0, total=len(files),
                 message=f"Segmenting {len(files)} image(s) with {loaded[1].describe()}")
     written: list[Path] = []
@@ -562,11 +601,15 @@ def predict_folder(
                                     return_entropy=False, keep_largest=keep_largest,
                                     should_stop=stop, **kwargs)
         except (ValueError, OSError) as exc:  # this input only: say so, go on with the others
-            skipped.append((src.name, exc))
+            name = _input_name(src) if len(stems) > 1 else src.name
+            skipped.append((name, exc))
             reason = _one_line(exc)
-            yield Event("message", step=i, total=len(files), level="warning",
-                        result={"skipped": src.name, "reason": reason},
-                        message=f"Skipped {src.name}: {reason}")
+            item = {"skipped": name, "reason": reason}
+            choose = _what_to_choose(exc)
+            if choose:
+                item["choose"] = choose  # what the caller may let the user pick (its option)
+            yield Event("message", step=i, total=len(files), level="warning", result=item,
+                        message=f"Skipped {name}: {reason}")
             continue
         if result is None:  # cancelled inside this image
             yield Event("cancelled", step=i - 1, total=len(files),
@@ -590,6 +633,23 @@ def predict_folder(
     yield Event("finished", step=len(files), total=len(files), result=[str(p) for p in written],
                 message=message)
     return written
+
+
+def _input_name(src: Path) -> str:
+    """How a folder run names an input: the file name; a folder's DICOM files beside its
+    other images as ``<folder>/ (DICOM)``."""
+    return f"{src.name}/ (DICOM)" if src.is_dir() else src.name
+
+
+def _what_to_choose(exc: BaseException) -> str | None:
+    """``"series"`` or ``"channel"`` when ``exc`` says the input holds several of them."""
+    from napari_medseg.io.errors import MultipleChannelsError, MultipleSeriesError
+
+    if isinstance(exc, MultipleSeriesError):
+        return "series"
+    if isinstance(exc, MultipleChannelsError):
+        return "channel"
+    return None
 
 
 def _read_input(read_image: Callable[..., Volume], src: Path, series_uid: str | None,

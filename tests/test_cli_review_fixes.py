@@ -1,0 +1,161 @@
+"""CLI defects found by a review, each pinned by a test: DICOM beside NIfTI in a predict folder,
+per-series output names and stale probability maps, ``info`` on truncated / NaN files, the
+message for an ``--out`` that is a file, the specificity column of ``evaluate``, pydicom's
+character-set warnings, the mode of an exported bundle folder and the ``--overlap`` help."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from dicom_factory import SHAPE, write_ct_series
+
+from napari_medseg.cli import main
+from napari_medseg.inference import list_input_images, predict_folder
+from napari_medseg.inference.predict import series_tag
+from napari_medseg.io import Volume, read_nifti, read_volumes, write_nifti
+from napari_medseg.models import ModelCard, build_network, plan_network, save_model
+
+CPU = ["--device", "cpu", "--threads", "1", "--quiet"]
+
+
+def cli(*args):
+    """The command as a user runs it (a fresh process: warnings and exit status as they are)."""
+    return subprocess.run([sys.executable, "-m", "napari_medseg.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=240)
+
+
+def make_grey_model(folder: Path) -> Path:
+    """A tiny untrained 3D model of one greyscale channel and 2 classes."""
+    torch.manual_seed(0)
+    spec = plan_network(3, 1, 2, [(2, 2, 2), (2, 2, 2)], base_channels=4, max_channels=8)
+    card = ModelCard(task="Blobs", classes=[{"value": v, "name": f"c{v}", "color": [0, 0, 0]}
+                                            for v in range(2)],
+                     dims=3, in_channels=1, patch_size=[16, 16, 16], network=spec,
+                     normalisation=[{"scheme": "zscore"}])
+    return save_model(build_network(spec), card, folder)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return make_grey_model(tmp_path_factory.mktemp("models") / "grey")
+
+
+def _nifti(path: Path, shape=SHAPE) -> Path:
+    rng = np.random.default_rng(0)
+    write_nifti(Volume(rng.normal(0, 1, shape).astype(np.float32)), path)
+    return path
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.strip().splitlines() if ln.strip()]
+
+
+# 1. a folder of NIfTI files and a DICOM series -------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".dcm", ""])
+def test_dicom_slices_beside_nifti_files_are_predicted_as_one_more_image(model, tmp_path,
+                                                                          capsys, suffix):
+    folder = tmp_path / "scans"
+    write_ct_series(folder)
+    if not suffix:  # slices without a suffix, as many PACS exports name them
+        for f in folder.glob("*.dcm"):
+            f.rename(f.with_suffix(""))
+    _nifti(folder / "a.nii.gz")
+    assert list_input_images(folder) == [folder / "a.nii.gz", folder]
+    out = tmp_path / "out"
+    code = main(["predict", "--model", str(model), str(folder), "--out", str(out), *CPU])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.splitlines() == [str(out / "a.nii.gz"), str(out / "scans.nii.gz")]
+    assert read_nifti(out / "scans.nii.gz").shape == SHAPE  # the series, on its own grid
+    assert "Traceback" not in captured.err
+
+
+def test_a_folder_with_several_series_beside_nifti_says_which_option_chooses(model, tmp_path,
+                                                                            capsys):
+    folder = tmp_path / "scans"
+    write_ct_series(folder / "s1")
+    write_ct_series(folder / "s2")
+    for f in (folder / "s1").iterdir():  # DICOM slices at the top of the folder too
+        shutil.move(f, folder / f"s1_{f.name}")
+    (folder / "s1").rmdir()
+    _nifti(folder / "a.nii.gz")
+    out = tmp_path / "out"
+    code = main(["predict", "--model", str(model), str(folder), "--out", str(out), *CPU])
+    captured = capsys.readouterr()
+    assert code == 1  # partly done, as for any skipped input
+    assert captured.out.splitlines() == [str(out / "a.nii.gz")]
+    err = _lines(captured.err)
+    assert err[0].startswith("warning: skipped scans/ (DICOM): ")
+    assert "2 image series" in err[0] and err[0].endswith(
+        "give --series UID (`napari-medseg info FOLDER` lists them).")
+    assert err[1] == "warning: 1 of 2 image(s) skipped, the others written" and len(err) == 2
+
+
+# 2. one output per series; no stale probability maps ----------------------------------------
+
+
+def test_each_series_of_a_folder_gets_its_own_output_and_old_maps_go(model, tmp_path, capsys):
+    folder = tmp_path / "study"
+    write_ct_series(folder / "s1")
+    write_ct_series(folder / "s2")
+    first, second = (v.metadata["series_uid"] for v in read_volumes(folder))
+    out = tmp_path / "out"
+
+    def predict(uid: str, *extra: str) -> list[str]:
+        code = main(["predict", "--model", str(model), str(folder), "--out", str(out),
+                     "--series", uid, *extra, *CPU])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        return [Path(p).name for p in captured.out.splitlines()]
+
+    one, two = f"study_{series_tag(first)}", f"study_{series_tag(second)}"
+    assert one != two and series_tag(first) == first.replace(".", "")[-8:]
+    assert predict(first, "--probabilities") == [f"{one}.nii.gz", f"{one}_prob_1.nii.gz"]
+    before = (out / f"{one}.nii.gz").read_bytes()
+    assert predict(second) == [f"{two}.nii.gz"]
+    assert (out / f"{one}.nii.gz").read_bytes() == before  # not overwritten by the other series
+    # the same series again without probabilities: the maps of the earlier run go
+    assert predict(first) == [f"{one}.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{one}.nii.gz", f"{two}.nii.gz"])
+
+
+def test_the_series_tag_keeps_the_part_of_a_split_series():
+    assert series_tag("1.2.826.0.1.3680043.8.498.46193243091922807973650205619024551805") \
+        == "24551805"
+    assert series_tag("1.2.3.4567890123#2") == "67890123_2"
+    assert series_tag("no-uid-9c1e5a77b2") == "1e5a77b2"
+
+
+def test_a_new_prediction_removes_the_stale_maps_of_its_stem_only(model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _nifti(folder / "case.nii.gz", (8, 16, 16))
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("case_prob_1.nii.gz", "case_prob_7.nii.gz", "other_prob_1.nii.gz",
+                 "case_probe.nii.gz"):
+        (out / name).write_bytes(b"old")
+    list(predict_folder(model, folder, out, device="cpu"))
+    assert sorted(p.name for p in out.iterdir()) == ["case.nii.gz", "case_probe.nii.gz",
+                                                     "other_prob_1.nii.gz"]
+
+
+def test_an_input_named_like_a_probability_map_of_another_is_refused(model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _nifti(folder / "a.nii.gz", (8, 16, 16))
+    _nifti(folder / "a_prob_1.nii.gz", (8, 16, 16))
+    with pytest.raises(ValueError, match=r"a_prob_1.nii.gz would be taken for a probability map "
+                                         r"of a.nii.gz"):
+        list(predict_folder(model, folder, tmp_path / "out", device="cpu"))
+    assert not (tmp_path / "out").exists()
+
+

@@ -72,9 +72,16 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    import warnings
+
     from napari_medseg.io.info import describe_path
 
-    print(_dumps(describe_path(args.path, phi=args.phi), indent=2))
+    info = describe_path(args.path, phi=args.phi, check_voxels=True)
+    print(_dumps(info, indent=2))
+    if info.get("non_finite_voxels"):  # also said on stderr: a NaN image is easy to miss
+        text = next((w for w in info.get("warnings", []) if "NaN or infinite" in w), None)
+        if text:
+            warnings.warn(text, UserWarning, stacklevel=1)
     return 0
 
 

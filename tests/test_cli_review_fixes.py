@@ -5,11 +5,13 @@ character-set warnings, the mode of an exported bundle folder and the ``--overla
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -157,5 +159,42 @@ def test_an_input_named_like_a_probability_map_of_another_is_refused(model, tmp_
                                          r"of a.nii.gz"):
         list(predict_folder(model, folder, tmp_path / "out", device="cpu"))
     assert not (tmp_path / "out").exists()
+
+
+# 3. info: truncated file, NaN voxels ------------------------------------------------------
+
+
+def test_info_on_a_truncated_nifti_is_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "cut.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((20, 20, 20)).astype(np.float32),
+                             np.eye(4)), str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert main(["info", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = _lines(captured.err)
+    assert len(err) == 1 and err[0].startswith("napari-medseg info: error: cut.nii.gz is "
+                                               "truncated")
+
+
+@pytest.mark.parametrize("name", ["nan.nii.gz", "nan.nii"])
+def test_info_counts_non_finite_voxels_and_still_prints_the_summary(tmp_path, capsys, name):
+    array = np.random.default_rng(0).random((8, 8, 8)).astype(np.float32)
+    array[0, 0, :3] = np.nan
+    array[1, 1, 1] = np.inf
+    nib.save(nib.Nifti1Image(array, np.eye(4)), str(tmp_path / name))
+    assert main(["info", str(tmp_path / name)]) == 0
+    captured = capsys.readouterr()
+    info = json.loads(captured.out)
+    assert info["shape"] == [8, 8, 8] and info["non_finite_voxels"] == 4
+    err = _lines(captured.err)
+    assert err == [f"napari-medseg info: warning: {name}: 4 of 512 voxels are NaN or infinite; "
+                   "they are read as the lowest valid value."]
+    clean = tmp_path / "clean.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), str(clean))
+    assert main(["info", str(clean)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and json.loads(captured.out)["warnings"] == []
 
 

@@ -159,11 +159,12 @@ def _jsonable(value: Any) -> Any:
 PHI_KEYS = ("patient_id", "patient_name", "patient_birth_date")
 
 
-def describe_path(path: str | os.PathLike[str], phi: bool = False) -> dict[str, Any]:
+def describe_path(path: str | os.PathLike[str], phi: bool = False,
+                  check_voxels: bool = False) -> dict[str, Any]:
     """JSON-serialisable summary of a NIfTI file, DICOM file/folder or picture.
 
-    NIfTI and DICOM are summarised from their headers only; a picture is decoded (pictures
-    are small, and this way a damaged one is reported).
+    NIfTI and DICOM are summarised from their headers only (unless ``check_voxels``); a
+    picture is decoded (pictures are small, and this way a damaged one is reported).
 
     Parameters
     ----------
@@ -172,6 +173,12 @@ def describe_path(path: str | os.PathLike[str], phi: bool = False) -> dict[str, 
     phi : bool
         Include the DICOM patient identifiers (``patient_id`` of each series). Off by
         default: the summary is meant to be pasted into reports and bug trackers.
+    check_voxels : bool
+        NIfTI, NRRD and MetaImage: refuse a truncated file (raise, instead of the
+        ``warnings`` entry saying it will not open) and, for floating-point voxels, read them
+        and count those that are NaN or infinite: ``non_finite_voxels`` (their number) is
+        added and a ``warnings`` entry says it when there are any. What
+        ``napari-medseg info`` does.
 
     Returns
     -------
@@ -201,7 +208,11 @@ def describe_path(path: str | os.PathLike[str], phi: bool = False) -> dict[str, 
     if kind == "picture":
         return _jsonable(describe_picture(p))
     if kind == "itk":
-        return _jsonable(describe_itk_image(p))
+        result = describe_itk_image(p)
+        if check_voxels and "float" in str(result.get("dtype", "")).lower():
+            _add_non_finite(result, p, _non_finite_itk,
+                            "replace them before training or predicting on this image")
+        return _jsonable(result)
     if kind == "dicom-labels":
         return _jsonable(describe_dicom_labels(p))
     if kind == "nifti":
@@ -223,7 +234,12 @@ def describe_path(path: str | os.PathLike[str], phi: bool = False) -> dict[str, 
                 f"{summary['n_channels']} channels or time points: choose one when opening."
             )
         if summary.get("truncated"):
+            if check_voxels:
+                raise MedsegIOError(f"{summary['truncated']}; it cannot be opened.")
             result["warnings"].append(f"{summary['truncated']}; it will not open.")
+        elif check_voxels and np.dtype(summary["dtype"]).kind in "fc":
+            _add_non_finite(result, p, _non_finite_nifti,
+                            "they are read as the lowest valid value")
         return _jsonable(result)
 
     with warnings.catch_warnings():
@@ -258,6 +274,57 @@ def describe_path(path: str | os.PathLike[str], phi: bool = False) -> dict[str, 
             result[key] = only[key]
         result["warnings"].extend(only["warnings"])
     return _jsonable(result)
+
+
+def _add_non_finite(result: dict[str, Any], p: Path, count: Any, what_then: str) -> None:
+    """Add ``non_finite_voxels`` (and a warning when there are any, ending with
+    ``what_then``) to a summary."""
+    bad, total = count(p)
+    result["non_finite_voxels"] = bad
+    if bad == total:
+        result["warnings"].append(f"{p.name}: all {total:,} voxels are NaN or infinite; there "
+                                  "is no image in it to show or segment.")
+    elif bad:
+        result["warnings"].append(f"{p.name}: {bad:,} of {total:,} voxels are NaN or infinite; "
+                                  f"{what_then}.")
+
+
+#: Bytes of voxels read at a time when counting non-finite voxels.
+_CHUNK_BYTES = 64 << 20
+
+
+def _non_finite_nifti(p: Path) -> tuple[int, int]:
+    """(non-finite voxels, all voxels) of a NIfTI file, read a block of slices at a time.
+
+    Raises
+    ------
+    MedsegIOError
+        The voxels cannot be read (damaged compressed data ...), in one line.
+    """
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(p))
+        shape = tuple(int(n) for n in img.shape) or (1,)
+        per_slice = max(1, int(np.prod(shape[:-1], dtype=np.int64))
+                        * img.header.get_data_dtype().itemsize)
+        step = max(1, _CHUNK_BYTES // per_slice)
+        bad = 0
+        for start in range(0, shape[-1], step):  # the last axis is the slowest in the file
+            block = np.asarray(img.dataobj[..., start:start + step])
+            bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zlib, EOF, nibabel errors: one line for the user
+        raise MedsegIOError(f"Cannot read the voxels of {p.name}: the file is truncated or "
+                            f"damaged ({type(exc).__name__}).") from exc
+    return bad, int(np.prod(shape, dtype=np.int64))
+
+
+def _non_finite_itk(p: Path) -> tuple[int, int]:
+    """(non-finite voxels, all voxels) of an NRRD / MetaImage file (read whole)."""
+    array = np.asarray(read_itk_image(p, as_labels=False).array)
+    return int(array.size - np.count_nonzero(np.isfinite(array))), int(array.size)
 
 
 def _predicted_dtype(first_file: str) -> str | None:

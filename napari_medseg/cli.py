@@ -32,6 +32,8 @@ def _one_line(exc: BaseException) -> str:
         where = Path(str(exc.filename2 or exc.filename))
         if where.name.startswith((TEMP_PREFIX, ".tmp")):
             where = where.parent
+        if isinstance(exc, FileExistsError):  # which file, and what to do about it
+            return f"{where} already exists; choose another path, or move {where.name} away."
         return f"{where}: {exc.strerror[:1].lower()}{exc.strerror[1:]}"
     text = " ".join(str(exc).split())
     return text or exc.__class__.__name__
@@ -169,6 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    _refuse_file_as_out(args.out, "train writes the model's files into it")
     meta = read_dataset_json(args.dataset)  # fail fast with a clear message
     _refuse_other_task(args, str(meta.get("name") or ""))
     val_ids = None
@@ -267,6 +270,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["elapsed_s"] = round(result.elapsed_s, 1)
         print(_dumps(summary))
     return 0
+
+
+def _refuse_file_as_out(out: str, writes: str) -> None:
+    """``--out`` naming an existing file where a folder is written: one line saying so and
+    what to do (no flag replaces a file by a folder)."""
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is an existing file, not a folder ({writes}); choose "
+                         "another --out: a new folder or an existing one.")
 
 
 def _refuse_other_task(args: argparse.Namespace, task: str) -> None:
@@ -390,6 +402,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     elif args.probabilities:
         probabilities = True
     files = list_input_images(args.input)
+    _refuse_file_as_out(args.out, "predict writes one label file per image into it")
     device = resolve_device(args.device)
     loaded = load_model(args.model, device=device)
     check_single_file_channels(loaded[1])  # e.g. a T1 + T2 model: one file holds one image

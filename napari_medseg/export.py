@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 import warnings
 from pathlib import Path
@@ -137,7 +136,7 @@ def _check_out(out: Path, fmt: str) -> None:
         raise ValueError(f"Cannot export to {out}: folder {out.parent} does not exist.")
     if fmt == "monai-bundle" and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"Cannot export a MONAI bundle to {out}: it exists and is not an empty "
-                         "folder.")
+                         "folder; give a new folder (or an empty one) as the output.")
     if fmt != "monai-bundle" and out.is_dir():
         raise ValueError(f"Cannot export to {out}: it is a folder; give a file name.")
     other = {"torchscript": ".onnx", "onnx": ".pt"}.get(fmt)
@@ -364,8 +363,21 @@ def _bundle_inference(card: ModelCard) -> dict[str, Any]:
     }
 
 
+def _new_hidden_folder(out: Path) -> Path:
+    """A new empty hidden folder beside ``out``, made with ``os.mkdir``: its mode follows the
+    umask as any folder the user makes (``tempfile.mkdtemp`` would give 700, which the bundle
+    would keep once moved into place)."""
+    while True:
+        tmp = out.with_name(f".{out.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            tmp.mkdir()
+        except FileExistsError:
+            continue
+        return tmp
+
+
 def _export_bundle(network: torch.nn.Module, card: ModelCard, out: Path) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    tmp = _new_hidden_folder(out)
     try:
         (tmp / "configs").mkdir()
         (tmp / "models").mkdir()

@@ -6,7 +6,9 @@ character-set warnings, the mode of an exported bundle folder and the ``--overla
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 import torch
 from dicom_factory import SHAPE, write_ct_series
 
-from napari_medseg.cli import main
+from napari_medseg.cli import _one_line, main
 from napari_medseg.inference import list_input_images, predict_folder
 from napari_medseg.inference.predict import series_tag
 from napari_medseg.io import Volume, read_nifti, read_volumes, write_nifti
@@ -196,5 +198,49 @@ def test_info_counts_non_finite_voxels_and_still_prints_the_summary(tmp_path, ca
     assert main(["info", str(clean)]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and json.loads(captured.out)["warnings"] == []
+
+
+# 4. --out naming an existing file ----------------------------------------------------------
+
+
+def test_out_that_is_a_file_names_it_and_says_what_to_do(model, tmp_path, capsys):
+    from test_cli import _case
+
+    from napari_medseg.dataset import write_msd_dataset
+
+    taken = tmp_path / "results.txt"
+    taken.write_text("keep me")
+    image = _nifti(tmp_path / "a.nii.gz", (8, 16, 16))
+    dataset = write_msd_dataset([_case(i) for i in range(2)], tmp_path / "Task09_Blobs",
+                                {0: "background", 1: "outer", 2: "core"})
+    for argv in (["predict", "--model", str(model), str(image), "--out", str(taken), *CPU],
+                 ["train", str(dataset), "--out", str(taken), "--max-epochs", "1",
+                  "--device", "cpu", "--quiet"]):
+        assert main(argv) == 2
+        err = _lines(capsys.readouterr().err)
+        assert len(err) == 1, err
+        assert f"--out {taken} is an existing file, not a folder" in err[0]
+        assert "choose another --out" in err[0]
+    assert taken.read_text() == "keep me"
+    exists = FileExistsError(17, "File exists", str(taken))
+    assert _one_line(exists) == (f"{taken} already exists; choose another path, or move "
+                                 "results.txt away.")
+
+
+# 7. exported bundle folder mode ------------------------------------------------------------
+
+
+def test_an_exported_bundle_folder_has_the_usual_mode(model, tmp_path, capsys):
+    old = os.umask(0o022)
+    try:
+        bundle = tmp_path / "bundle"
+        assert main(["export", "--model", str(model), "--format", "monai-bundle",
+                     str(bundle)]) == 0
+    finally:
+        os.umask(old)
+    assert capsys.readouterr().out.startswith(f"Exported {model} as monai-bundle: {bundle}")
+    for folder in (bundle, bundle / "configs", bundle / "models"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 

@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -67,6 +68,42 @@ def _json_default(value: Any) -> Any:
     except ImportError:  # pragma: no cover
         pass
     return str(value)
+
+
+#: pydicom's remarks on a DICOM file's character set, in the user's words (pattern, text).
+_CHARSET_WARNINGS = (
+    (re.compile(r"Incorrect value for Specific Character Set '(.*?)' - assuming '(.*?)'"),
+     "the DICOM files give their character set as '{0}', which is not a DICOM name; their "
+     "text (names, descriptions) was read as {1}"),
+    (re.compile(r"Unknown encoding '(.*?)' - using default encoding"),
+     "the DICOM files use a character set napari-medseg does not know ('{0}'); their text "
+     "(names, descriptions) was read as plain ASCII and may show wrong letters"),
+    (re.compile(r"Failed to decode byte string with encoding|Found unknown escape sequence"),
+     "some DICOM text (names, descriptions) does not match the files' character set; the "
+     "letters that could not be read are shown as \N{REPLACEMENT CHARACTER}"),
+    (re.compile(r"for Specific Character Set does not allow code extensions|cannot be used as "
+                r"code extension"),
+     "the DICOM files list character sets that cannot be combined; the first one was used "
+     "for their text"),
+    (re.compile(r"Failed to encode value with encodings"),
+     "some text could not be written in the DICOM files' character set; the letters it "
+     "lacks were replaced"),
+)
+#: pydicom's remarks on how a header value is spelt: nothing a user can or needs to act on.
+_HEADER_NOISE = re.compile(r"unlikely to represent the intended person name|^Invalid value "
+                           r"for VR |exceeds the maximum length of")
+
+
+def _user_warning(text: str) -> str | None:
+    """A warning as the user sees it: pydicom's character-set remarks become one plain line,
+    its remarks on the spelling of header values are left out (None); others as they are."""
+    for pattern, plain in _CHARSET_WARNINGS:
+        found = pattern.search(text)
+        if found:
+            return plain.format(*found.groups())
+    if _HEADER_NOISE.search(text):
+        return None
+    return text
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,11 +530,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.no_surface:
         unit = result.get("distance_unit", "mm")
         columns += [("hd95", f"HD95 {unit}"), ("assd", f"ASSD {unit}")]
+    columns.append(("specificity", "Spec"))  # appended: the columns before it keep their places
     header = f"{'class':<16}{'n':>5}" + "".join(f"{title:>18}" for _, title in columns)
     print(header)
     for name, entry in summary.items():
         cells = "".join(
-            f"{_fmt(entry[f'{key}_mean']) + ' ± ' + _fmt(entry[f'{key}_std']):>18}"
+            f"{_fmt(entry.get(f'{key}_mean')) + ' ± ' + _fmt(entry.get(f'{key}_std')):>18}"
             for key, _ in columns
         )
         print(f"{name:<16}{entry['n']:>5}{cells}")
@@ -621,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "to see mirrored)")
     p.add_argument("--keep-largest", action="store_true",
                    help="keep the largest connected component per class")
-    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (0-1)")
+    p.add_argument("--overlap", type=float, default=0.25,
+                   help="sliding-window overlap, a fraction: 0 <= overlap < 1 (default 0.25)")
     p.add_argument("--series", default=None, metavar="UID",
                    help="the series to segment when a DICOM folder holds several (its "
                         "SeriesInstanceUID or key, as `napari-medseg info FOLDER` lists them)")
@@ -715,8 +754,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     seen = set()
     for w in caught:
-        text = _one_line(w.message)
-        if text not in seen and issubclass(w.category, UserWarning):
+        text = _user_warning(_one_line(w.message))
+        if text and text not in seen and issubclass(w.category, UserWarning):
             seen.add(text)
             print(f"{prefix}: warning: {text}", file=sys.stderr)
     return status

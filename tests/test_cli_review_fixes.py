@@ -15,11 +15,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
 from dicom_factory import SHAPE, write_ct_series
 
-from napari_medseg.cli import _one_line, main
+from napari_medseg.cli import _one_line, _user_warning, main
 from napari_medseg.inference import list_input_images, predict_folder
 from napari_medseg.inference.predict import series_tag
 from napari_medseg.io import Volume, read_nifti, read_volumes, write_nifti
@@ -227,6 +228,89 @@ def test_out_that_is_a_file_names_it_and_says_what_to_do(model, tmp_path, capsys
                                  "results.txt away.")
 
 
+# 5. evaluate: specificity column -----------------------------------------------------------
+
+
+def test_evaluate_table_appends_a_specificity_column(tmp_path, capsys):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    truth = np.zeros((6, 10, 10), np.uint8)
+    truth[2:4, 2:8, 2:8] = 1
+    guess = truth.copy()
+    guess[2, 0:2, 0:2] = 1  # 4 false positives in 600 - 72 negatives
+    for name in ("c1", "c2"):
+        write_nifti(Volume(truth), gt / f"{name}.nii.gz", labels=True)
+        write_nifti(Volume(guess), pred / f"{name}.nii.gz", labels=True)
+    assert main(["evaluate", str(pred), str(gt), "--no-surface"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    titles = ["Dice", "Jaccard", "Sens", "Prec", "Spec"]
+    assert lines[0] == f"{'class':<16}{'n':>5}" + "".join(f"{t:>18}" for t in titles)
+    assert lines[1].endswith(f"{'0.992 ± 0.000':>18}")  # 1 - 4/528
+    assert main(["evaluate", str(pred), str(gt)]) == 0  # with the distances: still the last
+    titles[4:4] = ["HD95 mm", "ASSD mm"]
+    assert capsys.readouterr().out.splitlines()[0] == f"{'class':<16}{'n':>5}" + "".join(
+        f"{t:>18}" for t in titles)
+    assert main(["evaluate", str(pred), str(gt), "--json", "--no-surface"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["1"]["specificity_mean"] == pytest.approx(1 - 4 / 528)
+    assert {"dice_mean", "jaccard_mean", "sensitivity_mean", "precision_mean"} <= set(
+        summary["1"])
+
+
+# 6. pydicom's character-set warnings -------------------------------------------------------
+
+
+def test_a_misspelt_character_set_is_one_plain_warning_line(tmp_path):
+    import warnings
+
+    series = write_ct_series(tmp_path / "ct")
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[2:5, 8:20, 8:20] = 1
+    src = tmp_path / "labels.nii.gz"
+    write_nifti(read_volumes(series)[0].with_array(labels, "labels"), src, labels=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's own remarks while the files are made
+        for f in series.iterdir():
+            ds = pydicom.dcmread(f)
+            ds.SpecificCharacterSet = "ISO-IR 100"  # the usual misspelling of ISO_IR 100
+            ds.save_as(f)
+    proc = cli("convert", src, tmp_path / "labels.rtstruct.dcm", "--reference", series)
+    assert proc.returncode == 0, proc.stderr
+    err = _lines(proc.stderr)
+    assert err == ["napari-medseg convert: warning: the DICOM files give their character set "
+                   "as 'ISO-IR 100', which is not a DICOM name; their text (names, "
+                   "descriptions) was read as ISO_IR 100"]
+
+
+def test_pydicom_remarks_on_header_spelling_are_not_shown(samples_dir, tmp_path):
+    data = samples_dir / "ct_dicom_seg_dcmqi"
+    labels = tmp_path / "liver.nii.gz"
+    assert cli("convert", data / "liver.dcm", labels).returncode == 0
+    # the series' PatientName "JANCT000" has one component: pydicom remarks on it when the
+    # SEG copies it; nothing the user can or needs to act on
+    proc = cli("convert", labels, tmp_path / "liver.seg.dcm", "--reference", data / "ct-3slice")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "liver.seg.dcm").is_file()
+    assert "person name" not in proc.stderr and proc.stderr == ""
+
+
+@pytest.mark.parametrize(("text", "plain"), [
+    ("Unknown encoding 'ISO_IR 999' - using default encoding instead",
+     "the DICOM files use a character set napari-medseg does not know ('ISO_IR 999'); their "
+     "text (names, descriptions) was read as plain ASCII and may show wrong letters"),
+    ("Failed to decode byte string with encodings: iso8859 - using replacement characters in "
+     "decoded string", "some DICOM text (names, descriptions) does not match the files' "
+     "character set; the letters that could not be read are shown as \N{REPLACEMENT CHARACTER}"),
+    ('The string "JANCT000" is unlikely to represent the intended person name since it '
+     "contains only a single component.", None),
+    ("Invalid value for VR CS: 'ISO-IR 100'.", None),
+    ("3 contour(s) do not lie on a slice", "3 contour(s) do not lie on a slice"),
+])
+def test_warnings_in_the_users_words(text, plain):
+    assert _user_warning(text) == plain
+
+
 # 7. exported bundle folder mode ------------------------------------------------------------
 
 
@@ -244,3 +328,13 @@ def test_an_exported_bundle_folder_has_the_usual_mode(model, tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+# 8. --overlap help -------------------------------------------------------------------------
+
+
+def test_overlap_help_states_the_range_the_check_accepts(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0 <= overlap < 1" in text and "(0-1)" not in text
+    assert main(["predict", "--model", "m", "in", "--out", "o", "--overlap", "1"]) == 2
+    assert "--overlap must be in [0, 1), not 1" in capsys.readouterr().err

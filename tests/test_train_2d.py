@@ -345,3 +345,33 @@ def test_large_lesions_get_patches_that_hold_them_thin_vessels_do_not():
     # but never below the affordable number of steps
     capped, _, _, steps3 = plan_2d_patch((480, 544), 7e5, 30, min_side=extent)
     assert min(capped) < extent and (steps3 >= 100 or capped == (128, 128))
+
+
+def _lesion_case(case_id: str, seed: int, shape=(64, 72)) -> Case:
+    rng = np.random.default_rng(seed)
+    y, x = np.indices(shape)
+    lesion = (((y - 32) / 14) ** 2 + ((x - 36) / 18) ** 2 < 1).astype(np.uint8)
+    grey = (120 + rng.normal(0, 10, shape) - 60 * lesion).clip(0, 255).astype(np.uint8)
+    return Case(case_id, Volume(grey, name=case_id), lesion)
+
+
+@pytest.mark.parametrize(("kind", "n", "held"), [
+    ("vessels", 20, 1),    # thin structures, a small set: 1 in 20 (CHASE_DB1)
+    ("lesions", 20, 4),    # objects: the default 1 in 5, never a single picture
+    ("lesions", 300, 25),  # a large set: capped, the rest train
+])
+def test_picture_validation_split_fits_the_structures_and_the_set_size(kind, n, held):
+    if kind == "vessels":
+        cases = [_rgb_case(f"p{i:03d}", (48, 50), i) for i in range(n)]
+    else:
+        cases = [_lesion_case(f"p{i:03d}", i) for i in range(n)]
+    config = TrainConfig(device="cpu", max_epochs=1,
+                         label_names={0: "background", 1: "structure"})
+    plan = _plan(config, cases, None, 0, device=torch.device("cpu"), measure=False)
+    assert len(plan.val_ids) == held and len(plan.train_ids) == n - held
+    assert any(f"{n} pictures: {held} held out for validation" in m for m in plan.messages)
+    # a fraction the user chose is kept as given
+    chosen = TrainConfig(device="cpu", max_epochs=1, val_fraction=0.5,
+                         label_names={0: "background", 1: "structure"})
+    assert len(_plan(chosen, cases, None, 0, device=torch.device("cpu"),
+                     measure=False).val_ids) == n // 2

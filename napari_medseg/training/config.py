@@ -37,8 +37,9 @@ class TrainConfig:
         at most ~10 % of the time).
     val_fraction : float
         Fraction of cases held out for validation (ignored when ``val_case_ids`` is given). With
-        the default 0.2, a 2D picture dataset of fewer than 40 cases holds out 1 in 20 instead
-        (at least one): every photograph counts for training.
+        the default 0.2, a 2D picture dataset of thin structures (vessels) with fewer than 40
+        cases holds out 1 in 20 instead (at least one): every photograph counts for training;
+        other picture datasets hold out at most 25 pictures.
     val_case_ids : list of str or None
         Explicit validation cases.
     seed : int or None

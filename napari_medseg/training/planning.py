@@ -263,13 +263,8 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
         train_ids = [c for c in ids if c not in set(val_ids)]
     else:
         fraction = config.val_fraction
-        if fraction == DEFAULT_VAL_FRACTION and ds.cases[0].image.ndim == 2 \
-                and len(ids) < SMALL_2D_DATASET:
-            # a small set of pictures: every photo counts for training (measured on CHASE_DB1,
-            # 19 + 1 beat 16 + 4); one held-out picture still picks the checkpoint
-            fraction = SMALL_2D_VAL_FRACTION
-            messages.append(f"{len(ids)} pictures: {max(1, round(len(ids) * fraction))} held "
-                            "out for validation, the rest train.")
+        if fraction == DEFAULT_VAL_FRACTION and ds.cases[0].image.ndim == 2:
+            fraction = _picture_val_fraction(ds, messages)
         train_ids, val_ids = split_case_ids(ids, fraction, config.seed or 0)
     if not train_ids:
         raise DatasetError("No training cases left after the validation split.")
@@ -351,7 +346,7 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
             target = None if planned_target is None else (
                 [None] * (ndim - 2) + planned_target)
             messages.append(
-                "2D pictures on one pixel grid: no resampling." if target is None else
+                "2D pictures of one pixel size: no resampling." if target is None else
                 f"2D pictures of different pixel sizes: resampled to {planned_target} "
                 + ("(the finest: thin structures are never downsampled)." if thin
                    else "(the median)."))
@@ -553,9 +548,35 @@ def _plan_2d(config: TrainConfig, median_shape: Sequence[float], n_channels: int
 SMALL_PATCH_VOXELS = 128 * 1024
 
 
-#: TrainConfig's default validation share, and what small 2D picture sets use instead.
+#: TrainConfig's default validation share, and what small 2D picture sets of thin structures
+#: use instead.
 DEFAULT_VAL_FRACTION = 0.2
 SMALL_2D_DATASET, SMALL_2D_VAL_FRACTION = 40, 0.05
+#: Most pictures held out by the default split: enough to pick the checkpoint; more would
+#: only take training pictures away and make every validation (whole pictures, sliding
+#: windows) cost more of a time budget.
+MAX_2D_VAL_PICTURES = 25
+
+
+def _picture_val_fraction(ds: Dataset, messages: list[str]) -> float:
+    """Validation share of a 2D picture dataset under the default ``val_fraction``.
+
+    Thin structures (vessels) in a small set: 1 in 20, every photo counts for training
+    (measured on CHASE_DB1: 19 + 1 beat 16 + 4; one photo holds tens of thousands of vessel
+    pixels). Objects such as lesions keep the default 1 in 5 (one held-out picture, perhaps
+    a normal one, would score 0 or 1 and pick the checkpoint by chance), capped at
+    :data:`MAX_2D_VAL_PICTURES`.
+    """
+    n = len(ds.cases)
+    labelled = [c.training_labels() for c in ds.cases if c.labels is not None]
+    if n < SMALL_2D_DATASET and _thin_structures(labelled):
+        fraction = SMALL_2D_VAL_FRACTION
+    else:
+        fraction = min(DEFAULT_VAL_FRACTION, (MAX_2D_VAL_PICTURES + 0.25) / max(n, 1))
+    if n >= 2:
+        held = max(1, round(n * fraction))
+        messages.append(f"{n} pictures: {held} held out for validation, the rest train.")
+    return fraction
 
 
 def default_batch_size(patch_size: Sequence[int]) -> int:

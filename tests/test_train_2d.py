@@ -375,3 +375,34 @@ def test_picture_validation_split_fits_the_structures_and_the_set_size(kind, n, 
                          label_names={0: "background", 1: "structure"})
     assert len(_plan(chosen, cases, None, 0, device=torch.device("cpu"),
                      measure=False).val_ids) == n // 2
+
+
+def _colourless_case(case_id: str, seed: int) -> Case:
+    grey_case = _lesion_case(case_id, seed)
+    rgb = np.repeat(grey_case.image.array[..., None], 3, axis=2)
+    return Case(case_id, Volume(rgb, name=case_id, rgb=True), grey_case.labels)
+
+
+def test_greyscale_pictures_stored_as_rgb_train_a_one_channel_model(tmp_path):
+    from napari_medseg.inference import predict_volume
+    from napari_medseg.models.card import read_card
+
+    cases = [_colourless_case(f"u{i}", i) for i in range(3)]
+    ds = _as_dataset(cases, TrainConfig())
+    assert ds.channel_names == ["image"] and ds.cases[0].image.array.ndim == 2
+    assert ds.cases[0].image.name == "u0"
+    # one picture in colour: all stay colour (three channels)
+    rgb, _ = _fundus_like((64, 72))
+    mixed = [*cases, Case("c", Volume(rgb, name="c", rgb=True), cases[0].labels)]
+    assert _as_dataset(mixed, TrainConfig()).channel_names == ["red", "green", "blue"]
+    config = TrainConfig(max_epochs=1, steps_per_epoch=2, patch_size=(32, 32), device="cpu",
+                         label_names={0: "background", 1: "lesion"})
+    gen = train(config, cases, tmp_path / "m")
+    messages = [ev.message for ev in gen]
+    assert any("trained as one greyscale channel" in m for m in messages)
+    assert read_card(tmp_path / "m").in_channels == 1
+    # the model takes the picture stored either way
+    grey = _lesion_case("g", 7).image
+    for image in (grey, Volume(np.repeat(grey.array[..., None], 3, 2), name="rgb", rgb=True)):
+        out = predict_volume(tmp_path / "m", image)
+        assert out.labels.shape == (64, 72)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from napari_medseg.events import IGNORE_LABEL
 from napari_medseg.interactive.guidance import (
     channels_per_class,
 )
-from napari_medseg.io.volume import Volume
+from napari_medseg.io.volume import RGB_CHANNEL_NAMES, Volume
 from napari_medseg.models.card import (
     ModelCard,
     ModelLoadError,
@@ -78,7 +78,34 @@ class _Plan:
     """Native 2D pictures (photographs, ultrasound): picture augmentation, lean validation."""
 
 
-def _as_dataset(dataset: DatasetLike, config: TrainConfig) -> Dataset:
+def _is_colourless_case(case: Case) -> bool:
+    """Whether the case's only input is a picture stored as RGB with red = green = blue."""
+    chans = case.channels
+    return (len(chans) == 3
+            and [ch.metadata.get("channel_name") for ch in chans] == list(RGB_CHANNEL_NAMES)
+            and np.array_equal(chans[0].array, chans[1].array)
+            and np.array_equal(chans[0].array, chans[2].array))
+
+
+def _grey_case(case: Case) -> Case:
+    """The case with its colourless RGB picture as one greyscale channel."""
+    red = case.image
+    meta = {k: v for k, v in red.metadata.items() if k != "channel_name"}
+    name = red.name.removesuffix(f" [{RGB_CHANNEL_NAMES[0]}]")
+    grey = Volume(np.ascontiguousarray(red.array), red.spacing, red.affine.copy(), red.modality,
+                  meta, name)
+    return replace(case, image=grey, extra_channels=())
+
+
+def _as_dataset(dataset: DatasetLike, config: TrainConfig,
+                grey_colourless: bool = True, messages: list[str] | None = None) -> Dataset:
+    """The dataset to train on.
+
+    In-memory pictures that are all greyscale stored as RGB (red = green = blue, as many
+    ultrasound exports are; napari shows them as RGB layers) train a model of one greyscale
+    channel, as a dataset folder whose ``dataset.json`` names one channel does, so that the
+    model also takes pictures stored as greyscale (``grey_colourless=False``: keep three).
+    """
     if isinstance(dataset, (str, os.PathLike)):
         return load_msd_dataset(dataset)
     if isinstance(dataset, Dataset):
@@ -98,6 +125,11 @@ def _as_dataset(dataset: DatasetLike, config: TrainConfig) -> Dataset:
     for case in cases:
         if case.labels is None:
             raise DatasetError(f"Case {case.case_id} has no labels to learn from.")
+    if grey_colourless and all(_is_colourless_case(c) for c in cases):
+        cases = [_grey_case(c) for c in cases]
+        if messages is not None:
+            messages.append("Greyscale pictures stored as RGB (red = green = blue): trained as "
+                            "one greyscale channel.")
     names = config.label_names
     if names is None:
         top = max(int(c.labels[c.labels != IGNORE_LABEL].max(initial=0)) for c in cases)
@@ -249,9 +281,11 @@ def _plan(config: TrainConfig, dataset: DatasetLike, init_model, rank_seed: int,
     """
     t0 = time.perf_counter() if t0 is None else t0
     device = torch.device("cpu") if device is None else device
-    ds = _as_dataset(dataset, config)
-    _check_labels(ds)
+    # fine-tuning a model of three channels keeps colourless pictures in three
+    keep_colour = init_model is not None and read_card(init_model).in_channels == 3
     messages: list[str] = []
+    ds = _as_dataset(dataset, config, grey_colourless=not keep_colour, messages=messages)
+    _check_labels(ds)
     ids = ds.case_ids
     if len(set(ids)) != len(ids):
         raise DatasetError("Case ids must be unique.")

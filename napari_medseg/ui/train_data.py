@@ -265,9 +265,12 @@ class DataSection(QGroupBox):
                 and self.pair_list.item(i).checkState() == Qt.Checked]
 
     def pictures_2d(self) -> list[str]:
-        """Names of the checked training images that are 2D (they need a 2D network)."""
+        """Names of the checked training images that are 2D (they need a 2D network); in
+        folder mode, the folder's name when its ``dataset.json`` says its images are 2D
+        pictures (PNG, JPEG, BMP, ...: ``file_ending``)."""
         if not self.layers_radio.isChecked():
-            return []
+            folder = self.folder_edit.text().strip()
+            return [Path(folder).name] if folder and _picture_dataset(folder) else []
         return [image.name for image, _labels in self.checked_pairs()
                 if len(spatial_shape(image)) == 2]
 
@@ -349,3 +352,19 @@ class DataSection(QGroupBox):
             channel_names = ["image"]  # one greyscale channel: the name every model uses
         return Dataset(cases, names, modality=modality or "unknown",
                        channel_names=channel_names or ["image"], name=name)
+
+
+#: ``file_ending`` values of datasets whose images are always 2D pictures (a TIFF may be a
+#: stack of slices, so it is left to the user's choice).
+_PICTURE_ENDINGS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def _picture_dataset(folder: str) -> bool:
+    """Whether ``folder/dataset.json`` names a 2D picture ``file_ending`` (False when unread)."""
+    import json
+
+    try:
+        meta = json.loads((Path(folder) / "dataset.json").read_text())
+        return str(meta.get("file_ending", "")).lower() in _PICTURE_ENDINGS
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -157,7 +157,7 @@ class ModelSection(QGroupBox):
             dims.setItemText(dims.findData(2), "2D")
             dims.setCurrentIndex(dims.findData(2))
             dims.setEnabled(False)
-            dims.setToolTip(f"'{pictures_2d[0]}' is a 2D picture: it trains a 2D network")
+            dims.setToolTip(f"'{pictures_2d[0]}' holds 2D pictures: they train a 2D network")
         else:
             dims.setItemText(dims.findData(2), "2D (slice by slice)")
             dims.setEnabled(not running)

@@ -392,3 +392,27 @@ def test_a_class_named_on_any_pair_names_it_in_the_model(make_napari_viewer, qtb
     names = widget._collect_cases().label_names
     assert names[1] == "Anterior hippocampus"  # the placeholder of the first pair gives way
     assert names[2] == "Posterior"  # two given names: the first pair's
+
+
+def test_a_picture_dataset_folder_trains_a_2d_network(make_napari_viewer, qtbot, tmp_path,
+                                                      hippo_dir):
+    import json
+
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, qtbot)
+    pictures = tmp_path / "ultrasound"
+    pictures.mkdir()
+    (pictures / "dataset.json").write_text(json.dumps(
+        {"channel_names": {"0": "US"}, "labels": {"background": 0, "lesion": 1},
+         "file_ending": ".png"}))
+    widget.dims_combo.setCurrentIndex(widget.dims_combo.findData(3))
+    widget.folder_radio.setChecked(True)
+    widget.folder_edit.setText(str(pictures))
+    # PNG pictures: a 2D network, not a choice (a 3D one would be refused at start)
+    assert widget.dims_combo.currentData() == 2 and not widget.dims_combo.isEnabled()
+    assert "ultrasound" in widget.dims_combo.toolTip()
+    # a folder of NIfTI volumes leaves the choice to the user again
+    widget.folder_edit.setText(str(hippo_dir))
+    assert widget.dims_combo.isEnabled()
+    widget.dims_combo.setCurrentIndex(widget.dims_combo.findData(3))
+    assert widget.dims_combo.currentData() == 3

@@ -531,14 +531,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         unit = result.get("distance_unit", "mm")
         columns += [("hd95", f"HD95 {unit}"), ("assd", f"ASSD {unit}")]
     columns.append(("specificity", "Spec"))  # appended: the columns before it keep their places
-    header = f"{'class':<16}{'n':>5}" + "".join(f"{title:>18}" for _, title in columns)
-    print(header)
-    for name, entry in summary.items():
-        cells = "".join(
-            f"{_fmt(entry.get(f'{key}_mean')) + ' ± ' + _fmt(entry.get(f'{key}_std')):>18}"
-            for key, _ in columns
-        )
-        print(f"{name:<16}{entry['n']:>5}{cells}")
+    rows = [(name, entry, [_summary_cell(entry, key) for key, _ in columns])
+            for name, entry in summary.items()]
+    # 18 characters a column, wider where a cell says how many cases it leaves out
+    widths = [max([18, *(len(cells[i]) + 2 for _, _, cells in rows)])
+              for i in range(len(columns))]
+    print(f"{'class':<16}{'n':>5}" + "".join(
+        f"{title:>{w}}" for (_, title), w in zip(columns, widths, strict=True)))
+    for name, entry, cells in rows:
+        print(f"{name:<16}{entry['n']:>5}" + "".join(
+            f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
+    for line in _undefined_footnotes(result, columns):
+        print(line)
     dices = [entry["dice_mean"] for entry in summary.values()]
     if dices:
         print(f"mean Dice over {len(dices)} class(es): {sum(dices) / len(dices):.4f} "
@@ -546,6 +550,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for line in notes:
         print(line, file=sys.stderr)
     return 0
+
+
+#: Why a summary leaves a metric's case out, in the table's footnotes.
+_UNDEFINED_WHY = {
+    "sensitivity": "ground truth empty: sensitivity undefined without positives",
+    "distance": "class in only one of the two masks: distance inf",
+}
+
+
+def _summary_cell(entry: dict, key: str) -> str:
+    """``mean ± std`` of one metric, with the number of cases left out (``(1 inf)``)."""
+    cell = _fmt(entry.get(f"{key}_mean")) + " ± " + _fmt(entry.get(f"{key}_std"))
+    left_out = int(entry.get(f"{key}_n_undefined") or 0)
+    if left_out:
+        cell += f" ({left_out} {'n/a' if key == 'sensitivity' else 'inf'})"
+    return cell
+
+
+def _undefined_footnotes(result: dict, columns: list[tuple[str, str]]) -> list[str]:
+    """One line per class and reason naming the cases left out of a mean (no line when none)."""
+    from napari_medseg.metrics import undefined_cases
+
+    px = result.get("distance_unit") == "px"
+    lines = []
+    for name, entry in result["summary"].items():
+        groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for key, title in columns:
+            if not entry.get(f"{key}_n_undefined"):
+                continue
+            metric = f"{key}_px" if px and key in ("hd95", "assd") else key
+            cases = tuple(undefined_cases(result["cases"], name, metric))
+            why = "sensitivity" if key == "sensitivity" else "distance"
+            groups.setdefault((why, cases), []).append(title)
+        for (why, cases), titles in groups.items():
+            shown = ", ".join(cases[:6]) + (f", ... ({len(cases)} in all)" if len(cases) > 6
+                                            else "")
+            lines.append(f"note: class {name}, {', '.join(titles)}: mean ± std over "
+                         f"{entry['n'] - len(cases)} of {entry['n']} case(s); left out "
+                         f"({_UNDEFINED_WHY[why]}): {shown}")
+    return lines
 
 
 def _absent_from_truth(cases: dict) -> list[str]:

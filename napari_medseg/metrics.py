@@ -1,15 +1,21 @@
 """Segmentation metrics per class and per case, spacing-aware (mm, mL).
 
-Empty-mask rule (no NaN anywhere)
----------------------------------
+Empty-mask rule (no NaN in per-case values)
+-------------------------------------------
 For a class absent from **both** prediction and ground truth every overlap score is 1.0 and both
 surface distances are 0.0 mm (nothing to find, nothing found). When the class is present in
 **only one** of them: Dice, Jaccard = 0.0; Hausdorff 95 and average surface distance = ``inf``
 (there is no surface to measure to). Ratios with a zero denominator follow the same idea:
 sensitivity = 1.0 if the ground truth is empty and the prediction is empty too, else 0.0;
 precision = 1.0 if both are empty, else 0.0; specificity = 1.0 when there are no true-negative
-candidates and no false positives. Averages over cases therefore stay finite unless a class was
-missed completely, which ``inf`` distances then make visible.
+candidates and no false positives. These per-case values are what the CSV and JSON hold.
+
+Summaries over cases (:func:`summarise`) leave out the values that are not defined: an ``inf``
+distance (the class is in only one of the two masks: a normal picture with a false-positive
+prediction, or a class missed completely) and the sensitivity of a case whose ground truth is
+empty (no positives to find). Each such metric gets ``<metric>_n_undefined``, the cases left
+out of its mean and standard deviation (:func:`undefined_cases` names them); a mean with no
+defined case at all is ``inf`` for a distance and NaN for sensitivity.
 
 Surface distances use the boundary voxels (mask minus its erosion) and a Euclidean distance
 transform with the voxel spacing (``scipy.ndimage.distance_transform_edt(sampling=spacing)``);
@@ -295,25 +301,82 @@ def _picture_metrics(p: np.ndarray, g: np.ndarray, spacing: Sequence[float], sur
     return row
 
 
-def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """Mean and standard deviation of every metric per class over cases.
+#: Metrics whose summary counts the cases where they are undefined (``<metric>_n_undefined``).
+UNDEFINED_COUNTED = ("sensitivity", "hd95", "assd", "hd95_px", "assd_px")
 
-    Returns ``{class name: {"dice_mean": ..., "dice_std": ..., ..., "n": cases}}``; a mean over
-    values containing ``inf`` is ``inf``.
+
+def is_defined(metric: str, row: dict[str, float]) -> bool:
+    """Whether ``row[metric]`` (one class of one case) enters a mean over cases.
+
+    Not defined: a non-finite value (HD95 / ASSD are ``inf`` when the class is in only one of
+    the two masks) and the sensitivity of a case whose ground truth lacks the class (its
+    per-case value, 1.0 or 0.0, only says whether anything was predicted).
+
+    Examples
+    --------
+    >>> is_defined("hd95", {"hd95": float("inf")}), is_defined("dice", {"dice": 0.0})
+    (False, True)
+    >>> is_defined("sensitivity", {"sensitivity": 0.0, "area_gt_px": 0})
+    False
     """
-    classes: dict[str, dict[str, list[float]]] = {}
+    value = float(row[metric])
+    if not np.isfinite(value):
+        return False
+    if metric == "sensitivity":
+        truth = row.get("volume_gt_ml", row.get("area_gt_px"))
+        return truth is None or float(truth) > 0
+    return True
+
+
+def undefined_cases(per_case: dict[str, dict[str, dict[str, float]]], class_name: str,
+                    metric: str) -> list[str]:
+    """The cases :func:`summarise` leaves out of ``metric``'s mean for ``class_name``."""
+    return [case for case, rows in per_case.items()
+            if class_name in rows and metric in rows[class_name]
+            and not is_defined(metric, rows[class_name])]
+
+
+def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation of every metric per class over the cases where it is defined.
+
+    Returns
+    -------
+    dict
+        ``{class name: {"dice_mean": ..., "dice_std": ..., ..., "n": cases}}``, and for
+        sensitivity, HD95 and ASSD ``"<metric>_n_undefined"``: the cases left out of that
+        metric's mean and std (:func:`is_defined`: a distance that is ``inf``, a sensitivity
+        with empty ground truth). A distance defined in no case has mean and std ``inf``; a
+        sensitivity defined in no case (the class is in no ground truth) NaN.
+
+    Examples
+    --------
+    >>> rows = {"a": {"1": {"label": 1, "hd95": 2.0}}, "b": {"1": {"label": 1, "hd95": 4.0}},
+    ...         "normal": {"1": {"label": 1, "hd95": float("inf")}}}
+    >>> s = summarise(rows)["1"]
+    >>> s["hd95_mean"], s["hd95_std"], s["hd95_n_undefined"], s["n"]
+    (3.0, 1.0, 1, 3)
+    """
+    classes: dict[str, dict[str, list[tuple[float, bool]]]] = {}
     for case in per_case.values():
         for name, row in case.items():
             for metric, value in row.items():
                 if metric != "label":
-                    classes.setdefault(name, {}).setdefault(metric, []).append(float(value))
+                    classes.setdefault(name, {}).setdefault(metric, []).append(
+                        (float(value), is_defined(metric, row)))
     summary: dict[str, dict[str, float]] = {}
     for name, metrics in classes.items():
         entry: dict[str, float] = {}
         for metric, values in metrics.items():
-            arr = np.asarray(values)
-            entry[f"{metric}_mean"] = float(arr.mean())
-            entry[f"{metric}_std"] = float(arr.std()) if np.all(np.isfinite(arr)) else float("inf")
+            defined = np.asarray([v for v, ok in values if ok], dtype=float)
+            if defined.size:
+                entry[f"{metric}_mean"] = float(defined.mean())
+                entry[f"{metric}_std"] = float(defined.std())
+            else:  # a distance never measurable stays visible as inf
+                missing = float("nan") if metric == "sensitivity" else float("inf")
+                entry[f"{metric}_mean"] = entry[f"{metric}_std"] = missing
+            n_undefined = len(values) - int(defined.size)
+            if metric in UNDEFINED_COUNTED or n_undefined:
+                entry[f"{metric}_n_undefined"] = n_undefined
             entry["n"] = len(values)
         summary[name] = entry
     return summary

@@ -82,7 +82,10 @@ def evaluate_folders(
         "missing_predictions": [...], "distance_unit": "mm" | "px"}``. Pictures whose files
         give no pixel size are scored in pixels (areas ``area_*_px``, distances
         ``hd95_px``/``assd_px``; no mm, mm² or mL); the summary's ``hd95_*``/``assd_*`` are
-        then in pixels too (``distance_unit``). The CSV has a column per metric computed.
+        then in pixels too (``distance_unit``). The summary's means leave out undefined
+        values (an ``inf`` distance, the sensitivity of an empty ground truth) and count them
+        (``hd95_n_undefined`` ..., :func:`~napari_medseg.metrics.summarise`); the per-case
+        values keep them. The CSV has a column per metric computed.
 
     Raises
     ------
@@ -143,7 +146,7 @@ def evaluate_folders(
         # the summary's hd95 / assd are in ``distance_unit``: pixels, for every picture
         for entry in summary.values():
             for key in ("hd95", "assd"):
-                for stat in ("mean", "std"):
+                for stat in ("mean", "std", "n_undefined"):
                     if f"{key}_px_{stat}" in entry:
                         entry[f"{key}_{stat}"] = entry[f"{key}_px_{stat}"]
     result = {"cases": per_case, "summary": summary,

@@ -105,12 +105,31 @@ def difference_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fmt(value: Any, pattern: str) -> str:
+#: Tooltip of a distance that cannot be measured (the class is in only one of the two maps).
+INF_TIP = ("∞: one of the two masks is empty (the class is only in the prediction or only in "
+           "the ground truth): there is no surface to measure to")
+#: Tooltip of a sensitivity whose ground truth lacks the class.
+NO_TRUTH_TIP = ("n/a: the ground truth has no voxel of this class, so sensitivity (found / "
+                "to find) is undefined; the CSV keeps 0 when something was predicted, 1 when "
+                "nothing was")
+
+
+def _cell(key: str, row: dict[str, Any], pattern: str) -> tuple[str, str]:
+    """Text and tooltip of metric ``key`` of one class (``evaluate_case`` row)."""
+    from napari_medseg.metrics import is_defined
+
+    value = row.get(key, "")
     try:
         v = float(value)
     except (TypeError, ValueError):
-        return str(value)
-    return "n/a" if not np.isfinite(v) else pattern.format(v)
+        return str(value), ""
+    if np.isinf(v):
+        return "∞", INF_TIP
+    if np.isnan(v):
+        return "n/a", ""
+    if not is_defined(key, row):
+        return "n/a", NO_TRUTH_TIP
+    return pattern.format(v), ""
 
 
 class EvaluateWidget(Dock):
@@ -154,8 +173,9 @@ class EvaluateWidget(Dock):
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.setToolTip("Metrics per class (columns); n/a = undefined (class empty in "
-                              "both layers). HD95/ASSD in mm, volumes in mL")
+        self.table.setToolTip("Metrics per class (columns); ∞ = a distance to an empty mask "
+                              "(the class is in only one layer), n/a = sensitivity of a class "
+                              "the ground truth lacks. HD95/ASSD in mm, volumes in mL")
         self._fit_table_height()
         layout.addWidget(self.table)
         self.export_button = button("Export CSV…", "Save the table as a CSV file",
@@ -290,7 +310,11 @@ class EvaluateWidget(Dock):
             self.table.horizontalHeaderItem(c).setToolTip(f"{name}: label value "
                                                           f"{row.get('label', '')}")
             for r, (key, _title, pattern) in enumerate(self.columns):
-                self.table.setItem(r, c, QTableWidgetItem(_fmt(row.get(key, ""), pattern)))
+                text, tip = _cell(key, row, pattern)
+                item = QTableWidgetItem(text)
+                if tip:
+                    item.setToolTip(tip)
+                self.table.setItem(r, c, item)
         self._fit_table_height()
 
     def _fit_table_height(self) -> None:

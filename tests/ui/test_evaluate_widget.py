@@ -141,3 +141,33 @@ def test_buttons_wait_for_two_layers_and_an_old_error_goes_when_they_change(
     assert widget.status.text().startswith("⚠ ") and "not on the same grid" in widget.status.text()
     widget.pred_combo.set_layer(viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="c"))
     assert not widget.status.text().startswith("⚠")
+
+
+def test_a_normal_picture_shows_infinity_and_sensitivity_n_a_with_tooltips(
+        make_napari_viewer, qtbot, plugin_dock, tmp_path):
+    """Empty ground truth, a false-positive prediction: distances are ∞ (was 'n/a') and the
+    sensitivity is n/a, each saying why; the CSV keeps the per-case values (inf, 0)."""
+    from napari_medseg.ui.evaluate_widget import INF_TIP, NO_TRUTH_TIP
+
+    viewer = make_napari_viewer()
+    gt = viewer.add_labels(np.zeros((32, 32), np.uint8), name="truth")
+    found = np.zeros((32, 32), np.uint8)
+    found[4:9, 4:9] = 1
+    pred = viewer.add_labels(found, name="prediction")
+    widget = plugin_dock(viewer, "EvaluateWidget")
+    widget.pred_combo.set_layer(pred)
+    widget.gt_combo.set_layer(gt)
+    widget.compute_button.click()
+    qtbot.waitUntil(lambda: widget.table.columnCount() == 1, timeout=30000)
+    (name,) = widget.results
+    keys = [k for k, _t, _p in widget.columns]
+    for key in ("hd95_px", "assd_px"):
+        assert widget.metric(name, key) == "∞"
+        assert widget.table.item(keys.index(key), 0).toolTip() == INF_TIP
+        assert "one of the two masks is empty" in INF_TIP
+    assert widget.metric(name, "sensitivity") == "n/a"
+    assert widget.table.item(keys.index("sensitivity"), 0).toolTip() == NO_TRUTH_TIP
+    assert widget.metric(name, "dice") == "0.000"  # defined: a false positive scores 0
+    assert widget.table.item(keys.index("dice"), 0).toolTip() == ""
+    rows = list(csv.DictReader(widget.export_csv(tmp_path / "m.csv").open()))
+    assert rows[0]["hd95_px"] == "inf" and rows[0]["sensitivity"] == "0.0"

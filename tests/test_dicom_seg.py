@@ -270,3 +270,56 @@ def test_seg_and_rtstruct_hold_every_attribute_their_iod_requires(tmp_path, ct_s
     # the check sees a missing attribute
     del rt.StructureSetROISequence[0].ROIName
     assert _missing_required(rt)
+
+
+def _with_character_set(series, value, name):
+    """Every file of ``series`` with PatientName ``name`` written in the character set that
+    ``value`` means, then labelled with ``value`` as it is (misspelt or unknown too)."""
+    meant = {"ISO-IR 100": "ISO_IR 100", "ISO_IR 999": "ISO_IR 100",
+             "ISO 2022 IR 100": "ISO_IR 100"}.get(value if isinstance(value, str) else "", value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's remarks while the files are made
+        for f in sorted(series.iterdir()):
+            ds = pydicom.dcmread(f)
+            ds.SpecificCharacterSet = meant
+            ds.PatientName = name
+            ds.save_as(f)
+            raw = pydicom.dcmread(f)  # the name's bytes stay; only the label changes
+            raw.SpecificCharacterSet = value
+            raw.save_as(f)
+        return str(pydicom.dcmread(f).PatientName)  # as any DICOM reader decodes it
+
+
+@pytest.mark.parametrize(("value", "written", "warned"), [
+    ("ISO-IR 100", "ISO_IR 100", "not a valid DICOM value"),  # the usual misspelling
+    ("ISO_IR 999", "ISO_IR 192", "cannot use; the SEG is written in UTF-8"),  # unknown
+    ("ISO 2022 IR 100", "ISO_IR 100", "not a valid DICOM value"),  # extensions, one term
+    (["", "ISO 2022 IR 87"], ["ISO 2022 IR 6", "ISO 2022 IR 87"], None),  # Japanese, valid
+])
+def test_seg_and_rtstruct_of_a_series_with_a_misspelt_character_set(tmp_path, ct_series,
+                                                                     value, written, warned):
+    import highdicom as hd
+
+    name = "Yamada^Tarou=山田^太郎" if isinstance(value, list) else "Müller^Jörg"
+    decoded = _with_character_set(ct_series, value, name)
+    assert decoded == name  # pydicom reads the letters right (ISO_IR 999: as Latin-1)
+    labels = _spheres()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = write_dicom_seg(labels, ct_series, tmp_path / "seg.dcm", {1: "a", 2: "b"})
+    lines = [str(w.message) for w in caught]
+    if warned:
+        assert len(lines) == 1 and warned in lines[0] and repr(value)[1:-1] in lines[0]
+    else:
+        assert lines == []
+    seg = hd.seg.segread(str(out))  # as another tool reads it
+    assert seg.SpecificCharacterSet == written
+    assert str(seg.PatientName) == decoded
+    assert [d.SegmentLabel for d in seg.SegmentSequence] == ["a", "b"]
+    np.testing.assert_array_equal(read_dicom_seg(out, ct_series).array, labels)
+    # RTSTRUCT (written in UTF-8) keeps the name too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rt = write_rtstruct(labels, ct_series, tmp_path / "rt.dcm", {1: "a", 2: "b"})
+    ds = pydicom.dcmread(rt)
+    assert ds.SpecificCharacterSet == "ISO_IR 192" and str(ds.PatientName) == decoded

@@ -14,6 +14,7 @@ nothing is written unless the whole object could be built (temporary file + rena
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,23 +50,105 @@ def _present_type2(datasets: list[Any]) -> None:
 
     Type 2 attributes they lack are given empty (the SEG then says "unknown", as the standard
     asks, instead of failing); an empty Specific Character Set, which means the default
-    repertoire (PS3.3 C.12.1.1.2; GE scanners write it so), is removed, as highdicom refuses
-    the empty value.
+    repertoire (PS3.3 C.12.1.1.2; GE scanners write it so), is removed. Other character sets
+    are left as they are (pydicom decodes the source's text with them): the SEG's own comes
+    from :func:`seg_character_set`.
     """
     for ds in datasets:
         for keyword in _TYPE2_COPIED:
             if keyword not in ds:
                 setattr(ds, keyword, "")
-        if "SpecificCharacterSet" in ds:
-            value = ds.SpecificCharacterSet
-            values = [v for v in (value if isinstance(value, list | tuple) or
-                                  type(value).__name__ == "MultiValue" else [value]) if v]
-            if not values:
-                del ds.SpecificCharacterSet
-            elif len(values) == 1:
-                ds.SpecificCharacterSet = values[0]
+        if "SpecificCharacterSet" in ds and not _charset_values(ds.SpecificCharacterSet):
+            del ds.SpecificCharacterSet
+
+
+#: The character set a SEG is written in when the source's cannot be used: UTF-8 holds
+#: every letter pydicom decoded from the source, whatever it was read as.
+_FALLBACK_CHARSET = "ISO_IR 192"
+_ISO_IR = re.compile(r"^ISO[\s_-]*IR[\s_-]*(\d+)$")
+_ISO_2022 = re.compile(r"^ISO[\s_-]*2022[\s_-]*IR[\s_-]*(\d+)$")
+
+
+def _quiet_charset_names() -> None:
+    """Inside ``warnings.catch_warnings()``: leave out pydicom's remarks on a misspelt or
+    unknown character-set name (:func:`seg_character_set` says what the SEG does about it)."""
+    warnings.filterwarnings("ignore", message=r"(Incorrect value for Specific Character Set|"
+                                              r"Unknown encoding)")
+
+
+def _charset_values(value: Any) -> list[str]:
+    """Specific Character Set as a list of strings ('' kept: the default repertoire)."""
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else [str(v) for v in value]
+    return [] if not any(v.strip() for v in values) else [v.strip() for v in values]
+
+
+def _spelt(term: str) -> str:
+    """One defined term as DICOM spells it (``ISO-IR 100`` -> ``ISO_IR 100``)."""
+    upper = term.upper()
+    found = _ISO_2022.match(upper)
+    if found:
+        return f"ISO 2022 IR {int(found.group(1))}"
+    found = _ISO_IR.match(upper)
+    return f"ISO_IR {int(found.group(1))}" if found else upper
+
+
+def seg_character_set(value: Any) -> tuple[str | list[str] | None, str | None]:
+    """The Specific Character Set a SEG can be written in, from its source series' value.
+
+    A misspelt term is corrected (``ISO-IR 100``, ``ISO_IR100`` -> ``ISO_IR 100``), a single
+    code-extension term becomes its plain form (``ISO 2022 IR 100`` -> ``ISO_IR 100``), an
+    empty first value of several becomes ``ISO 2022 IR 6``; a set highdicom still refuses
+    (an unknown term such as ``ISO_IR 999``) falls back to UTF-8 (``ISO_IR 192``).
+
+    Returns
+    -------
+    (value, warning)
+        The value for the SEG (None: the default repertoire) and one line for the user when
+        the source's value had to be changed in meaning or spelling (else None).
+
+    Examples
+    --------
+    >>> seg_character_set("ISO-IR 100")[0], seg_character_set(["", "ISO 2022 IR 87"])
+    ('ISO_IR 100', (['ISO 2022 IR 6', 'ISO 2022 IR 87'], None))
+    >>> seg_character_set("ISO_IR 999")[0], seg_character_set("")
+    ('ISO_IR 192', (None, None))
+    """
+    from highdicom.enum import SpecificCharacterSetValues
+
+    given = _charset_values(value)
+    if not given:
+        return None, None
+    shown = "\\".join(given)
+    same = list(given)  # the source's value, only made explicit
+    if len(same) > 1 and not same[0]:
+        same[0] = "ISO 2022 IR 6"  # an empty first value: the default repertoire
+    terms = [_spelt(v) or "ISO 2022 IR 6" for v in same]
+    if len(terms) == 1 and _ISO_2022.match(terms[0]):  # one term needs no code extensions
+        number = int(_ISO_2022.match(terms[0]).group(1))
+        terms = [f"ISO_IR {number}"] if number != 6 else ["ISO_IR 6"]
+    result: str | list[str] | None = terms[0] if len(terms) == 1 else terms
+    if terms == ["ISO_IR 6"]:  # the default repertoire, by the name pydicom also accepts
+        result = None
+    else:
+        try:
+            for term in terms:
+                SpecificCharacterSetValues(term)
+            try:  # highdicom's own rules for combining terms, where it has them
+                from highdicom.valuerep import _check_specific_character_set
+            except ImportError:  # pragma: no cover - another highdicom
+                pass
             else:
-                ds.SpecificCharacterSet = values
+                _check_specific_character_set(result)
+        except ValueError:
+            return _FALLBACK_CHARSET, (
+                f"the DICOM series gives its character set as '{shown}', which a DICOM SEG "
+                f"cannot use; the SEG is written in UTF-8 ({_FALLBACK_CHARSET})")
+    if terms == same:
+        return result, None
+    return result, (f"the DICOM series gives its character set as '{shown}', which is not a "
+                    f"valid DICOM value; the SEG is written with '{chr(92).join(terms)}'")
 
 
 def write_dicom_seg(
@@ -120,7 +203,9 @@ def write_dicom_seg(
 
     from napari_medseg import __version__
 
-    ref = load_reference_series(reference)
+    with warnings.catch_warnings():
+        _quiet_charset_names()  # said once by this writer (seg_character_set), in its words
+        ref = load_reference_series(reference)
     _check_uids(ref, "a DICOM SEG")
     data = _check_labels(labels, ref)
     names = _classes(data, label_names)
@@ -158,27 +243,35 @@ def write_dicom_seg(
         for value, name in names.items()
     ]
     _present_type2(ref.datasets)
+    charset, charset_warning = seg_character_set(
+        ref.datasets[0].get("SpecificCharacterSet"))
     try:
-        seg = hd.seg.Segmentation(
-            source_images=ref.datasets,
-            pixel_array=data.astype(np.uint16 if data.max() > 255 else np.uint8),
-            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions,
-            series_instance_uid=hd.UID(),
-            series_number=int(ref.datasets[0].get("SeriesNumber", 0) or 0) + 1000,
-            sop_instance_uid=hd.UID(),
-            instance_number=1,
-            manufacturer="napari-medseg",
-            manufacturer_model_name="napari-medseg",
-            software_versions=__version__,
-            device_serial_number="none",
-            series_description=series_description[:64],
-            content_label="SEGMENTATION",
-            content_description=f"{len(names)} classes"[:64],
-            omit_empty_frames=bool(data.any()),  # an empty map keeps its frames, unwarned
-        )
+        with warnings.catch_warnings():
+            _quiet_charset_names()
+            seg = hd.seg.Segmentation(
+                source_images=ref.datasets,
+                pixel_array=data.astype(np.uint16 if data.max() > 255 else np.uint8),
+                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions,
+                series_instance_uid=hd.UID(),
+                series_number=int(ref.datasets[0].get("SeriesNumber", 0) or 0) + 1000,
+                sop_instance_uid=hd.UID(),
+                instance_number=1,
+                manufacturer="napari-medseg",
+                manufacturer_model_name="napari-medseg",
+                software_versions=__version__,
+                device_serial_number="none",
+                series_description=series_description[:64],
+                content_label="SEGMENTATION",
+                content_description=f"{len(names)} classes"[:64],
+                omit_empty_frames=bool(data.any()),  # an empty map keeps its frames, unwarned
+                specific_character_set=charset,
+            )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise MedsegIOError(f"Cannot build a DICOM SEG from this series: {one_line(exc)}") from exc
+    if charset_warning:
+        warnings.warn(charset_warning[0].upper() + charset_warning[1:] + ".", MedsegIOWarning,
+                      stacklevel=2)
     if "ContentCreatorName" not in seg:  # Type 2 (Content Identification Macro): empty
         seg.ContentCreatorName = ""
     return _atomic_save(seg, Path(out_path).expanduser())

@@ -155,3 +155,84 @@ def test_an_export_never_replaces_the_card_of_another(tmp_path, tiny_model):
     export_model(tiny_model, "torchscript", first)  # the same file again: its own card
     assert card_path_for(first) == card
     assert json.loads(card.read_text())["export"]["file"] == "model.pt"
+
+
+_OUTSIDE = r'''
+"""Another tool: the exports run from their files and card alone, without napari_medseg."""
+import json, sys
+import nibabel as nib, numpy as np, torch
+from monai.bundle import ConfigParser
+from monai.inferers import sliding_window_inference
+
+folder = sys.argv[1]
+exp = json.load(open(f"{folder}/m.model_card.json"))["export"]
+img = nib.load(f"{folder}/case.nii.gz")
+assert np.allclose(img.header.get_zooms(), exp["input"]["spacing_mm"])  # no resampling here
+x = np.asarray(img.dataobj, dtype=np.float32).T  # nibabel (i, j, k) -> Z, Y, X, as said
+assert exp["input"]["normalisation"][0]["scheme"] == "zscore"
+x = (x - x.mean(dtype=np.float64)) / max(x.std(dtype=np.float64), 1e-8)
+image = torch.from_numpy(x.astype(np.float32))[None, None]
+w = exp["sliding_window"]
+runners = {"torchscript": torch.jit.load(f"{folder}/m.pt")}
+try:
+    import onnxruntime as ort
+except ImportError:
+    pass
+else:
+    session = ort.InferenceSession(f"{folder}/m.onnx", providers=["CPUExecutionProvider"])
+    runners["onnx"] = lambda t: torch.from_numpy(session.run(None, {"image": t.numpy()})[0])
+labels = {}
+with torch.no_grad():
+    for name, run in runners.items():
+        logits = sliding_window_inference(image, w["roi_size"], 4, run, overlap=w["overlap"],
+                                          mode=w["mode"], padding_mode=w["padding_mode"],
+                                          cval=w["cval"])
+        labels[name] = torch.softmax(logits, 1)[0].argmax(0).numpy().T.tolist()
+    parser = ConfigParser()
+    parser.read_config(f"{folder}/bundle/configs/inference.json")
+    parser["device"] = "cpu"
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(f"{folder}/bundle/models/model.pt", weights_only=True))
+    out = parser.get_parsed_content("inferer")(image, net.eval())
+    pred = parser.get_parsed_content("postprocessing")({"pred": out[0]})["pred"][0]
+    labels["monai-bundle"] = pred.numpy().astype(int).T.tolist()
+print(json.dumps({"napari_medseg": "napari_medseg" in sys.modules, "labels": labels}))
+'''
+
+
+def test_exports_run_without_napari_medseg_give_predicts_labels(tmp_path, tiny_model):
+    """TorchScript (plain torch), ONNX (onnxruntime) and the MONAI bundle (its inferer and
+    post-processing, parsed by MONAI) in a process that never imports napari_medseg, from the
+    exported card's recipe alone: the labels `napari-medseg predict` writes."""
+    import subprocess
+    import sys
+
+    import nibabel as nib
+
+    from napari_medseg.cli import main
+
+    rng = np.random.default_rng(3)
+    image = rng.normal(100, 20, (22, 26, 20)).astype(np.float32)  # nibabel (i, j, k)
+    nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 1.0, 1.0])), tmp_path / "case.nii.gz")
+    assert main(["predict", "--model", str(tiny_model), str(tmp_path / "case.nii.gz"),
+                 "--out", str(tmp_path / "pred"), "--device", "cpu", "--quiet"]) == 0
+    predicted = np.asarray(nib.load(tmp_path / "pred" / "case.nii.gz").dataobj).astype(int)
+    assert len(np.unique(predicted)) > 1  # something to agree on
+    for fmt, name in (("torchscript", "m.pt"), ("onnx", "m.onnx"), ("monai-bundle", "bundle")):
+        if fmt != "onnx" or _has("onnx"):
+            export_model(tiny_model, fmt, tmp_path / name)
+    (tmp_path / "outside.py").write_text(_OUTSIDE)
+    proc = subprocess.run([sys.executable, str(tmp_path / "outside.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["napari_medseg"] is False
+    assert {"torchscript", "monai-bundle"} <= set(result["labels"])
+    for fmt, labels in result["labels"].items():
+        np.testing.assert_array_equal(np.asarray(labels), predicted, err_msg=fmt)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -21,7 +21,11 @@ That recipe travels with the export: the model card is written next to it as
   ``configs/inference.json`` with the network as a ``network_def``, a Gaussian
   ``SlidingWindowInferer`` and softmax/argmax post-processing, ``models/model.pt`` state dict,
   ``docs/README.md``) plus the napari-medseg card, so :func:`import_monai_bundle` turns it back
-  into a model directory.
+  into a model directory. For a 3D model of one channel (:func:`bundle_not_runnable`) the
+  config is the whole pipeline in MONAI transforms (load, normalise, resample, transpose to
+  Z, Y, X, sliding window, softmax, invert to the scan's grid, argmax, save) with an evaluator
+  and a ``run`` section: ``python -m monai.bundle run --config_file BUNDLE/configs/inference.json
+  --bundle_root BUNDLE --dataset_dir SCANS --output_dir OUT`` (pytorch-ignite and fire needed).
 
 Every file is written under a temporary name and moved into place: a failed export leaves
 nothing behind.
@@ -310,6 +314,19 @@ def network_def(spec: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"Unknown architecture {arch!r}: it cannot be written as a MONAI bundle.")
 
 
+def _installed_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``packages`` (those not installed are left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in packages:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def _bundle_metadata(card: ModelCard) -> dict[str, Any]:
     import monai
 
@@ -323,7 +340,8 @@ def _bundle_metadata(card: ModelCard) -> dict[str, Any]:
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": np.__version__,
-        "required_packages_version": {},
+        "required_packages_version": _installed_versions(
+            ("nibabel", "pytorch-ignite") if bundle_not_runnable(card) is None else ()),
         "name": card.task,
         "task": f"{card.task} segmentation",
         "description": f"napari-medseg model {card.describe()}",
@@ -345,22 +363,120 @@ def _bundle_metadata(card: ModelCard) -> dict[str, Any]:
     }
 
 
+def bundle_not_runnable(card: ModelCard) -> str | None:
+    """Why ``python -m monai.bundle run`` cannot reproduce ``predict`` for this model (None
+    when its ``inference.json`` holds the whole pipeline: MONAI transforms for loading,
+    normalisation and resampling, the sliding window, inversion back to the image grid and
+    saving)."""
+    from napari_medseg.interactive.guidance import guidance_channels
+
+    if card.dims != 3:
+        return "a 2D model (pictures, or volumes slice by slice)"
+    if guidance_channels(card):
+        return "a click-guided model (its click channels are not MONAI transforms)"
+    if card.in_channels != 1:
+        return f"a model of {card.in_channels} input channels (one image file each)"
+    norm = card.normalisation[0]
+    if norm.get("region", "all") not in (None, "all") or norm.get("local_contrast") or \
+            norm.get("scheme") not in ("zscore", "ct", "none"):
+        return "its normalisation has no MONAI transform"
+    return None
+
+
+def _bundle_preprocessing(card: ModelCard) -> list[dict[str, Any]]:
+    """MONAI transforms that do what :func:`napari_medseg.preprocess.prepare_image` does."""
+    norm = card.normalisation[0]
+    steps: list[dict[str, Any]] = [
+        {"_target_": "LoadImaged", "keys": "image", "image_only": True},
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"},
+    ]
+    if norm["scheme"] == "zscore":
+        steps.append({"_target_": "NormalizeIntensityd", "keys": "image", "nonzero": False,
+                      "channel_wise": True})
+    elif norm["scheme"] == "ct":
+        low, high = float(norm["clip_low"]), float(norm["clip_high"])
+        mean, std = float(norm["mean"]), float(norm["std"])
+        steps.append({"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": low,
+                      "a_max": high, "b_min": (low - mean) / std, "b_max": (high - mean) / std,
+                      "clip": True})
+    if card.spacing is not None:
+        # the card's spacing is (Z, Y, X); a loaded NIfTI array is (x, y, z); -1 keeps an axis
+        pixdim = [-1.0 if s is None else float(s) for s in reversed(list(card.spacing))]
+        steps.append({"_target_": "Spacingd", "keys": "image", "pixdim": pixdim,
+                      "mode": "bilinear", "align_corners": False})
+    # the network sees the array as napari-medseg holds it: (Z, Y, X), nibabel's transposed
+    steps.append({"_target_": "Transposed", "keys": "image", "indices": [0, 3, 2, 1]})
+    return steps
+
+
 def _bundle_inference(card: ModelCard) -> dict[str, Any]:
-    return {
-        "imports": ["$import torch"],
+    config: dict[str, Any] = {
+        "imports": ["$import glob", "$import os", "$import torch"],
+        "bundle_root": ".",
+        "dataset_dir": "input",
+        "output_dir": "$os.path.join(@bundle_root, 'eval')",
         "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
         "network_def": network_def(card.network),
         "network": "$@network_def.to(@device)",
         "inferer": {"_target_": "SlidingWindowInferer", "roi_size": list(card.patch_size),
-                    "sw_batch_size": 1, "overlap": PREDICT_WINDOWS["overlap"],
+                    "sw_batch_size": 4, "overlap": PREDICT_WINDOWS["overlap"],
                     "mode": "gaussian", "padding_mode": "constant", "cval": 0.0},
-        "postprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
-            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True}]},
-        "napari_medseg": {"spacing_mm": card.spacing, "normalisation": card.normalisation,
-                          "note": "resample to spacing_mm and normalise as listed before "
-                                  "inference (see the model card)"},
     }
+    why_not = bundle_not_runnable(card)
+    if why_not is None:
+        config.update({
+            "datalist": "$sorted(glob.glob(os.path.join(@dataset_dir, '*.nii*')))",
+            "preprocessing": {"_target_": "Compose", "transforms": _bundle_preprocessing(card)},
+            "dataset": {"_target_": "Dataset", "data": "$[{'image': f} for f in @datalist]",
+                        "transform": "@preprocessing"},
+            "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1,
+                           "shuffle": False, "num_workers": 0},
+            # softmax of the blended logits, probabilities back to the image grid, argmax
+            "postprocessing": {"_target_": "Compose", "transforms": [
+                {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+                {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing",
+                 "orig_keys": "image", "nearest_interp": False, "to_tensor": True},
+                {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+                {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir",
+                 "output_postfix": "seg", "output_dtype": "$torch.uint8", "resample": False,
+                 "separate_folder": False, "print_log": False}]},
+            "handlers": [{"_target_": "CheckpointLoader", "load_path":
+                          "$os.path.join(@bundle_root, 'models', 'model.pt')",
+                          "load_dict": {"model": "@network"}, "map_location": "@device"}],
+            "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device",
+                          "val_data_loader": "@dataloader", "network": "@network",
+                          "inferer": "@inferer", "postprocessing": "@postprocessing",
+                          "val_handlers": "@handlers", "amp": False},
+            "run": ["$@evaluator.run()"],
+        })
+    else:
+        config["postprocessing"] = {"_target_": "Compose", "transforms": [
+            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True}]}
+    config["napari_medseg"] = {
+        "spacing_mm": card.spacing, "normalisation": card.normalisation,
+        "note": ("`python -m monai.bundle run --config_file configs/inference.json "
+                 "--bundle_root BUNDLE --dataset_dir SCANS --output_dir OUT` segments every "
+                 "NIfTI file in SCANS (needs pytorch-ignite and fire) into OUT/<name>_seg.nii.gz"
+                 if why_not is None else
+                 f"not runnable with `monai.bundle run`: {why_not}; resample to spacing_mm "
+                 "and normalise as listed before the inferer (see the model card)")}
+    return config
+
+
+def _bundle_usage(card: ModelCard) -> str:
+    why_not = bundle_not_runnable(card)
+    if why_not is None:
+        return ("Segment every NIfTI file of a folder (needs `pip install monai "
+                "pytorch-ignite fire nibabel`):\n\n```bash\npython -m monai.bundle run --config_file "
+                "BUNDLE/configs/inference.json --bundle_root BUNDLE --dataset_dir SCANS "
+                "--output_dir OUT\n```\n\nEach `SCANS/<name>.nii.gz` gives "
+                "`OUT/<name>_seg.nii.gz` on the scan's grid (class values as in "
+                "`configs/metadata.json`).\n")
+    return (f"`monai.bundle run` cannot run this model ({why_not}): resample and normalise "
+            "the inputs as `configs/napari_medseg_model_card.json` says, then use the "
+            "`inferer` and `postprocessing` of `configs/inference.json`.\n")
 
 
 def _new_hidden_folder(out: Path) -> Path:
@@ -392,8 +508,7 @@ def _export_bundle(network: torch.nn.Module, card: ModelCard, out: Path) -> Path
         (tmp / "docs" / "README.md").write_text(
             f"# {card.task}\n\nExported from napari-medseg: {card.describe()}.\n\n"
             "`configs/inference.json` builds the network (`network_def`); `models/model.pt` is "
-            "its state dict. Inputs must be resampled and normalised as "
-            "`configs/napari_medseg_model_card.json` says.\n")
+            "its state dict.\n\n" + _bundle_usage(card))
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

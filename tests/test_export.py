@@ -188,14 +188,13 @@ with torch.no_grad():
                                           mode=w["mode"], padding_mode=w["padding_mode"],
                                           cval=w["cval"])
         labels[name] = torch.softmax(logits, 1)[0].argmax(0).numpy().T.tolist()
-    parser = ConfigParser()
+    parser = ConfigParser()  # the bundle's network and weights, parsed by MONAI
     parser.read_config(f"{folder}/bundle/configs/inference.json")
     parser["device"] = "cpu"
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(torch.load(f"{folder}/bundle/models/model.pt", weights_only=True))
-    out = parser.get_parsed_content("inferer")(image, net.eval())
-    pred = parser.get_parsed_content("postprocessing")({"pred": out[0]})["pred"][0]
-    labels["monai-bundle"] = pred.numpy().astype(int).T.tolist()
+    logits = parser.get_parsed_content("inferer")(image, net.eval())
+    labels["monai-bundle network"] = torch.softmax(logits, 1)[0].argmax(0).numpy().T.tolist()
 print(json.dumps({"napari_medseg": "napari_medseg" in sys.modules, "labels": labels}))
 '''
 
@@ -227,7 +226,7 @@ def test_exports_run_without_napari_medseg_give_predicts_labels(tmp_path, tiny_m
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["napari_medseg"] is False
-    assert {"torchscript", "monai-bundle"} <= set(result["labels"])
+    assert {"torchscript", "monai-bundle network"} <= set(result["labels"])
     for fmt, labels in result["labels"].items():
         np.testing.assert_array_equal(np.asarray(labels), predicted, err_msg=fmt)
 
@@ -236,3 +235,87 @@ def _has(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def _bundle_run(bundle, scans, out):
+    """``python -m monai.bundle run`` as a MONAI user types it (no napari_medseg involved)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+         str(bundle / "configs" / "inference.json"), "--bundle_root", str(bundle),
+         "--dataset_dir", str(scans), "--output_dir", str(out), "--device", "$'cpu'"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _blob(shape=(20, 28, 24), seed=0):
+    z, y, x = np.indices(shape)
+    blob = ((z - 10) ** 2 + ((y - 14) / 1.3) ** 2 + (x - 12) ** 2) < 40
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 30, shape) + 200 * blob).astype(np.float32), blob.astype(np.uint8)
+
+
+@pytest.mark.parametrize(("voxel", "modality", "agree"), [
+    ((1.0, 1.0, 1.0), "MR", 1.0),    # the model's grid: no resampling, the same labels
+    ((0.9, 1.1, 1.0), "CT", 0.98),   # resampled both ways (MONAI's grid vs napari-medseg's)
+])
+def test_monai_bundle_run_segments_a_folder_as_predict_does(tmp_path, voxel, modality, agree):
+    """The exported bundle holds the whole pipeline (load, normalise, resample, sliding window,
+    back to the scan's grid, save): ``monai.bundle run`` writes predict's labels."""
+    pytest.importorskip("ignite")
+    pytest.importorskip("fire")
+    import nibabel as nib
+
+    from napari_medseg.cli import main
+    from napari_medseg.dataset import Case
+    from napari_medseg.io import Volume
+    from napari_medseg.training import TrainConfig, train
+
+    cases = [Case(f"b{i}", Volume(_blob(seed=i)[0], (1.0, 1.0, 1.0), modality=modality),
+                  _blob(seed=i)[1]) for i in range(2)]
+    config = TrainConfig(max_epochs=1, steps_per_epoch=25, patch_size=(16, 16, 16),
+                         batch_size=2, base_channels=4, max_channels=16, val_fraction=0.0,
+                         augmentation="none", device="cpu", seed=0, modality=modality,
+                         label_names={0: "background", 1: "blob"})
+    for _ in train(config, cases, tmp_path / "m"):
+        pass
+    model = tmp_path / "m"
+    scheme = json.loads((model / "model_card.json").read_text())["normalisation"][0]["scheme"]
+    assert scheme == ("ct" if modality == "CT" else "zscore")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    image, _ = _blob(seed=5)
+    affine = np.diag([-voxel[2], voxel[1], voxel[0], 1.0])  # nibabel (i, j, k) = X, Y, Z
+    affine[:3, 3] = (10.0, -5.0, 3.0)
+    nib.save(nib.Nifti1Image(image.T, affine), scans / "case.nii.gz")
+    assert main(["predict", "--model", str(model), str(scans / "case.nii.gz"), "--out",
+                 str(tmp_path / "pred"), "--device", "cpu", "--quiet"]) == 0
+    ours = nib.load(tmp_path / "pred" / "case.nii.gz")
+    bundle = export_model(model, "monai-bundle", tmp_path / "bundle")
+    inference = json.loads((bundle / "configs" / "inference.json").read_text())
+    assert "run" in inference and "monai.bundle run" in inference["napari_medseg"]["note"]
+    _bundle_run(bundle, scans, tmp_path / "out")
+    theirs = nib.load(tmp_path / "out" / "case_seg.nii.gz")
+    got = np.squeeze(np.asarray(theirs.dataobj)).astype(int)
+    expected = np.asarray(ours.dataobj).astype(int)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(theirs.affine, ours.affine, atol=1e-4)
+    assert 0.01 < expected.mean() < 0.5  # the model found the blob: boundaries to agree on
+    assert np.mean(got == expected) >= agree
+
+
+def test_a_2d_model_bundle_says_it_cannot_be_run(tmp_path):
+    _, strides = plan_patch_size((32, 32))
+    spec = plan_network(2, 3, 2, strides, base_channels=4, max_channels=16)
+    card = ModelCard(task="Vessels", dims=2, in_channels=3, patch_size=[32, 32], network=spec,
+                     classes=[{"value": 0, "name": "background", "color": [0, 0, 0]},
+                              {"value": 1, "name": "vessel", "color": [255, 0, 0]}],
+                     normalisation=[{"scheme": "zscore", "region": "fov"}] * 3)
+    model = save_model(build_network(spec), card, tmp_path / "m")
+    bundle = export_model(model, "monai-bundle", tmp_path / "bundle")
+    inference = json.loads((bundle / "configs" / "inference.json").read_text())
+    assert "run" not in inference
+    assert "not runnable" in inference["napari_medseg"]["note"]
+    assert "cannot run this model (a 2D model" in (bundle / "docs" / "README.md").read_text()

@@ -79,6 +79,14 @@ def planar_columns(spacing_known: bool) -> tuple[tuple[str, str, str], ...]:
     return tuple(rows)
 
 
+def _columns_for(layer: Any) -> tuple[tuple[str, str, str], ...]:
+    """Table rows for a Labels layer: 2D pictures in px (and mm when the pixel size is
+    known), volumes in mm and mL."""
+    if layer is None or np.ndim(layer.data) != 2:
+        return METRIC_COLUMNS
+    return planar_columns(spacing_known(layer))
+
+
 #: Difference overlay classes: value -> name and colour.
 DIFFERENCE_CLASSES = {
     1: {"name": "false positive (predicted, not in truth)", "color": "#ff3b30"},
@@ -193,6 +201,13 @@ class EvaluateWidget(Dock):
     def _update_buttons(self, *_: Any) -> None:
         """Compute and Difference need two different Labels layers (the tooltip says so)."""
         pred, gt = self.pred_combo.layer(), self.gt_combo.layer()
+        if self.table.columnCount() == 0:  # nothing computed yet: rows in the layers' units
+            rows = _columns_for(gt if gt is not None else pred)
+            if rows != self.columns:
+                self.columns = rows
+                self.table.setRowCount(len(rows))
+                self.table.setVerticalHeaderLabels([c[1] for c in rows])
+                self._fit_table_height()
         ready = pred is not None and gt is not None and not same_layer(pred, gt)
         why = "" if ready else " (choose a prediction and a different ground-truth layer)"
         self.compute_button.setEnabled(ready and not self._computing)
@@ -257,9 +272,8 @@ class EvaluateWidget(Dock):
         pred, gt, pred_array, gt_array = self._pair()
         volume = volume_from_layer(gt)
         classes = layer_classes(gt) or layer_classes(pred)
-        flat = volume.ndim == 2
-        known = spacing_known(gt)
         surface = self.surface_check.isChecked()
+        known = spacing_known(gt)
 
         def job() -> dict[str, dict[str, float]]:
             # in the worker: the labels present (a full pass over both maps) and the metrics
@@ -272,7 +286,7 @@ class EvaluateWidget(Dock):
         self.status.setText("Computing …")
         self._computing = True
         self._update_buttons()
-        columns = planar_columns(known) if flat else METRIC_COLUMNS
+        columns = _columns_for(gt)
 
         other = self._other_images_warning(pred, gt)
         if other:

@@ -171,3 +171,25 @@ def test_a_normal_picture_shows_infinity_and_sensitivity_n_a_with_tooltips(
     assert widget.table.item(keys.index("dice"), 0).toolTip() == ""
     rows = list(csv.DictReader(widget.export_csv(tmp_path / "m.csv").open()))
     assert rows[0]["hd95_px"] == "inf" and rows[0]["sensitivity"] == "0.0"
+
+
+def test_rows_before_computing_are_in_the_chosen_layers_units(make_napari_viewer, plugin_dock):
+    """A picture without a pixel size: the empty table already lists px rows (it listed mm and
+    mL, which the results then replaced); a volume lists mm and mL."""
+    viewer = make_napari_viewer()
+    widget = plugin_dock(viewer, "Evaluate")
+    assert "HD95 (mm)" in _row_titles(widget) and "Vol. truth (mL)" in _row_titles(widget)
+    meta = {"medseg": {"spacing_known": False}}
+    viewer.add_labels(np.zeros((32, 40), np.uint8), name="truth", metadata=meta)
+    viewer.add_labels(np.zeros((32, 40), np.uint8), name="prediction", metadata=meta)
+    titles = _row_titles(widget)
+    assert "HD95 (px)" in titles and "Area truth (px)" in titles
+    assert not any("mm" in t or "mL" in t for t in titles)
+    viewer.layers.clear()
+    viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="volume")
+    assert "Vol. truth (mL)" in _row_titles(widget)
+
+
+def _row_titles(widget) -> list[str]:
+    table = widget.table
+    return [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]

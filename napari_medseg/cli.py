@@ -396,6 +396,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"Exported {args.model} as {args.format}: {out}")
     if args.format != "monai-bundle":
         print(f"Model card: {card_path_for(out)}")
+    else:
+        from napari_medseg.export import bundle_not_runnable
+        from napari_medseg.models.card import read_card
+
+        why_not = bundle_not_runnable(read_card(args.model))
+        print(f"Run it: python -m monai.bundle run --config_file {out}/configs/inference.json "
+              f"--bundle_root {out} --dataset_dir SCANS --output_dir OUT"
+              if why_not is None else
+              f"Not runnable with monai.bundle run ({why_not}): see {out}/docs/README.md")
     return 0
 
 

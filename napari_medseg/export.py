@@ -371,11 +371,11 @@ def bundle_not_runnable(card: ModelCard) -> str | None:
     from napari_medseg.interactive.guidance import guidance_channels
 
     if card.dims != 3:
-        return "a 2D model (pictures, or volumes slice by slice)"
+        return "a 2D model, for pictures or for volumes slice by slice"
     if guidance_channels(card):
-        return "a click-guided model (its click channels are not MONAI transforms)"
+        return "a click-guided model, whose click channels are not MONAI transforms"
     if card.in_channels != 1:
-        return f"a model of {card.in_channels} input channels (one image file each)"
+        return f"a model of {card.in_channels} input channels, one image file each"
     norm = card.normalisation[0]
     if norm.get("region", "all") not in (None, "all") or norm.get("local_contrast") or \
             norm.get("scheme") not in ("zscore", "ct", "none"):

@@ -322,7 +322,14 @@ def test_an_exported_bundle_folder_has_the_usual_mode(model, tmp_path, capsys):
                      str(bundle)]) == 0
     finally:
         os.umask(old)
-    assert capsys.readouterr().out.startswith(f"Exported {model} as monai-bundle: {bundle}")
+    out = capsys.readouterr().out
+    assert out.startswith(f"Exported {model} as monai-bundle: {bundle}")
+    from napari_medseg.export import bundle_not_runnable
+    from napari_medseg.models.card import read_card
+
+    hint = ("Run it: python -m monai.bundle run" if bundle_not_runnable(read_card(model)) is None
+            else "Not runnable with monai.bundle run (")
+    assert out.splitlines()[1].startswith(hint)
     for folder in (bundle, bundle / "configs", bundle / "models"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

@@ -363,8 +363,10 @@ def _picture_dataset(folder: str) -> bool:
     """Whether ``folder/dataset.json`` names a 2D picture ``file_ending`` (False when unread)."""
     import json
 
+    from napari_medseg.dataset.msd import dataset_file_ending
+
     try:
         meta = json.loads((Path(folder) / "dataset.json").read_text())
-        return str(meta.get("file_ending", "")).lower() in _PICTURE_ENDINGS
-    except (OSError, ValueError, AttributeError):
+        return dataset_file_ending(meta) in _PICTURE_ENDINGS
+    except (OSError, ValueError, AttributeError):  # unread or unsupported: Start says why
         return False

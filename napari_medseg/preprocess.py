@@ -301,11 +301,13 @@ def prepare_image(
     spacing: Sequence[float],
     params: Sequence[NormalisationParams],
     target_spacing: Sequence[float] | None = None,
+    fov: np.ndarray | None | bool = True,
 ) -> np.ndarray:
     """Normalise every channel and resample to the target spacing.
 
     Channels whose parameters say ``region="fov"`` take their z-score statistics inside the
-    picture's field of view (:func:`field_of_view_mask`, one mask for all channels).
+    picture's field of view (:func:`field_of_view_mask`, one mask for all channels; ``fov``:
+    True = find it here, else the mask the caller already found, None when there is none).
 
     Returns
     -------
@@ -316,10 +318,13 @@ def prepare_image(
         raise ValueError(
             f"The model expects {len(params)} input channel(s) but the image has {len(channels)}."
         )
-    fov = None
-    if any(p.region == "fov" and p.scheme == "zscore" for p in params) and \
-            np.ndim(channels[0]) == 2:
-        fov = field_of_view_mask(channels)
+    if fov is True:
+        fov = None
+        if any(p.region == "fov" and p.scheme == "zscore" for p in params) and \
+                np.ndim(channels[0]) == 2:
+            fov = field_of_view_mask(channels)
+    elif fov is False:
+        fov = None
     stacked = np.stack([normalise(c, p, fov if p.region == "fov" else None)
                         for c, p in zip(channels, params, strict=True)])
     if needs_resampling(spacing, target_spacing):

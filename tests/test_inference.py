@@ -322,3 +322,23 @@ def test_a_structure_lands_where_it_is_after_resampling_and_sliding_windows(tmp_
     assert dice > 0.97, dice
     np.testing.assert_allclose(np.argwhere(got).mean(0), np.argwhere(block).mean(0), atol=0.5)
     assert not got[block.sum(axis=(1, 2)) == 0].any()  # nothing on slices without the block
+
+
+def test_windows_per_batch_grows_for_small_windows_only():
+    from napari_medseg.models.engine import windows_per_batch
+
+    assert windows_per_batch((128, 128)) == 8  # 2D photo patches: 8 per forward pass
+    assert windows_per_batch((16, 16)) == 16  # capped
+    assert windows_per_batch((40, 56, 40)) == 4  # 3D patches keep 4
+    assert windows_per_batch((64, 128, 128)) == 4
+
+
+def test_window_batch_does_not_change_the_result(tmp_path):
+    """The default (batch by window size) and one window per pass give the same labels."""
+    model = _model_dir(tmp_path, dims=2, spacing=(1.0, 1.0))
+    rng = np.random.default_rng(3)
+    pic = Volume(rng.normal(size=(70, 90)).astype(np.float32), spacing=(1.0, 1.0), name="p")
+    auto = predict_volume(model, pic, device="cpu")
+    one = predict_volume(model, pic, device="cpu", sw_batch_size=1)
+    np.testing.assert_allclose(auto.probabilities, one.probabilities, atol=1e-5)
+    np.testing.assert_array_equal(auto.labels, one.labels)

@@ -111,3 +111,20 @@ def test_click_crops_are_normalised_as_the_whole_picture():
         whole = P.prepare_image(channels, (1.0, 1.0), params)
         np.testing.assert_allclose(_normalised_crop(channels, params, crop),
                                    whole[(slice(None), *crop)], atol=1e-5)
+
+
+def test_prepare_image_takes_a_field_of_view_found_once():
+    """Prediction finds the mask once and hands it in: same values as finding it inside;
+    ``fov=None`` (no mask) takes the statistics over the whole picture."""
+    rng = np.random.default_rng(2)
+    y, x = np.indices((80, 90))
+    disc = (y - 40) ** 2 + (x - 45) ** 2 < 35**2
+    channels = [np.where(disc, 120 + 60 * x / 90, 2) + rng.normal(0, 3, disc.shape)
+                for _ in range(3)]
+    params = [P.NormalisationParams("zscore", region="fov")] * 3
+    fov = P.field_of_view_mask(channels)
+    assert fov is not None and 0.8 < fov[disc].mean() and not fov[~disc].any()
+    found = P.prepare_image(channels, (1.0, 1.0), params)
+    np.testing.assert_array_equal(P.prepare_image(channels, (1.0, 1.0), params, fov=fov), found)
+    whole = P.prepare_image(channels, (1.0, 1.0), params, fov=None)
+    assert abs(float(whole.mean())) < 1e-4 and abs(float(found.mean())) > 0.1

@@ -233,7 +233,7 @@ def predict(
     return_entropy: bool | None = None,
     keep_largest: bool = False,
     overlap: float = 0.25,
-    sw_batch_size: int = 4,
+    sw_batch_size: int | None = None,
     should_stop: StopFlag = None,
 ) -> Generator[Event, None, PredictionResult | None]:
     """Segment a volume; yields progress events, returns a :class:`PredictionResult`.
@@ -260,7 +260,8 @@ def predict(
     keep_largest : bool
         Keep only the largest connected component per class.
     overlap, sw_batch_size
-        Sliding-window overlap fraction and windows per forward pass.
+        Sliding-window overlap fraction and windows per forward pass (None: by the window
+        size, :func:`~napari_medseg.models.engine.windows_per_batch`).
     should_stop : callable or threading.Event, optional
         Checked before every batch of windows and between the steps after them; when true a
         ``"cancelled"`` event is yielded and None returned (within about one batch of windows).
@@ -305,7 +306,13 @@ def predict(
         check_allocation(resampled, 4, f"{ref.name or 'The image'} resampled to the model's "
                          f"{tuple(round(t, 3) for t in target)} mm grid",
                          copies=len(channels) + 2 * card.num_classes)
-    image = prepare_image([c.array for c in channels], spacing, params, target)  # (C, *S')
+    fov: np.ndarray | None | bool = True  # prepare_image finds it (when its channels need it)
+    if ref.ndim == 2 and any(p.region == "fov" for p in params):
+        # one mask for the statistics and for clearing the dark surround afterwards
+        from napari_medseg.preprocess import field_of_view_mask
+
+        fov = field_of_view_mask([c.array for c in channels])
+    image = prepare_image([c.array for c in channels], spacing, params, target, fov=fov)
     tensor = torch.from_numpy(image)
     if card.dims == 3:
         tensor = tensor[None]  # (1, C, Z, Y, X)
@@ -338,10 +345,7 @@ def predict(
     labels = argmax_classes(probs).numpy()
     if ref.ndim == 2 and any(p.region == "fov" for p in params):
         # a photograph's dark surround (fundus camera, ultrasound sector) holds no anatomy
-        from napari_medseg.preprocess import field_of_view_mask
-
-        fov = field_of_view_mask([c.array for c in channels])
-        if fov is not None and fov.shape == labels.shape:
+        if isinstance(fov, np.ndarray) and fov.shape == labels.shape:
             labels[~fov] = 0
     if keep_largest:
         labels = keep_largest_component(labels)

@@ -32,6 +32,7 @@ from napari_medseg.models.card import (
 from napari_medseg.models.engine import (
     autocast_dtype,
     channels_last_format,
+    channels_last_pays,
     resolve_device,
 )
 from napari_medseg.models.factory import (
@@ -196,8 +197,9 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     model = build_network(card.network).to(device)
-    if device.type == "cpu":
-        # oneDNN convolutions are faster on channels-last tensors (same results, ~20 %)
+    amp_dtype = autocast_dtype(device, config.amp)
+    channels_last = channels_last_pays(device, dims, amp_dtype)
+    if channels_last:  # oneDNN: same results, faster steps (3D; 2D in bfloat16)
         model = model.to(memory_format=channels_last_format(dims))
     messages = list(plan.messages)
     if plan.init_state is not None:
@@ -222,7 +224,6 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                               weight_decay=config.weight_decay)
     use_amp = bool(config.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    amp_dtype = autocast_dtype(device, config.amp)
     loss_fn = SegmentationLoss(config.loss)
     # exponential moving average of the weights: what is validated and saved
     ema = _WeightAverage(model, config.ema_decay) if config.ema_decay else None
@@ -299,7 +300,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
     def predict_for_clicks(inputs: torch.Tensor) -> torch.Tensor:
         # the network's own prediction (no gradient; the unwrapped module, so that DDP's
         # gradient bookkeeping is untouched) where simulated clicks go to its errors
-        if device.type == "cpu":
+        if channels_last:
             inputs = inputs.contiguous(memory_format=channels_last_format(dims))
         with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype,
                                              enabled=amp_dtype is not None):
@@ -344,7 +345,7 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
                     predict=predict_for_clicks if own > 0 else None, p_own_errors=own,
                     p_class=float(guidance.get("p_class", 0.6)),
                     per_class=channels_per_class(guidance))
-            if device.type == "cpu":
+            if channels_last:
                 x = x.contiguous(memory_format=channels_last_format(dims))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = net(x)

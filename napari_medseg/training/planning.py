@@ -38,6 +38,7 @@ from napari_medseg.models.card import (
 from napari_medseg.models.engine import (
     autocast_dtype,
     channels_last_format,
+    channels_last_pays,
 )
 from napari_medseg.models.factory import (
     build_network,
@@ -491,16 +492,17 @@ def _measure_pixels_per_s(network: dict, patch: Sequence[int], batch: int,
     """
     dims = len(patch)
     model = build_network(network).to(device)
-    if device.type == "cpu":
+    amp_dtype = autocast_dtype(device, amp)
+    channels_last = channels_last_pays(device, dims, amp_dtype)  # as the run will train
+    if channels_last:
         model = model.to(memory_format=channels_last_format(dims))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = SegmentationLoss("dice_ce")
-    amp_dtype = autocast_dtype(device, amp)
     cpu_state = torch.random.get_rng_state()
     x = torch.randn(batch, network["in_channels"], *patch, device=device)
     y = torch.randint(0, network["out_channels"], (batch, *patch), device=device)
     torch.random.set_rng_state(cpu_state)  # the timing leaves the run's random stream alone
-    if device.type == "cpu":
+    if channels_last:
         x = x.contiguous(memory_format=channels_last_format(dims))
     times = []
     for i in range(warmup + steps):

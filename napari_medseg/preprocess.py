@@ -301,7 +301,7 @@ def prepare_image(
     spacing: Sequence[float],
     params: Sequence[NormalisationParams],
     target_spacing: Sequence[float] | None = None,
-    fov: np.ndarray | None | bool = True,
+    fov: np.ndarray | None | bool = True,  # True: find it here
 ) -> np.ndarray:
     """Normalise every channel and resample to the target spacing.
 
@@ -323,8 +323,6 @@ def prepare_image(
         if any(p.region == "fov" and p.scheme == "zscore" for p in params) and \
                 np.ndim(channels[0]) == 2:
             fov = field_of_view_mask(channels)
-    elif fov is False:
-        fov = None
     stacked = np.stack([normalise(c, p, fov if p.region == "fov" else None)
                         for c, p in zip(channels, params, strict=True)])
     if needs_resampling(spacing, target_spacing):

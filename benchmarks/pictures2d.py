@@ -74,7 +74,18 @@ def _log_event(event, log) -> None:
         log(f"ours: {event.message or ''} {event.metrics or ''}".rstrip())
 
 
-def run_ours(dataset, train_ids, test_ids, raw, budget: float, seed: int, log=print) -> dict:
+def _save_prediction(folder: Path | None, key: str, cid: str, pred: np.ndarray) -> None:
+    """Write one test prediction as ``folder/<key>/<cid>.png`` (label values)."""
+    if folder is None:
+        return
+    import imageio.v3 as iio
+
+    (folder / key).mkdir(parents=True, exist_ok=True)
+    iio.imwrite(folder / key / f"{cid}.png", np.asarray(pred, dtype=np.uint8))
+
+
+def run_ours(dataset, train_ids, test_ids, raw, budget: float, seed: int, log=print,
+             keep_model: Path | None = None, save_predictions: Path | None = None) -> dict:
     from napari_medseg.cycle import run_to_end
     from napari_medseg.inference.predict import predict_volume
     from napari_medseg.models.card import read_card
@@ -86,7 +97,8 @@ def run_ours(dataset, train_ids, test_ids, raw, budget: float, seed: int, log=pr
                          label_names=dataset.label_names, task_name=dataset.name)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        result = run_to_end(train(config, [cases[i] for i in train_ids], Path(tmp) / "model"),
+        out_dir = keep_model if keep_model is not None else Path(tmp) / "model"
+        result = run_to_end(train(config, [cases[i] for i in train_ids], out_dir),
                             lambda e: _log_event(e, log))
         train_s = time.perf_counter() - t0
         card = read_card(result.model_dir)
@@ -96,6 +108,7 @@ def run_ours(dataset, train_ids, test_ids, raw, budget: float, seed: int, log=pr
             pred = predict_volume(result.model_dir, volume, device="cpu",
                                   return_probabilities=False)
             case = cases[cid]
+            _save_prediction(save_predictions, "ours", cid, pred.labels)
             per_case[cid] = scores(np.asarray(pred.labels), np.asarray(case.labels),
                                    case.roi, fg)
         predict_s = (time.perf_counter() - t1) / max(len(test_ids), 1)
@@ -104,7 +117,8 @@ def run_ours(dataset, train_ids, test_ids, raw, budget: float, seed: int, log=pr
             "dims": card.dims, "per_case": per_case}
 
 
-def run_baseline(dataset, train_ids, test_ids, raw, budget: float, seed: int, log=print) -> dict:
+def run_baseline(dataset, train_ids, test_ids, raw, budget: float, seed: int, log=print,
+                 keep_model: Path | None = None, save_predictions: Path | None = None) -> dict:
     import torch
     from baseline_unet2d import predict_baseline, train_baseline
 
@@ -121,10 +135,14 @@ def run_baseline(dataset, train_ids, test_ids, raw, budget: float, seed: int, lo
                                   log, num_classes=max(dataset.label_names) + 1)
     train_s = time.perf_counter() - t0
     per_case, t1 = {}, time.perf_counter()
+    if keep_model is not None:
+        keep_model.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), keep_model / "baseline.pt")
     for cid in test_ids:
         case = cases[cid]
-        per_case[cid] = scores(predict_baseline(model, picture(cid)), np.asarray(case.labels),
-                               case.roi, fg)
+        pred = predict_baseline(model, picture(cid))
+        _save_prediction(save_predictions, "baseline", cid, pred)
+        per_case[cid] = scores(pred, np.asarray(case.labels), case.roi, fg)
     predict_s = (time.perf_counter() - t1) / max(len(test_ids), 1)
     return {"steps": stats["iterations"], "train_s": train_s, "predict_s_per_image": predict_s,
             "patch": [128, 128], "batch": 8, "dims": 2, "per_case": per_case}
@@ -193,6 +211,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    ap.add_argument("--keep-model", type=Path, default=None,
+                    help="keep the trained models here (ours in KEEP/ours, the baseline's "
+                         "weights in KEEP/baseline/baseline.pt)")
+    ap.add_argument("--save-predictions", type=Path, default=None,
+                    help="write each test prediction as DIR/<model>/<case>.png")
     ap.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
@@ -226,7 +249,9 @@ def main(argv=None) -> dict:
         if args.only not in ("both", key):
             continue
         run = fn(dataset, train_ids, test_ids, raw, args.budget, args.seed,
-                 log=lambda m: print(m, flush=True))
+                 log=lambda m: print(m, flush=True),
+                 keep_model=args.keep_model / key if args.keep_model else None,
+                 save_predictions=args.save_predictions)
         run["summary"] = summary(run)
         results[key] = run
         for cls, row in run["summary"].items():

@@ -410,3 +410,31 @@ def test_greyscale_pictures_stored_as_rgb_train_a_one_channel_model(tmp_path):
     for image in (grey, Volume(np.repeat(grey.array[..., None], 3, 2), name="rgb", rgb=True)):
         out = predict_volume(tmp_path / "m", image)
         assert out.labels.shape == (64, 72)
+
+
+def test_pictures_train_at_a_gentler_default_learning_rate(tmp_path):
+    from napari_medseg.training.config import default_learning_rate
+
+    assert default_learning_rate("adamw") == 5e-3
+    assert default_learning_rate("adamw", fine_tuning=True) == 2e-3
+    assert default_learning_rate("adamw", pictures=True) == 1e-3
+    assert default_learning_rate("adamw", pictures=True, fine_tuning=True) == 1e-3
+    assert default_learning_rate("sgd", pictures=True) == 1e-2
+    cases = [_lesion_case(f"l{i}", i) for i in range(3)]
+    config = TrainConfig(max_epochs=1, steps_per_epoch=3, patch_size=(32, 32), device="cpu",
+                         warmup_fraction=0.0, label_names={0: "background", 1: "lesion"})
+    gen = train(config, cases, tmp_path / "m")
+    messages = []
+    while True:
+        try:
+            messages.append(next(gen).message)
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert "AdamW, peak learning rate 0.001 for 2D pictures." in messages
+    assert 0 < result.history[0]["lr"] <= 1e-3
+    # a rate the user chose is used as given
+    chosen = TrainConfig(max_epochs=1, steps_per_epoch=1, patch_size=(32, 32), device="cpu",
+                         learning_rate=3e-4, label_names={0: "background", 1: "lesion"})
+    assert "AdamW, peak learning rate 0.0003." in [e.message for e in train(chosen, cases,
+                                                                              tmp_path / "c")]

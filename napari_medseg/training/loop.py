@@ -45,7 +45,7 @@ from napari_medseg.training.augment import (
     augment_batch,
     resolve_preset,
 )
-from napari_medseg.training.config import TrainConfig, TrainResult
+from napari_medseg.training.config import TrainConfig, TrainResult, default_learning_rate
 from napari_medseg.training.ddp import DistributedContext
 from napari_medseg.training.losses import SegmentationLoss
 from napari_medseg.training.planning import (
@@ -208,12 +208,13 @@ def _run(config, plan: _Plan, out: Path, device, dist: DistributedContext, seed:
             messages.append(f"Re-initialised {len(skipped)} tensor(s) of the output layer for "
                             "the new classes.")
     net = dist.wrap(model)
-    if config.learning_rate:
-        lr = config.learning_rate
-    elif config.optimizer == "adamw":
-        lr = 2e-3 if plan.init_state is not None else 5e-3  # gentler when fine-tuning
-    else:
-        lr = 1e-2
+    fine_tuning = plan.init_state is not None
+    lr = config.learning_rate or default_learning_rate(config.optimizer, plan.pictures,
+                                                       fine_tuning)
+    why = "" if config.learning_rate or config.optimizer != "adamw" else (
+        " for 2D pictures" if plan.pictures else " for fine-tuning" if fine_tuning else "")
+    messages.append(f"{'AdamW' if config.optimizer == 'adamw' else 'SGD'}, peak learning rate "
+                    f"{lr:g}{why}.")
     if config.optimizer == "adamw":
         # fused kernel: one pass over all parameters (PyTorch's CPU default is a Python loop)
         fused = {"fused": True} if device.type in ("cpu", "cuda") else {}

@@ -322,6 +322,7 @@ def test_a_few_steps_on_chase_db1_crops_lower_the_loss_and_write_a_colour_card(t
     card = read_card(tmp_path / "model")
     assert card.in_channels == 3 and card.channel_names == ["red", "green", "blue"]
     assert card.dims == 2 and [n["region"] for n in card.normalisation] == ["fov"] * 3
+    assert card.mirror_axes == [0, 1]  # a colour photograph has no up
     rgb = Volume(np.stack([c.array for c in cases[0].channels], -1), rgb=True)
     pred = predict_volume(tmp_path / "model", rgb, device="cpu")
     assert pred.labels.shape == (192, 192)
@@ -405,6 +406,8 @@ def test_greyscale_pictures_stored_as_rgb_train_a_one_channel_model(tmp_path):
     messages = [ev.message for ev in gen]
     assert any("trained as one greyscale channel" in m for m in messages)
     assert read_card(tmp_path / "m").in_channels == 1
+    # greyscale pictures (ultrasound) keep their top at the top: mirrored left-right only
+    assert read_card(tmp_path / "m").mirror_axes == [1]
     # the model takes the picture stored either way
     grey = _lesion_case("g", 7).image
     for image in (grey, Volume(np.repeat(grey.array[..., None], 3, 2), name="rgb", rgb=True)):

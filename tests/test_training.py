@@ -523,6 +523,11 @@ def test_plan_mirror_axes_reads_left_right_from_the_affine():
     assert plan_mirror_axes("auto", 3, [_RAS_ZYX, None], 3, names)[0] == (0, 1, 2)
     assert plan_mirror_axes("auto", 3, [_RAS_ZYX, np.eye(4)], 3, names)[0] == (0, 1, 2)
     assert plan_mirror_axes("auto", 2, [np.eye(4)], 2, names)[0] == (0, 1)
+    # greyscale 2D pictures (ultrasound, X-ray) keep their top: only the columns mirror
+    axes, why = plan_mirror_axes("auto", 2, [None], 2, names, greyscale_pictures=True)
+    assert axes == (1,) and "left-right" in why
+    assert plan_mirror_axes("left-right", 2, [None], 2, names, greyscale_pictures=True)[0] == (1,)
+    assert plan_mirror_axes("all", 2, [None], 2, names, greyscale_pictures=True)[0] == (0, 1)
     # class names that say left/right: a mirrored left kidney would look like a right one
     sided = {0: "background", 1: "kidney_L", 2: "kidney_R"}
     axes, why = plan_mirror_axes("auto", 3, [_RAS_ZYX], 3, sided)

@@ -318,6 +318,7 @@ def plan_mirror_axes(
     affines: Sequence[np.ndarray | None],
     image_ndim: int,
     label_names: dict[int, str] | None = None,
+    greyscale_pictures: bool = False,
 ) -> tuple[tuple[int, ...], str]:
     """Which network axes training mirrors (and mirror TTA averages over).
 
@@ -331,7 +332,8 @@ def plan_mirror_axes(
         model without test-time augmentation, BENCHMARKS.md). ``"auto"``: ``"left-right"`` for
         3D images whose orientation says where left-right is; no mirroring when a class name
         says left or right (a mirrored left structure would be labelled left while it looks
-        right); every axis for 2D images (no patient orientation).
+        right); for 2D images, only left-right (the columns) when they are greyscale
+        pictures, every axis otherwise.
     dims : int
         The network's spatial dimensions (2 = slice-wise model on axes 1, 2 of 3D volumes).
     affines : sequence of (4, 4) arrays or None
@@ -341,6 +343,13 @@ def plan_mirror_axes(
         2 or 3, the images' dimensionality.
     label_names : dict, optional
         ``{value: name}``.
+    greyscale_pictures : bool
+        Native 2D greyscale pictures (ultrasound, X-ray, mammography): their top is the top
+        (the transducer, the apex of the lungs), so ``"auto"`` and ``"left-right"`` mirror only
+        the columns; an upside-down B-mode image puts the acoustic shadows above the lesions
+        and the deep dark tissue where the skin is (on synthetic ultrasound, mirroring both
+        axes left false positives in the dark fat and deep layers after a short run). Colour
+        photographs (fundus, dermoscopy, endoscopy) have no up and mirror along both axes.
 
     Returns
     -------
@@ -357,6 +366,9 @@ def plan_mirror_axes(
     sided = sorted(n for v, n in (label_names or {}).items() if v != 0 and _SIDED_NAME.search(n))
     if mode == "auto" and sided:
         return (), f"no mirroring (class names say left/right: {', '.join(sided[:3])})"
+    if image_ndim != 3 and greyscale_pictures and dims == 2:
+        return (1,), ("mirroring only left-right (greyscale 2D pictures such as ultrasound or "
+                      "X-ray keep their top at the top)")
     if image_ndim != 3:
         return every, "mirroring along every axis (2D images carry no patient orientation)"
     found = {None if a is None else left_right_axis(a) for a in affines}

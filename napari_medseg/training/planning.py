@@ -183,7 +183,9 @@ def _resolved_target(spacing: Sequence[float], target: Sequence[float | None] | 
 def _mirror_plan(mode: str, dims: int, cases: Sequence[Case], ndim: int, ds: Dataset,
                  messages: list[str]) -> list[int]:
     affines = [c.image.affine if c.image.has_orientation else None for c in cases]
-    axes, why = plan_mirror_axes(mode, dims, affines, ndim, ds.label_names)
+    greyscale = dims == 2 and _is_picture_dataset(cases) and len(ds.channel_names) == 1
+    axes, why = plan_mirror_axes(mode, dims, affines, ndim, ds.label_names,
+                                 greyscale_pictures=greyscale)
     messages.append(f"Mirror augmentation (and test-time augmentation): {why}.")
     return list(axes)
 

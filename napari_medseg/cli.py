@@ -677,7 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", default="auto", choices=["auto", "left-right", "all", "none"],
                    help="mirror augmentation (and --tta at prediction) axes; auto: only "
                         "left-right for 3D images with a known orientation, none when class "
-                        "names say left/right, every axis for 2D images")
+                        "names say left/right, only left-right for greyscale 2D pictures "
+                        "(ultrasound, X-ray), every axis for colour photographs")
     p.add_argument("--local-contrast", default="auto", choices=["auto", "on", "off"],
                    help="local contrast equalisation (CLAHE) of 2D pictures before "
                         "normalisation; auto: colour photographs with thin structures "

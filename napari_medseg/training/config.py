@@ -66,7 +66,8 @@ class TrainConfig:
     mirror : str
         Which axes mirror augmentation (and mirror TTA at prediction) uses: ``"auto"``
         (default: only left-right in 3D images with a known orientation, none when class names
-        say left/right, every axis for 2D images), ``"left-right"``, ``"all"``, ``"none"``. See
+        say left/right, only left-right for greyscale 2D pictures, every axis for colour
+        ones), ``"left-right"``, ``"all"``, ``"none"``. See
         :func:`~napari_medseg.training.augment.plan_mirror_axes`.
     local_contrast : str
         Local contrast equalisation (CLAHE) of 2D pictures before normalisation: ``"auto"``
